@@ -9,23 +9,23 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "schedules",
-    "diffusion",
-    "elbo",
-    "losses",
-    "samplers",
-    "models",
-    "data",
-    "train",
-    "evaluate",
-    "metrics",
-    "cli",
+      "schedules",
+      "diffusion",
+      "elbo",
+      "losses",
+      "samplers",
+      "models",
+      "data",
+      "train",
+      "evaluate",
+      "metrics",
+      "cli",
 )
 
 __all__ = list(_SUBMODULES) + ["__version__"]
 
 
 def __getattr__(name):
-  if name in _SUBMODULES:
-    return importlib.import_module(f"jaxdiff.{name}")
-  raise AttributeError(f"module 'jaxdiff' has no attribute {name!r}")
+    if name in _SUBMODULES:
+      return importlib.import_module(f"jaxdiff.{name}")
+    raise AttributeError(f"module 'jaxdiff' has no attribute {name!r}")

@@ -27,5 +27,5 @@ __all__ = list(_SUBMODULES) + ["__version__"]
 
 def __getattr__(name):
     if name in _SUBMODULES:
-      return importlib.import_module(f"jaxdiff.{name}")
+        return importlib.import_module(f"jaxdiff.{name}")
     raise AttributeError(f"module 'jaxdiff' has no attribute {name!r}")

@@ -79,7 +79,7 @@ def mixture_score_fn(weights, means, variances):
     weights, means, variances = _as_components(weights, means, variances)
 
     def score_fn(x, sigma):
-        sig2 = jnp.asarray(sigma, x.dtype).reshape((-1,) + (1,) * x.ndim)  # [B, 1(K), ...]
+        sig2 = jnp.asarray(sigma, x.dtype).reshape((-1,) + (1,) * x.ndim) ** 2  # [B, 1(K), ...]
         return jax.vmap(mixture_score, in_axes=(0, None, None, 0))(
             x[:, None], weights, means, variances + sig2
         )[:, 0]

@@ -21,7 +21,7 @@ def timesteps(t, *, batch: int, num_timesteps: int, name: str = "t") -> None:
     shape = np.shape(t)
     if shape != (batch,):
         raise ValueError(f"{name} must have shape [{batch}] (one timestep per example), got {shape}")
-    dtype = getattr(t, "dtype", np.asarray(t).dtype)
+    dtype = t.dtype if hasattr(t, "dtype") else np.asarray(t).dtype
     if not np.issubdtype(dtype, np.integer):
         raise TypeError(f"{name} must be an integer array of 0-based timesteps, got dtype {dtype}")
     if not isinstance(t, jax.core.Tracer):

@@ -1,0 +1,224 @@
+"""Training losses. Each returns a per-example loss ``[B]`` and is differentiable with
+``jax.grad``; average it (or weight it) outside.
+
+Every loss draws its own timesteps and noise from the ``rng`` it is given::
+
+    def loss_fn(params, x0, rng):
+        model_fn = functools.partial(model.apply, {"params": params})
+        return jnp.mean(jaxdiff.losses.simple_loss(model_fn, schedule, x0, rng))
+
+Weightings are functions ``weight(schedule, t, prediction) -> [B]``; variants are partials,
+e.g. ``functools.partial(min_snr_weight, gamma=5.0)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+from jaxdiff import _checks
+from jaxdiff.diffusion import (
+    PREDICTIONS,
+    perturb_sigma,
+    q_sample,
+    split_learned_variance,
+    training_target,
+)
+from jaxdiff.elbo import vb_terms_bpd
+from jaxdiff.schedules import Schedule
+
+__all__ = [
+    "mean_flat",
+    "sample_timesteps",
+    "snr",
+    "snr_weight",
+    "min_snr_weight",
+    "truncated_snr_weight",
+    "simple_loss",
+    "vlb_loss",
+    "hybrid_loss",
+    "dsm_loss",
+]
+
+WeightFn = Callable[[Schedule, jnp.ndarray, str], jnp.ndarray]
+
+
+def mean_flat(x: jnp.ndarray) -> jnp.ndarray:
+    """Mean over all non-batch axes: ``[B, ...] -> [B]``."""
+    return jnp.mean(x, axis=tuple(range(1, x.ndim)))
+
+
+def sample_timesteps(rng: jax.Array, batch: int, num_timesteps: int) -> jnp.ndarray:
+    """t ~ Uniform{0, ..., T-1}, ``[B]`` int32 (Ho et al. 2020, Alg. 1)."""
+    return jax.random.randint(rng, (batch,), 0, num_timesteps, dtype=jnp.int32)
+
+
+def _noised(schedule: Schedule, x0, rng):
+    """Draws (t, eps) and returns ``(t, noise, x_t)`` for a training step."""
+    _checks.batched("x0", x0)
+    t_key, noise_key = jax.random.split(rng)
+    t = sample_timesteps(t_key, x0.shape[0], schedule.num_timesteps)
+    noise = jax.random.normal(noise_key, x0.shape, x0.dtype)
+    return t, noise, q_sample(schedule, x0, t, noise)
+
+
+# --- weightings --------------------------------------------------------------------------------
+
+
+def snr(schedule: Schedule, t: jnp.ndarray) -> jnp.ndarray:
+    """SNR(t) = abar_t / (1 - abar_t) (Kingma et al. 2021, eq. 2), ``[B]``."""
+    abar = schedule.alphas_cumprod[t]
+    return abar / (1.0 - abar)
+
+
+def _eps_mse_to(prediction: str, snr_t):
+    """Factor that turns an MSE on ``prediction`` into the same error measured on x_0:
+    ||x0 - x0^||^2 = ||eps - eps^||^2 / SNR = ||v - v^||^2 / (1 + SNR) (Salimans & Ho 2022)."""
+    _checks.one_of("prediction", prediction, PREDICTIONS)
+    return {"eps": snr_t, "x0": jnp.ones_like(snr_t), "v": 1.0 + snr_t}[prediction]
+
+
+def snr_weight(schedule: Schedule, t, prediction: str = "eps") -> jnp.ndarray:
+    """Weights that make any prediction's MSE equal to the x_0-MSE scaled by SNR(t), i.e. the
+    eps-MSE of Ho et al. (2020), eq. 14 (the bound's weighting up to a constant for eps)."""
+    s = snr(schedule, t)
+    return s / _eps_mse_to(prediction, s)
+
+
+def min_snr_weight(schedule: Schedule, t, prediction: str = "eps", *, gamma: float = 5.0):
+    """Min-SNR-gamma weighting (Hang et al. 2023, eq. 9): the x_0-MSE weighted by
+    min(SNR(t), gamma), expressed for the given prediction type."""
+    s = snr(schedule, t)
+    return jnp.minimum(s, gamma) / _eps_mse_to(prediction, s)
+
+
+def truncated_snr_weight(schedule: Schedule, t, prediction: str = "eps") -> jnp.ndarray:
+    """The "truncated SNR" weighting max(SNR(t), 1) on the x_0-MSE (Salimans & Ho 2022, Sec. 4)."""
+    s = snr(schedule, t)
+    return jnp.maximum(s, 1.0) / _eps_mse_to(prediction, s)
+
+
+# --- losses ------------------------------------------------------------------------------------
+
+
+def simple_loss(
+    model_fn,
+    schedule: Schedule,
+    x0: jnp.ndarray,
+    rng: jax.Array,
+    *,
+    prediction: str = "eps",
+    weighting: WeightFn | None = None,
+) -> jnp.ndarray:
+    """L_simple (Ho et al. 2020, eq. 14): the MSE between the network output and its target
+    (eps, x_0 or v), at t ~ U{0..T-1}, optionally weighted per timestep.
+
+    .. math:: L = w(t)\\, \\| \\mathrm{target} - f_\\theta(x_t, t) \\|^2 / D
+
+    Args:
+      model_fn: ``model_fn(x_t, t) -> [B, ..., C]`` (a learned-variance output of 2C channels
+        is allowed; its variance half is ignored).
+      schedule: the noise schedule.
+      x0: ``[B, ..., C]`` data in [-1, 1].
+      rng: key for t and the noise.
+      prediction: ``"eps"``, ``"x0"`` or ``"v"``.
+      weighting: ``weight(schedule, t, prediction) -> [B]``, or None for uniform weights.
+
+    Returns:
+      ``[B]`` losses.
+    """
+    _checks.one_of("prediction", prediction, PREDICTIONS)
+    t, noise, x_t = _noised(schedule, x0, rng)
+    out = model_fn(x_t, schedule.timesteps[t])
+    if out.shape[-1] == 2 * x0.shape[-1]:
+        out = jnp.split(out, 2, axis=-1)[0]
+    _checks.same_shape("model output", out, "x0", x0)
+    loss = mean_flat((training_target(schedule, x0, t, noise, prediction=prediction) - out) ** 2)
+    if weighting is not None:
+        loss = loss * weighting(schedule, t, prediction)
+    return loss
+
+
+def vlb_loss(
+    model_fn,
+    schedule: Schedule,
+    x0: jnp.ndarray,
+    rng: jax.Array,
+    *,
+    prediction: str = "eps",
+    variance: str = "learned_range",
+) -> jnp.ndarray:
+    """L_vlb = sum_t L_t estimated by one uniformly drawn t: T * L_t in bits/dim (Nichol &
+    Dhariwal 2021, Sec. 3.1; the terms are those of Ho et al. 2020, eq. 5, without L_T,
+    which has no parameters). Unbiased for the bound minus L_T."""
+    t, _, x_t = _noised(schedule, x0, rng)
+    out = model_fn(x_t, schedule.timesteps[t])
+    terms = vb_terms_bpd(
+        schedule, out, x0, x_t, t, variance=variance, prediction=prediction, clip_denoised=False
+    )
+    return schedule.num_timesteps * terms
+
+
+def hybrid_loss(
+    model_fn,
+    schedule: Schedule,
+    x0: jnp.ndarray,
+    rng: jax.Array,
+    *,
+    prediction: str = "eps",
+    variance: str = "learned_range",
+    vlb_weight: float = 0.001,
+) -> jnp.ndarray:
+    """L_hybrid = L_simple + lambda L_vlb (Nichol & Dhariwal 2021, eq. 16, lambda = 0.001).
+
+    The mean's gradient is stopped in the L_vlb term, so L_vlb trains only the variance and
+    L_simple only the mean (their Sec. 3.1). Both terms share one draw of (t, eps) and one
+    forward pass.
+    """
+    _checks.one_of("prediction", prediction, PREDICTIONS)
+    t, noise, x_t = _noised(schedule, x0, rng)
+    out = model_fn(x_t, schedule.timesteps[t])
+    mean_out, var_out = split_learned_variance(out, x0.shape[-1], variance)
+    target = training_target(schedule, x0, t, noise, prediction=prediction)
+    mse = mean_flat((target - mean_out) ** 2)
+    if var_out is None:  # a fixed variance has nothing for L_vlb to train
+        return mse
+    frozen = jnp.concatenate([jax.lax.stop_gradient(mean_out), var_out], axis=-1)
+    terms = vb_terms_bpd(
+        schedule, frozen, x0, x_t, t, variance=variance, prediction=prediction, clip_denoised=False
+    )
+    return mse + vlb_weight * schedule.num_timesteps * terms
+
+
+def dsm_loss(score_fn, sigmas: jnp.ndarray, x0: jnp.ndarray, rng: jax.Array) -> jnp.ndarray:
+    """NCSN's denoising score matching loss with lambda(sigma) = sigma^2 (Song & Ermon 2019,
+    eqs. 5-6), at one noise level drawn uniformly from ``sigmas`` per example:
+
+    .. math:: \\tfrac12 \\sigma^2 \\| s_\\theta(\\tilde x, \\sigma) + (\\tilde x - x)/\\sigma^2 \\|^2
+        = \\tfrac12 \\| \\sigma s_\\theta(\\tilde x, \\sigma) + z \\|^2,
+        \\quad \\tilde x = x + \\sigma z
+
+    (summed over dimensions, as in the paper).
+
+    Args:
+      score_fn: ``score_fn(x, sigma) -> [B, ...]`` with sigma ``[B]``.
+      sigmas: ``[L]`` noise levels.
+      x0: ``[B, ...]`` data.
+      rng: key for the noise level and the noise.
+
+    Returns:
+      ``[B]`` losses.
+    """
+    _checks.batched("x0", x0)
+    sigmas = jnp.asarray(sigmas)
+    if sigmas.ndim != 1 or sigmas.shape[0] < 1:
+        raise ValueError(f"sigmas must be a non-empty 1-D array, got shape {sigmas.shape}")
+    level_key, noise_key = jax.random.split(rng)
+    sigma = sigmas[jax.random.randint(level_key, (x0.shape[0],), 0, sigmas.shape[0])]
+    noise = jax.random.normal(noise_key, x0.shape, x0.dtype)
+    score = score_fn(perturb_sigma(x0, sigma, noise), sigma)
+    _checks.same_shape("score", score, "x0", x0)
+    scaled = score * sigma.reshape((-1,) + (1,) * (x0.ndim - 1)) + noise
+    return 0.5 * jnp.sum(scaled**2, axis=tuple(range(1, x0.ndim)))

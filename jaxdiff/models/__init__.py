@@ -1,0 +1,33 @@
+"""The DDPM U-Net (Flax), its presets, and loading diffusers ``UNet2DModel`` weights."""
+
+from jaxdiff.models.convert import from_diffusers as from_diffusers
+from jaxdiff.models.presets import ddpm_256 as ddpm_256
+from jaxdiff.models.presets import ddpm_cifar10 as ddpm_cifar10
+from jaxdiff.models.presets import ddpm_digits as ddpm_digits
+from jaxdiff.models.presets import ncsn_digits as ncsn_digits
+from jaxdiff.models.unet import AttnBlock as AttnBlock
+from jaxdiff.models.unet import Downsample as Downsample
+from jaxdiff.models.unet import FourierEmbedding as FourierEmbedding
+from jaxdiff.models.unet import ResBlock as ResBlock
+from jaxdiff.models.unet import SinusoidalEmbedding as SinusoidalEmbedding
+from jaxdiff.models.unet import UNet as UNet
+from jaxdiff.models.unet import Upsample as Upsample
+from jaxdiff.models.unet import fourier_embedding as fourier_embedding
+from jaxdiff.models.unet import sinusoidal_embedding as sinusoidal_embedding
+
+__all__ = [
+    "AttnBlock",
+    "Downsample",
+    "FourierEmbedding",
+    "ResBlock",
+    "SinusoidalEmbedding",
+    "UNet",
+    "Upsample",
+    "ddpm_256",
+    "ddpm_cifar10",
+    "ddpm_digits",
+    "fourier_embedding",
+    "from_diffusers",
+    "ncsn_digits",
+    "sinusoidal_embedding",
+]

@@ -1,0 +1,66 @@
+"""Fields shared by every config; an experiment's config starts from ``get_config()`` here and
+changes what differs. Values are those of Ho et al. (2020) unless an experiment says otherwise.
+
+Names (model preset, schedule, loss, sampler, dataset) are resolved into callables once, by
+``jaxdiff.train.build_experiment`` and ``build_sampler``.
+"""
+
+import ml_collections
+from ml_collections.config_dict import placeholder
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.name = "default"
+    config.seed = 0
+
+    config.data = dict(
+        dataset="digits",  # a built-in name (digits, swiss_roll, ...) or a TFDS name (mnist)
+        split="train",
+        data_dir=placeholder(str),  # TFDS data_dir; None for TFDS's default
+        download=True,  # let TFDS download and prepare a missing dataset
+        random_flip=False,  # random left-right flips
+    )
+    config.model = dict(
+        preset="ddpm_cifar10",  # a name in jaxdiff.models, or "module.Name" (mlp.MLP)
+        dtype="float32",  # "bfloat16" computes in bfloat16 with float32 parameters
+    )
+    config.diffusion = dict(
+        kind="ddpm",  # "ddpm": a Schedule of T steps; "ncsn": geometric noise levels
+        schedule="linear",
+        num_timesteps=1000,
+        prediction="eps",
+        variance="fixed_large",  # fixed_small | fixed_large | learned | learned_range
+    )
+    config.loss = dict(name="simple")  # simple | vlb | hybrid (ddpm); dsm (ncsn)
+    config.optim = dict(
+        learning_rate=2e-4, warmup_steps=5000, grad_clip=1.0, b1=0.9, b2=0.999, eps=1e-8
+    )
+    config.training = dict(
+        batch_size=128,
+        num_steps=800_000,
+        ema_decay=0.9999,
+        ema_warmup=False,  # min(decay, (1 + n) / (10 + n)) for short runs
+        log_every=100,
+        checkpoint_every=10_000,
+        keep_checkpoints=3,
+        sample_every=50_000,  # 0: a sample grid only at the end
+    )
+    config.sampling = dict(
+        sampler="ddpm",  # ddpm | ddim | dpm_solver | ode | langevin
+        num_samples=64,
+        num_steps=50,  # ddim / dpm_solver / ode
+        eta=0.0,  # ddim
+        clip_denoised=True,  # ddpm / ddim
+        order=2,  # dpm_solver
+        method="heun",  # ode
+        steps_per_sigma=100,  # langevin
+        step_lr=2e-5,  # langevin
+    )
+    config.distributed = dict(
+        initialize=False,  # call jax.distributed.initialize (multi-host runs)
+        coordinator_address=placeholder(str),
+        num_processes=placeholder(int),
+        process_id=placeholder(int),
+    )
+    return config

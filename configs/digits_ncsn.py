@@ -1,0 +1,30 @@
+"""NCSN (Song & Ermon 2019) on the 8x8 digits: a noise-conditional score U-Net trained by
+denoising score matching at geometric noise levels, sampled by annealed Langevin dynamics.
+
+The noise levels follow the paper's recipe scaled to data in [-1, 1]: sigma_1 about the largest
+distance between training images, sigma_L = 0.01, L = 10 levels.
+"""
+
+import default
+
+
+def get_config():
+    config = default.get_config()
+    config.name = "digits_ncsn"
+    config.data.dataset = "digits"
+    config.model.preset = "ncsn_digits"
+    config.model.dropout = 0.0
+    config.diffusion = dict(kind="ncsn", sigma_max=10.0, sigma_min=0.01, num_sigmas=10)
+    config.loss = dict(name="dsm")
+    config.optim.learning_rate = 1e-3
+    config.optim.warmup_steps = 200
+    config.training.num_steps = 3000
+    config.training.ema_decay = 0.999
+    config.training.ema_warmup = True
+    config.training.checkpoint_every = 1000
+    config.training.sample_every = 1000
+    config.sampling.sampler = "langevin"
+    config.sampling.num_samples = 100
+    config.sampling.steps_per_sigma = 100
+    config.sampling.step_lr = 2e-5
+    return config

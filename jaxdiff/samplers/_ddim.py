@@ -21,7 +21,14 @@ from jaxdiff.samplers._inpaint import Inpaint, impute_vp, inpaint_spec
 from jaxdiff.samplers._spacing import Spacing, respaced, uniform_timesteps
 from jaxdiff.schedules import Schedule
 
-__all__ = ["ddim_update", "ddim_sigma", "ddim_step", "ddim_sample", "ddim_invert_step", "ddim_invert"]
+__all__ = [
+    "ddim_update",
+    "ddim_sigma",
+    "ddim_step",
+    "ddim_sample",
+    "ddim_invert_step",
+    "ddim_invert",
+]
 
 
 def ddim_update(x0, eps, alpha_bar_prev, sigma, noise) -> jnp.ndarray:

@@ -21,8 +21,8 @@ __all__ = ["langevin_update", "langevin_step", "annealed_langevin", "langevin"]
 def langevin_update(x, score, noise, step_size) -> jnp.ndarray:
     """One step of Langevin dynamics (Song & Ermon 2019, Sec. 2.2; Welling & Teh 2011):
 
-    .. math:: \\tilde x_t = \\tilde x_{t-1} + \\frac{\\epsilon}{2} \\nabla_x \\log p(\\tilde x_{t-1})
-        + \\sqrt{\\epsilon}\\, z_t
+    .. math:: \\tilde x_t = \\tilde x_{t-1}
+        + \\frac{\\epsilon}{2} \\nabla_x \\log p(\\tilde x_{t-1}) + \\sqrt{\\epsilon}\\, z_t
 
     Args:
       x: ``[B, ...]`` the current state.
@@ -196,7 +196,9 @@ def _langevin_chain(
         return x
 
     xs = (jnp.arange(levels.shape[0]), levels)
-    x, trajectory = run_chain(step, x_init, xs, state=lambda x: x, trajectory_every=trajectory_every)
+    x, trajectory = run_chain(
+        step, x_init, xs, state=lambda x: x, trajectory_every=trajectory_every
+    )
     if denoise_last:
         sigma_last = jnp.broadcast_to(sigmas[-1], batch)
         x = x0_from_score_sigma(x, sigma_last, score_fn(x, sigma_last))

@@ -4,7 +4,7 @@ process of a :class:`~jaxdiff.schedules.Schedule`: a predictor step of the discr
 reverse SDE, preceded at each level by Langevin corrector steps at a target signal-to-noise
 ratio. The score is read from any ``model_fn(x_t, t)`` as -eps / sqrt(1 - abar_t).
 
-A predictor is a function ``predictor(schedule, x, t, score, noise) -> (x_mean, std)``:
+A predictor is a function ``predictor(schedule, x, t, score) -> (mean, std)`` of x_{t-1}:
 :func:`reverse_diffusion_predictor` or :func:`ancestral_predictor`.
 """
 
@@ -194,7 +194,9 @@ def pc_sample(
     if not isinstance(snr, jax.core.Tracer) and not float(snr) > 0:
         raise ValueError(f"snr must be positive, got {snr}")
     if not callable(predictor):
-        raise TypeError(f"predictor must be a function such as ancestral_predictor, got {predictor!r}")
+        raise TypeError(
+            f"predictor must be a function such as ancestral_predictor, got {predictor!r}"
+        )
     if num_steps is not None:
         schedule = respaced(schedule, num_steps, spacing)
     x_0, trajectory = _pc_chain(

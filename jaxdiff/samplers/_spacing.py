@@ -1,8 +1,9 @@
 """Which of the T training timesteps a sampler visits when it takes fewer steps.
 
 A spacing is a function ``spacing(num_timesteps, num_steps)`` that returns at most
-``num_steps`` strictly increasing 0-based int timesteps; samplers take it as ``spacing=`` and restrict the schedule to
-it with :func:`jaxdiff.schedules.respace` (so the model is still called with its original t).
+``num_steps`` strictly increasing 0-based int timesteps. Samplers take it as ``spacing=`` and
+restrict the schedule to it with :func:`jaxdiff.schedules.respace`, so the model is still
+called with its original t.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def quadratic_timesteps(num_timesteps: int, num_steps: int) -> np.ndarray:
       at most ``num_steps`` int timesteps, strictly increasing.
     """
     _checks.positive_int("num_steps", num_steps, maximum=num_timesteps)
-    return np.unique((np.linspace(0.0, np.sqrt(0.8 * num_timesteps), num_steps) ** 2).astype(np.int64))
+    steps = np.linspace(0.0, np.sqrt(0.8 * num_timesteps), num_steps) ** 2
+    return np.unique(steps.astype(np.int64))
 
 
 def linspace_timesteps(num_timesteps: int, num_steps: int) -> np.ndarray:

@@ -1,0 +1,327 @@
+"""Tests of jaxdiff.models: the DDPM U-Net and the diffusers weight loader.
+
+The reference outputs come from diffusers' UNet2DModel (PyTorch), saved once in tests/fixtures/
+by tests/fixtures/make_diffusers_fixtures.py; this file needs neither torch nor diffusers.
+"""
+
+import functools
+import json
+import math
+import pathlib
+
+import chex
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxdiff import models
+from jaxdiff.models import FourierEmbedding, UNet, from_diffusers
+
+FIXTURES = pathlib.Path(__file__).parent / "fixtures"
+
+# Parameter counts of diffusers' UNet2DModel with the configs of google/ddpm-cifar10-32 and
+# google/ddpm-celebahq-256 (counted with diffusers 0.42.1; Ho et al. report 35.7M and 114M).
+DDPM_CIFAR10_PARAMS = 35_746_307
+DDPM_256_PARAMS = 113_673_219
+
+TINY = functools.partial(UNet, ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,), num_groups=4)
+# One level (no resampling), for the tests that differentiate: they compile fastest.
+MINI = functools.partial(UNet, ch=8, ch_mult=(1,), num_res_blocks=1, attn_resolutions=(8,), num_groups=4)
+
+
+def rel_err(a, b):
+    return float(np.linalg.norm(np.asarray(a) - np.asarray(b)) / np.linalg.norm(np.asarray(b)))
+
+
+@functools.cache
+def load_fixture(name):
+    """(config, state_dict, x NCHW, t, y or None, out NCHW) of a saved diffusers run."""
+    with np.load(FIXTURES / f"diffusers_unet_{name}.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    config = json.loads(str(arrays.pop("config")))
+    state_dict = {k.removeprefix("param/"): v for k, v in arrays.items() if k.startswith("param/")}
+    return config, state_dict, arrays["x"], arrays["t"], arrays.get("y"), arrays["out"]
+
+
+@functools.cache
+def converted(name):
+    """(model, variables, x NHWC, t, extra apply kwargs, reference out NHWC) of a fixture."""
+    config, state_dict, x, t, y, out = load_fixture(name)
+    model, variables = from_diffusers(state_dict, config)
+    kwargs = {} if y is None else {"y": jnp.asarray(y)}
+    return model, variables, jnp.asarray(x.transpose(0, 2, 3, 1)), jnp.asarray(t), kwargs, out.transpose(0, 2, 3, 1)
+
+
+def random_variables(model, seed, *args, **kwargs):
+    """Random variables of the shapes ``model.init(..., *args, **kwargs)`` gives, drawn with numpy.
+
+    Unlike ``model.init`` this compiles nothing, and no layer is zero: GroupNorm scales are
+    1 + 0.2 N(0, 1), kernels N(0, 1 / fan_in), everything else 0.2 N(0, 1).
+    """
+    shapes = jax.eval_shape(model.init, {"params": jax.random.key(0)}, *args, **kwargs)
+    rng = np.random.default_rng(seed)
+
+    def draw(path, leaf):
+        noise = rng.standard_normal(leaf.shape).astype(np.float32)
+        name = path[-1].key
+        if name == "scale":
+            return jnp.asarray(1.0 + 0.2 * noise, leaf.dtype)
+        if name == "kernel":
+            return jnp.asarray(noise / math.sqrt(math.prod(leaf.shape[:-1])), leaf.dtype)
+        return jnp.asarray(0.2 * noise, leaf.dtype)
+
+    return jax.tree_util.tree_map_with_path(draw, shapes)
+
+
+# ---------------------------------------------------------------- agreement with diffusers
+
+
+@pytest.mark.parametrize("name", ["ddpm", "options", "fourier"])
+def test_from_diffusers_matches_diffusers_output(name):
+    model, variables, x, t, kwargs, ref = converted(name)
+    out = jax.jit(functools.partial(model.apply, **kwargs))(variables, x, t)
+    chex.assert_shape(out, ref.shape)
+    assert rel_err(out, ref) < 1e-4
+
+
+def test_from_diffusers_config_options():
+    model, _, _, _, _, _ = converted("ddpm")
+    assert (model.ch, tuple(model.ch_mult), model.num_res_blocks) == (4, (1, 2, 2, 2), 2)
+    assert tuple(model.attn_resolutions) == (8,)
+    assert model.downsample_padding == (0, 1) and model.attn_head_dim is None and model.norm_eps == 1e-6
+    options, _, _, _, _, _ = converted("options")
+    assert options.scale_shift_norm and options.num_classes == 10 and options.out_channels == 2
+    assert tuple(options.attn_resolutions) == (8,) and options.downsample_padding == (1, 1)
+    fourier, _, _, _, _, _ = converted("fourier")
+    assert fourier.divide_by_sigma and not fourier.mid_attention
+
+
+def test_from_diffusers_accepts_legacy_attention_names():
+    config, state_dict, *_ = load_fixture("ddpm")
+    legacy_names = {"to_q": "query", "to_k": "key", "to_v": "value", "to_out.0": "proj_attn"}
+    legacy = {}
+    for name, value in state_dict.items():
+        for new, old in legacy_names.items():
+            name = name.replace(f".{new}.", f".{old}.")
+        legacy[name] = value
+    assert set(legacy) != set(state_dict)
+    _, variables = from_diffusers(legacy, config)
+    _, expected, *_ = converted("ddpm")
+    chex.assert_trees_all_equal(variables, expected)
+
+
+def test_from_diffusers_lists_unknown_and_missing_keys():
+    config, state_dict, *_ = load_fixture("ddpm")
+    broken = dict(state_dict)
+    del broken["mid_block.attentions.0.to_k.bias"]
+    broken["mid_block.attentions.0.extra.weight"] = np.zeros(3, np.float32)
+    with pytest.raises(ValueError, match=r"unknown keys \['mid_block.attentions.0.extra.weight'\]") as info:
+        from_diffusers(broken, config)
+    assert "missing keys ['mid_block.attentions.0.to_k.bias']" in str(info.value)
+
+
+def test_from_diffusers_rejects_wrong_shapes():
+    config, state_dict, *_ = load_fixture("ddpm")
+    broken = dict(state_dict, **{"conv_in.weight": np.zeros((4, 3, 5, 5), np.float32)})
+    with pytest.raises(ValueError, match="conv_in.weight: got"):
+        from_diffusers(broken, config)
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"down_block_types": ["CrossAttnDownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"]},
+         "CrossAttnDownBlock2D"),
+        ({"mid_block_scale_factor": 1.414}, "mid_block_scale_factor"),
+        ({"center_input_sample": True}, "center_input_sample"),
+        ({"up_block_types": ["UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D"]}, "same resolutions"),
+        ({"block_out_channels": [4, 6, 8, 8]}, "multiples"),
+        ({"some_new_option": 1}, "some_new_option"),
+        ({"sample_size": None}, "sample_size"),
+    ],
+)
+def test_from_diffusers_rejects_unsupported_configs(change, match):
+    config, state_dict, *_ = load_fixture("ddpm")
+    with pytest.raises(ValueError, match=match):
+        from_diffusers(state_dict, {**config, **change})
+
+
+# ---------------------------------------------------------------- architecture size
+
+
+def count_params(model, size, channels=3):
+    shapes = jax.eval_shape(
+        model.init, {"params": jax.random.key(0)}, jnp.zeros((1, size, size, channels)), jnp.zeros((1,), jnp.int32)
+    )
+    return sum(math.prod(p.shape) for p in jax.tree.leaves(shapes))
+
+
+def test_ddpm_cifar10_has_the_papers_parameter_count():
+    assert count_params(models.ddpm_cifar10(), 32) == DDPM_CIFAR10_PARAMS
+
+
+def test_ddpm_256_has_the_papers_parameter_count():
+    assert count_params(models.ddpm_256(), 256) == DDPM_256_PARAMS
+
+
+# ---------------------------------------------------------------- options: shapes and dtypes
+
+
+SIGMA = jnp.array([0.01, 1.0, 30.0])
+
+
+@pytest.mark.parametrize(
+    "kwargs, channels, cond, call_kwargs, out_channels",
+    [
+        ({}, 3, "t", {}, 3),
+        ({"out_channels": 6, "attn_head_dim": 4, "scale_shift_norm": True, "remat": True}, 3, "t", {}, 6),
+        ({"num_classes": 5, "downsample_padding": (1, 1)}, 1, "t", {"y": jnp.array([0, 4, 5])}, 1),
+        ({"embedding": FourierEmbedding, "divide_by_sigma": True}, 1, "sigma", {}, 1),
+        ({"dtype": jnp.bfloat16, "resample_with_conv": False, "mid_attention": False}, 3, "t", {}, 3),
+    ],
+)
+def test_unet_options_shapes_and_dtypes(kwargs, channels, cond, call_kwargs, out_channels):
+    model = TINY(**kwargs)
+    x = jax.random.uniform(jax.random.key(0), (3, 8, 8, channels), minval=-1.0, maxval=1.0)
+    t = SIGMA if cond == "sigma" else jnp.array([0, 500, 999], jnp.int32)
+    variables = random_variables(model, 0, x, t, **call_kwargs)
+    assert {p.dtype for p in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
+    chex.clear_trace_counter()
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def apply(variables, x, t):
+        return model.apply(variables, x, t, train=True, rngs={"dropout": jax.random.key(3)}, **call_kwargs)
+
+    out = apply(variables, x, t)
+    apply(variables, -x, t)  # a second call with new values does not retrace
+    chex.assert_shape(out, (3, 8, 8, out_channels))
+    chex.assert_type(out, jnp.float32)
+    chex.assert_tree_all_finite(out)
+
+
+def test_init_gives_float32_parameters_and_a_zero_output():
+    """Ho et al. initialise the output convolution to zero: a fresh network predicts 0."""
+    model = MINI(attn_resolutions=(), mid_attention=False, dtype=jnp.bfloat16)
+    x = jax.random.uniform(jax.random.key(0), (2, 8, 8, 3), minval=-1.0, maxval=1.0)
+    t = jnp.array([5, 900])
+    variables = jax.jit(model.init)({"params": jax.random.key(1)}, x, t)
+    chex.assert_trees_all_equal_shapes_and_dtypes(variables, random_variables(model, 0, x, t))
+    np.testing.assert_array_equal(jax.jit(model.apply)(variables, x, t), np.zeros(x.shape, np.float32))
+
+
+def test_bfloat16_computation_stays_close_to_float32():
+    model, variables, x, t, kwargs, ref = converted("options")
+    out = jax.jit(functools.partial(model.clone(dtype=jnp.bfloat16).apply, **kwargs))(variables, x, t)
+    chex.assert_type(out, jnp.float32)
+    assert rel_err(out, ref) < 5e-2
+
+
+def test_remat_changes_neither_parameters_nor_values_nor_gradients():
+    x = jax.random.uniform(jax.random.key(0), (2, 8, 8, 3), minval=-1.0, maxval=1.0)
+    t = jnp.array([3, 700])
+    plain, remat = MINI(dropout=0.0), MINI(dropout=0.0, remat=True)
+    variables = random_variables(plain, 0, x, t)
+    chex.assert_trees_all_equal_shapes(variables, random_variables(remat, 0, x, t))
+
+    def loss(model, variables):
+        return jnp.mean(model.apply(variables, x, t, train=True) ** 2)
+
+    value, grads = jax.jit(jax.value_and_grad(functools.partial(loss, plain)))(variables)
+    value_remat, grads_remat = jax.jit(jax.value_and_grad(functools.partial(loss, remat)))(variables)
+    np.testing.assert_allclose(value_remat, value, rtol=1e-5)
+    chex.assert_trees_all_close(grads_remat, grads, rtol=1e-4, atol=1e-6)
+
+
+def test_fourier_frequencies_get_no_gradient():
+    model = MINI(embedding=FourierEmbedding, divide_by_sigma=True)
+    x = jnp.full((3, 8, 8, 1), 0.3)
+    variables = random_variables(model, 0, x, SIGMA)
+    grads = jax.jit(jax.grad(lambda v: jnp.sum(model.apply(v, x, SIGMA) ** 2)))(variables)
+    assert float(jnp.abs(grads["params"]["time_proj"]["W"]).max()) == 0.0
+    assert float(jnp.abs(grads["params"]["temb_dense_0"]["kernel"]).max()) > 0.0
+
+
+# ---------------------------------------------------------------- train / eval behaviour
+
+
+def test_eval_is_deterministic_and_dropout_needs_train_and_rng():
+    model = TINY(dropout=0.1)
+    x = jax.random.uniform(jax.random.key(0), (2, 8, 8, 3), minval=-1.0, maxval=1.0)
+    t = jnp.array([3, 700])
+    variables = random_variables(model, 0, x, t)
+    evaluate = jax.jit(model.apply)
+    train = jax.jit(lambda v, x, t, key: model.apply(v, x, t, train=True, rngs={"dropout": key}))
+    eval_out = evaluate(variables, x, t)
+    np.testing.assert_array_equal(evaluate(variables, x, t), eval_out)
+    train_a = train(variables, x, t, jax.random.key(0))
+    np.testing.assert_array_equal(train(variables, x, t, jax.random.key(0)), train_a)
+    assert rel_err(train_a, eval_out) > 1e-3
+    assert rel_err(train(variables, x, t, jax.random.key(1)), train_a) > 1e-3
+    with pytest.raises(flax.errors.InvalidRngError):
+        jax.eval_shape(functools.partial(model.apply, train=True), variables, x, t)
+
+
+def test_class_labels_condition_and_none_is_the_null_label():
+    model, variables, x, t, kwargs, _ = converted("options")
+    null = jnp.full(x.shape[:1], model.num_classes)
+    unconditional = jax.jit(model.apply)(variables, x, t)
+    apply = jax.jit(lambda v, x, t, y: model.apply(v, x, t, y=y))
+    np.testing.assert_array_equal(apply(variables, x, t, null), unconditional)
+    assert rel_err(apply(variables, x, t, kwargs["y"]), unconditional) > 1e-3
+
+
+# ---------------------------------------------------------------- embeddings: closed forms
+
+
+def test_sinusoidal_embedding_is_the_transformer_encoding():
+    t = np.array([0, 1, 17, 999])
+    d = 16
+    e = np.asarray(models.sinusoidal_embedding(jnp.asarray(t), d, freq_shift=0.0))
+    i = np.arange(d // 2)
+    angles = t[:, None] / 10000.0 ** (2 * i / d)  # Vaswani et al. (2017), Sec. 3.5
+    np.testing.assert_allclose(e[:, : d // 2], np.sin(angles), atol=2e-4)
+    np.testing.assert_allclose(e[:, d // 2 :], np.cos(angles), atol=2e-4)
+    flipped = np.asarray(models.sinusoidal_embedding(jnp.asarray(t), d, flip_sin_to_cos=True, freq_shift=0.0))
+    np.testing.assert_array_equal(flipped, np.concatenate([e[:, d // 2 :], e[:, : d // 2]], axis=1))
+    # Ho et al.'s shift of 1: the lowest frequency is exactly 1 / max_period.
+    ddpm = np.asarray(models.sinusoidal_embedding(jnp.asarray([1000.0]), d))
+    np.testing.assert_allclose(ddpm[0, d // 2 - 1], np.sin(1000.0 / 10000.0), rtol=1e-6)
+
+
+def test_fourier_embedding_closed_form():
+    sigma = np.array([0.5, 2.0])
+    w = np.array([0.3, -1.2, 4.0])
+    e = np.asarray(models.fourier_embedding(jnp.asarray(sigma), jnp.asarray(w)))
+    angles = 2 * np.pi * np.log(sigma)[:, None] * w
+    np.testing.assert_allclose(e, np.concatenate([np.sin(angles), np.cos(angles)], axis=1), atol=1e-5)
+
+
+# ---------------------------------------------------------------- clear errors
+
+
+def test_channels_not_divisible_by_groups_fail_at_construction():
+    with pytest.raises(ValueError, match="num_groups=32"):
+        UNet(ch=48, ch_mult=(1, 2))
+
+
+@pytest.mark.parametrize(
+    "model, x_shape, t_shape, match",
+    [
+        (TINY(ch_mult=(1, 2, 2)), (1, 6, 6, 3), (1,), "divisible by 2"),
+        (TINY(attn_resolutions=(16,)), (1, 8, 8, 3), (1,), r"attn_resolutions \[16\] never occur"),
+        (TINY(attn_head_dim=3), (1, 8, 8, 3), (1,), "attn_head_dim=3"),
+        (TINY(), (8, 8, 3), (1,), "NHWC"),
+        (TINY(), (2, 8, 8, 3), (3,), "t must have shape"),
+    ],
+)
+def test_impossible_inputs_raise_before_tracing(model, x_shape, t_shape, match):
+    with pytest.raises(ValueError, match=match):
+        model.init({"params": jax.random.key(0)}, jnp.zeros(x_shape), jnp.zeros(t_shape, jnp.int32))
+
+
+def test_label_without_num_classes_raises():
+    with pytest.raises(ValueError, match="num_classes is None"):
+        TINY().init({"params": jax.random.key(0)}, jnp.zeros((1, 8, 8, 3)), jnp.zeros((1,), jnp.int32), y=jnp.zeros(1))

@@ -48,7 +48,7 @@ def get_config() -> ml_collections.ConfigDict:
     )
     config.sampling = dict(
         sampler="ddpm",  # ddpm | ddim | dpm_solver | ode | langevin
-        num_samples=64,
+        num_samples=64,  # of the PNG grids written during training; 0 for none
         num_steps=50,  # ddim / dpm_solver / ode
         eta=0.0,  # ddim
         clip_denoised=True,  # ddpm / ddim

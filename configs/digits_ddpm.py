@@ -15,14 +15,23 @@ def get_config():
     config = default.get_config()
     config.name = "digits_ddpm"
     config.data.dataset = "digits"
-    config.model.preset = "ddpm_digits"
-    config.model.dropout = 0.1
+    config.model = dict(
+        preset="ddpm_digits",
+        ch=32,
+        ch_mult=(1, 2),
+        num_res_blocks=1,
+        attn_resolutions=(4,),
+        dropout=0.1,
+        dtype="float32",
+    )
     config.optim.learning_rate = 1e-3
-    config.optim.warmup_steps = 200
-    config.training.num_steps = 3000
+    config.optim.warmup_steps = 100
+    config.training.batch_size = 64
+    config.training.num_steps = 2500
     config.training.ema_decay = 0.999
     config.training.ema_warmup = True
-    config.training.checkpoint_every = 1000
-    config.training.sample_every = 1000
+    config.training.log_every = 250
+    config.training.checkpoint_every = 1250
+    config.training.sample_every = 1250
     config.sampling.num_samples = 100
     return config

@@ -18,6 +18,7 @@ def get_config():
         num_res_blocks=2,
         attn_resolutions=(7,),
         dropout=0.1,
+        num_groups=32,
         dtype="float32",
     )
     config.optim.warmup_steps = 1000

@@ -329,12 +329,12 @@ def image_grid(images: np.ndarray, *, ncols: int | None = None, pad: int = 1) ->
 
 def save_image_grid(images: np.ndarray, path, *, scale: int | None = None) -> None:
     """Writes :func:`image_grid` of uint8 images as a PNG; small images are enlarged by an
-    integer factor (nearest neighbour) so the grid is at least ~256 pixels wide."""
+    integer factor (nearest neighbour) so the grid is at least ~400 pixels wide."""
     from PIL import Image
 
     grid = image_grid(images)
     if scale is None:
-        scale = max(1, 256 // grid.shape[1])
+        scale = max(1, 400 // grid.shape[1])
     grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)
     Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(path)
 

@@ -45,6 +45,7 @@ from jaxdiff.checkpoint import Checkpointer, check_compatible, load_config, save
 
 __all__ = [
     "TrainState",
+    "learning_rate_schedule",
     "make_optimizer",
     "ema_decay",
     "create_train_state",
@@ -52,6 +53,7 @@ __all__ = [
     "Experiment",
     "build_experiment",
     "build_sampler",
+    "make_train_step",
     "SAMPLERS",
     "TrainingError",
     "Interrupted",
@@ -84,6 +86,14 @@ class TrainState(flax.struct.PyTreeNode):
     tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
 
 
+def learning_rate_schedule(learning_rate: float, warmup_steps: int = 0) -> optax.Schedule:
+    """lr * min(step / warmup_steps, 1): the linear warmup of Ho et al. (2020), App. B (their
+    code's ``lr * min(global_step / warmup, 1)``); constant when ``warmup_steps`` is 0."""
+    if warmup_steps <= 0:
+        return optax.constant_schedule(learning_rate)
+    return optax.warmup_constant_schedule(0.0, learning_rate, warmup_steps)
+
+
 def make_optimizer(
     *,
     learning_rate: float,
@@ -95,8 +105,7 @@ def make_optimizer(
 ) -> optax.GradientTransformation:
     """Adam with a linear learning-rate warmup and global-norm gradient clipping, the optimizer
     of Ho et al. (2020), App. B (CIFAR-10: lr 2e-4, warmup 5000 steps, clip 1.0)."""
-    lr = optax.warmup_constant_schedule(0.0, learning_rate, max(warmup_steps, 1))
-    adam = optax.adam(lr, b1=b1, b2=b2, eps=eps)
+    adam = optax.adam(learning_rate_schedule(learning_rate, warmup_steps), b1=b1, b2=b2, eps=eps)
     if grad_clip is None:
         return adam
     return optax.chain(optax.clip_by_global_norm(grad_clip), adam)
@@ -158,7 +167,7 @@ def train_step(
     new_state = state.replace(
         step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema_params
     )
-    return new_state, {"loss": loss, "grad_norm": optax.global_norm(grads)}
+    return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
 
 # --- from a config to callables ----------------------------------------------------------------
@@ -367,6 +376,28 @@ def _make_loss_fn(experiment: Experiment):
     return loss_fn
 
 
+def make_train_step(experiment: Experiment, mesh: Mesh, *, ema: float, ema_warmup: bool):
+    """The compiled step of a run: ``step_fn(state, batch) -> (state, metrics)``.
+
+    One ``jax.jit`` over the whole mesh: the batch is sharded along the mesh's ``"data"`` axis,
+    the state and the metrics are replicated (XLA inserts the gradient all-reduce). Step ``s``
+    uses the key ``fold_in(state.rng, s)``, so the result does not depend on the device count
+    beyond float rounding.
+    """
+    replicated = NamedSharding(mesh, PartitionSpec())
+    loss_fn = _make_loss_fn(experiment)
+
+    def step_fn(state, batch):
+        rng = jax.random.fold_in(state.rng, state.step)
+        return train_step(state, batch, rng, loss_fn=loss_fn, ema=ema, ema_warmup=ema_warmup)
+
+    return jax.jit(
+        step_fn,
+        in_shardings=(replicated, NamedSharding(mesh, PartitionSpec("data"))),
+        out_shardings=(replicated, replicated),
+    )
+
+
 # --- the driver ----------------------------------------------------------------------------------
 
 
@@ -442,6 +473,60 @@ def _initialize_distributed(config) -> None:
     jax.distributed.initialize(**{k: v for k, v in kwargs.items() if v is not None})
 
 
+class _Setup(NamedTuple):
+    """Everything :func:`train` needs, built and checked before anything is written."""
+
+    experiment: Experiment
+    batches: data_lib.Batches
+    mesh: Mesh
+    abstract_state: Any  # ShapeDtypeStructs with shardings, for restoring
+    init_fn: Callable  # () -> a fresh TrainState on the mesh
+    step_fn: Callable  # (state, batch) -> (state, metrics), compiled
+    grid_fn: Callable  # (ema_params) -> [num_samples, *data_shape], compiled
+
+
+def _setup(config: ml_collections.ConfigDict, workdir: Path, devices) -> _Setup:
+    tcfg = config.training
+    if tcfg.batch_size % len(devices):
+        raise ValueError(
+            f"config.training.batch_size={tcfg.batch_size} is not divisible by the number of "
+            f"devices ({len(devices)})"
+        )
+    check_compatible(config, workdir)
+    data_shape, source = _example_shape(config)
+    experiment = build_experiment(config, data_shape=data_shape)
+    batches = data_lib.Batches(
+        source,
+        batch_size=tcfg.batch_size,
+        seed=config.seed,
+        random_flip=config.data.random_flip,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+    )
+    mesh = Mesh(np.asarray(devices), ("data",))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    init_key, state_key, sample_key = jax.random.split(jax.random.PRNGKey(config.seed), 3)
+    init = jax.jit(functools.partial(_init_state, experiment, rng=state_key), out_shardings=replicated)
+    abstract = jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated),
+        jax.eval_shape(init, init_key),
+    )
+    step_fn = make_train_step(experiment, mesh, ema=tcfg.ema_decay, ema_warmup=tcfg.ema_warmup)
+    sample_fn = build_sampler(config, experiment)
+    grid_fn = jax.jit(
+        lambda params: sample_fn({"params": params}, sample_key, config.sampling.num_samples),
+        out_shardings=replicated,
+    )
+    # Trace (without compiling) the step and the sampler now, so that a bad combination of
+    # model, data and sampler options fails here, before anything is written.
+    batch = {k: jax.ShapeDtypeStruct((tcfg.batch_size, *np.shape(v)), np.asarray(v).dtype)
+             for k, v in source[0].items()}
+    jax.eval_shape(step_fn, abstract, batch)
+    if config.sampling.num_samples:
+        jax.eval_shape(grid_fn, abstract.ema_params)
+    return _Setup(experiment, batches, mesh, abstract, lambda: init(init_key), step_fn, grid_fn)
+
+
 def train(
     config: ml_collections.ConfigDict,
     workdir,
@@ -467,77 +552,31 @@ def train(
         anything is written.
       TrainingError: the loss became NaN or Inf (nothing is saved after the last good
         checkpoint).
+      Interrupted: SIGTERM or SIGINT arrived; a checkpoint of the current step was saved.
     """
     _initialize_distributed(config)
     workdir = Path(workdir)
-    devices = jax.devices() if devices is None else list(devices)
+    run = _setup(config, workdir, jax.devices() if devices is None else list(devices))
     tcfg = config.training
-    if tcfg.batch_size % len(devices):
-        raise ValueError(
-            f"config.training.batch_size={tcfg.batch_size} is not divisible by the number of "
-            f"devices ({len(devices)})"
-        )
-    check_compatible(config, workdir)
-    data_shape, source = _example_shape(config)
-    experiment = build_experiment(config, data_shape=data_shape)
-    batches = data_lib.Batches(
-        source,
-        batch_size=tcfg.batch_size,
-        seed=config.seed,
-        random_flip=config.data.random_flip,
-        process_index=jax.process_index(),
-        process_count=jax.process_count(),
-    )
-    sample_fn = build_sampler(config, experiment)
-
-    mesh = Mesh(np.asarray(devices), ("data",))
-    replicated = NamedSharding(mesh, PartitionSpec())
-    batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
-    rng = jax.random.PRNGKey(config.seed)
-    init_key, state_key, sample_key = jax.random.split(rng, 3)
-
-    init = functools.partial(_init_state, experiment, rng=state_key)
-    abstract = jax.eval_shape(init, init_key)
-    abstract = jax.tree.map(
-        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated), abstract
-    )
     is_main = jax.process_index() == 0
     workdir.mkdir(parents=True, exist_ok=True)
     checkpointer = Checkpointer(workdir / "checkpoints", max_to_keep=tcfg.keep_checkpoints)
-    restored = checkpointer.restore_latest(abstract)
+    restored = checkpointer.restore_latest(run.abstract_state)
     if restored is None:
-        state = jax.jit(init, out_shardings=replicated)(init_key)
+        state = run.init_fn()
     else:
         state = restored[1]
         log(f"resuming from {checkpointer.directory / str(restored[0])}")
     if is_main:
         save_config(config, workdir)
-        (workdir / _RUN_INFO).write_text(json.dumps({"data_shape": list(data_shape)}) + "\n")
-
-    step_fn = jax.jit(
-        lambda s, b: train_step(
-            s,
-            b,
-            jax.random.fold_in(s.rng, s.step),
-            loss_fn=_make_loss_fn(experiment),
-            ema=tcfg.ema_decay,
-            ema_warmup=tcfg.ema_warmup,
-        ),
-        in_shardings=(replicated, batch_sharding),
-        out_shardings=(replicated, replicated),
-    )
-    num_samples = config.sampling.num_samples
-    grid_fn = jax.jit(
-        lambda params: sample_fn({"params": params}, sample_key, num_samples),
-        out_shardings=replicated,
-    )
-    lr_schedule = optax.warmup_constant_schedule(
-        0.0, config.optim.learning_rate, max(config.optim.warmup_steps, 1)
-    )
+        info = {"data_shape": list(run.experiment.data_shape)}
+        (workdir / _RUN_INFO).write_text(json.dumps(info) + "\n")
+    lr_schedule = learning_rate_schedule(config.optim.learning_rate, config.optim.warmup_steps)
     logger = _Logger(workdir, enabled=is_main)
+    batch_sharding = NamedSharding(run.mesh, PartitionSpec("data"))
 
     def device_batch(step: int):
-        local = batches[step]
+        local = run.batches[step]
         return {
             k: jax.make_array_from_process_local_data(batch_sharding, v) for k, v in local.items()
         }
@@ -553,7 +592,9 @@ def train(
             )
 
     def grid(step: int, state) -> None:
-        samples = jax.device_get(grid_fn(state.ema_params))
+        if not config.sampling.num_samples:
+            return
+        samples = jax.device_get(run.grid_fn(state.ema_params))
         if is_main:
             path = _grid_path(workdir, step)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -586,7 +627,7 @@ def train(
         ) as bar:
             pending = None  # the previous step's metrics, read one step late (async dispatch)
             for step in range(start, num_steps):
-                state, metrics = step_fn(state, device_batch(step))
+                state, metrics = run.step_fn(state, device_batch(step))
                 if pending is not None:
                     report(*pending, bar)
                 pending = (step, metrics)

@@ -1,0 +1,178 @@
+"""Training: the pure step against Adam's closed form, exact resume, NaN handling, checkpoints."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxdiff import checkpoint, cli, train
+
+REPO = Path(__file__).resolve().parent.parent
+
+# A toy run that compiles and trains in seconds: a width-16 MLP on the swiss roll, T = 20.
+TINY = {
+    "model.features": "16",
+    "model.num_blocks": "1",
+    "diffusion.num_timesteps": "20",
+    "training.batch_size": "8",
+    "training.num_steps": "6",
+    "training.log_every": "1",
+    "training.checkpoint_every": "2",
+    "training.sample_every": "0",
+    "sampling.num_samples": "0",
+    "optim.warmup_steps": "2",
+}
+
+
+def tiny_config(**overrides):
+    config = cli.load_config_file(str(REPO / "configs" / "toy2d_ddpm.py"))
+    cli.apply_overrides(config, {**TINY, **{k.replace("__", "."): str(v) for k, v in overrides.items()}})
+    return config
+
+
+def run(config, workdir):
+    return train.train(config, workdir, devices=jax.devices()[:1], log=lambda _: None)
+
+
+def leaves_equal(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_train_step_is_one_adam_step_and_one_ema_step():
+    # loss = mean_i 0.5 (p - x_i)^2: g = p - mean(x). Adam's first bias-corrected update is
+    # -lr * g / (|g| + eps) = -lr * sign(g) (Kingma & Ba 2015, Alg. 1).
+    lr, decay = 0.1, 0.9
+    tx = train.make_optimizer(learning_rate=lr, warmup_steps=0, grad_clip=1.0)
+    p0 = {"w": jnp.array([0.5, -2.0, 3.0])}
+    state = train.create_train_state(p0, tx, jax.random.PRNGKey(0))
+    batch = {"x": jnp.array([[1.0, 1.0, 1.0], [2.0, -4.0, 5.0]])}
+    loss_fn = lambda p, b, rng: 0.5 * jnp.sum((p["w"] - b["x"]) ** 2, axis=1)  # noqa: E731
+    new, metrics = train.train_step(
+        state, batch, jax.random.PRNGKey(1), loss_fn=loss_fn, ema=decay, ema_warmup=False
+    )
+    g = p0["w"] - batch["x"].mean(0)
+    expected = p0["w"] - lr * np.sign(g)
+    np.testing.assert_allclose(new.params["w"], expected, atol=1e-6)
+    np.testing.assert_allclose(new.ema_params["w"], decay * p0["w"] + (1 - decay) * expected, atol=1e-6)
+    np.testing.assert_allclose(metrics["loss"], np.mean(0.5 * np.sum((p0["w"] - batch["x"]) ** 2, 1)))
+    np.testing.assert_allclose(metrics["grad_norm"], np.linalg.norm(g), rtol=1e-6)
+    assert int(new.step) == 1
+
+
+def test_warmup_and_ema_warmup_follow_their_formulas():
+    lr = train.learning_rate_schedule(2e-4, 5000)
+    np.testing.assert_allclose([lr(0), lr(2500), lr(5000), lr(9000)], [0, 1e-4, 2e-4, 2e-4], rtol=1e-6)
+    d = [float(train.ema_decay(n, decay=0.999, warmup=True)) for n in (0, 90, 10**6)]
+    np.testing.assert_allclose(d, [1 / 10, 91 / 100, 0.999], rtol=1e-6)
+
+
+def test_resume_and_sigterm_are_bit_identical_and_nan_stops_cleanly(tmp_path):
+    n = 30
+    config = tiny_config(training__num_steps=n, sampling__num_samples=4)
+    straight = run(config, tmp_path / "a")
+    lines = [json.loads(s) for s in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in lines] == list(range(n))
+    assert (tmp_path / "a" / "samples" / f"step_{n:07d}.png").is_file()
+
+    # stopped at step 3 (between checkpoints) by num_steps, then resumed
+    run(tiny_config(training__num_steps=3), tmp_path / "b")
+    assert checkpoint.Checkpointer(tmp_path / "b" / "checkpoints").steps() == [2, 3]
+    assert leaves_equal(straight, run(tiny_config(training__num_steps=n), tmp_path / "b"))
+
+    # stopped by a real SIGTERM to `python -m jaxdiff train`, then resumed
+    args = [f"--config.{k}={v}" for k, v in {**TINY, "training.num_steps": n}.items()]
+    cmd = [sys.executable, "-m", "jaxdiff", "train", "--config", str(REPO / "configs" / "toy2d_ddpm.py"),
+           "--workdir", str(tmp_path / "c"), *args]
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    metrics = tmp_path / "c" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while proc.poll() is None and time.time() < deadline:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=60)[0].decode()
+    assert proc.returncode == 128 + signal.SIGTERM, out
+    stopped = checkpoint.Checkpointer(tmp_path / "c" / "checkpoints").steps()[-1]
+    assert 0 < stopped < n and f"saved checkpoint at step {stopped}" in out
+    assert leaves_equal(straight, run(tiny_config(training__num_steps=n), tmp_path / "c"))
+
+    # a huge learning rate: the loss becomes NaN/Inf; the run stops, step n stays the latest
+    blown = tiny_config(training__num_steps=n + 6, optim__learning_rate="1e30")
+    with pytest.raises(train.TrainingError, match=rf"loss is (nan|inf).*Last good checkpoint: step {n}"):
+        run(blown, tmp_path / "c")
+    assert checkpoint.Checkpointer(tmp_path / "c" / "checkpoints").steps()[-1] == n
+    reloaded = train.load_run(tmp_path / "c")
+    assert reloaded.step == n and leaves_equal(reloaded.variables["params"], straight.ema_params)
+
+
+def test_corrupt_checkpoint_is_skipped_with_a_warning(tmp_path):
+    ckpt = checkpoint.Checkpointer(tmp_path, max_to_keep=5, asynchronous=False)
+    states = {s: {"w": jnp.full((3,), float(s))} for s in (1, 2)}
+    for s, st in states.items():
+        ckpt.save(s, st)
+    ckpt.wait()
+    # a half-written save (orbax's temporary directory) and a damaged newest checkpoint
+    (tmp_path / "3.orbax-checkpoint-tmp-123").mkdir()
+    for f in (tmp_path / "2").rglob("*"):
+        if f.is_file():
+            f.write_bytes(b"garbage")
+    abstract = {"w": jax.ShapeDtypeStruct((3,), jnp.float32)}
+    with pytest.warns(UserWarning, match="skipping unreadable checkpoint .*2"):
+        step, state = ckpt.restore_latest(abstract)
+    assert step == 1
+    np.testing.assert_array_equal(state["w"], [1.0, 1.0, 1.0])
+    assert (tmp_path / "2").is_dir()  # left on disk for the user to inspect
+
+
+def test_incompatible_workdir_is_refused(tmp_path):
+    checkpoint.save_config(tiny_config(), tmp_path)
+    checkpoint.check_compatible(tiny_config(training__num_steps=99, optim__learning_rate=0.5), tmp_path)
+    with pytest.raises(checkpoint.IncompatibleWorkdirError, match=r"model.features: 16 \(saved\) vs 32"):
+        checkpoint.check_compatible(tiny_config(model__features=32), tmp_path)
+
+
+_DEVICES_SCRIPT = r"""
+import jax, numpy as np
+from jax.sharding import Mesh
+from jaxdiff import cli, train, data
+assert jax.device_count() == 8
+config = cli.load_config_file("configs/toy2d_ddpm.py")
+cli.apply_overrides(config, {"model.features": "16", "model.num_blocks": "1", "model.dropout": "0.1"})
+exp = train.build_experiment(config, data_shape=(2,))
+batch = data.Batches(data.swiss_roll(), batch_size=16, seed=0)[3]
+init = train._init_state(exp, jax.random.PRNGKey(0), rng=jax.random.PRNGKey(1))
+out = {}
+for n in (1, 8):
+    step = train.make_train_step(exp, Mesh(np.array(jax.devices()[:n]), ("data",)), ema=0.9, ema_warmup=False)
+    state, metrics = step(init, batch)
+    state, metrics = step(state, batch)
+    out[n] = (float(metrics["loss"]), jax.tree.leaves(state.params))
+assert len(jax.tree.leaves(state.params)[0].sharding.device_set) == 8
+np.testing.assert_allclose(out[1][0], out[8][0], rtol=1e-5)
+for a, b in zip(out[1][1], out[8][1]):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+# a batch that cannot be split over 8 devices is bad input: one line, exit code 2
+code = cli.main(["train", "--config", "configs/toy2d_ddpm.py", "--workdir", "/nonexistent/x",
+                 "--config.training.batch_size=12"])
+assert code == 2, code
+print("OK", out[1][0], out[8][0])
+"""
+
+
+def test_one_and_eight_devices_take_the_same_step():
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
+    res = subprocess.run([sys.executable, "-c", _DEVICES_SCRIPT], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and "OK" in res.stdout, res.stdout + res.stderr
+    assert "not divisible by the number of devices (8)" in res.stderr
+    assert not Path("/nonexistent/x").exists()

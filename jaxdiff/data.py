@@ -73,27 +73,47 @@ class _ArraySource:
         return {k: a[index] for k, a in self._arrays.items()}
 
 
-def digits() -> _ArraySource:
+def digits(split: str = "all") -> _ArraySource:
     """scikit-learn's bundled handwritten digits (Alpaydin & Kaynak 1998): 1,797 images of 8x8.
 
     The 17 grey levels 0..16 are mapped linearly to 0..255 (rounded), giving uint8 images of
     shape [8, 8, 1] and their labels 0..9. Needs no download.
+
+    Args:
+      split: ``"all"``, or ``"train"`` (1,437) / ``"test"`` (360) as fixed by
+        :func:`jaxdiff.metrics.digits.split_indices` (the split the evaluation uses).
     """
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
     images = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
-    return _ArraySource(x=images, label=bunch.target.astype(np.int32))
+    labels = bunch.target.astype(np.int32)
+    if split != "all":
+        from jaxdiff.metrics.digits import split_indices
+
+        keep = split_indices(split, num=len(labels))
+        images, labels = images[keep], labels[keep]
+    return _ArraySource(x=images, label=labels)
+
+
+_TOY_SEEDS = {"train": 0, "test": 1}
+
+
+def _toy_seed(split: str) -> int:
+    """Toy datasets draw their train and test points with different seeds."""
+    if split not in _TOY_SEEDS:
+        raise DataError(f"split must be one of {sorted(_TOY_SEEDS)} for a toy dataset, got {split!r}")
+    return _TOY_SEEDS[split]
 
 
 def _points(points: np.ndarray, labels: np.ndarray) -> _ArraySource:
     return _ArraySource(x=points.astype(np.float32), label=labels.astype(np.int32))
 
 
-def swiss_roll(num: int = 20000, *, noise: float = 0.05, seed: int = 0) -> _ArraySource:
+def swiss_roll(split: str = "train", *, num: int = 20000, noise: float = 0.05) -> _ArraySource:
     """A 2-D swiss roll: r = theta / (3 pi) for theta ~ U(1.5 pi, 4.5 pi), point (r cos, r sin)
     plus N(0, noise^2) jitter; it fills roughly [-1.3, 1.3]^2. Label: 0."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(_toy_seed(split))
     theta = rng.uniform(1.5 * np.pi, 4.5 * np.pi, num)
     r = theta / (3.0 * np.pi)
     pts = np.stack([r * np.cos(theta), r * np.sin(theta)], axis=1)
@@ -101,27 +121,28 @@ def swiss_roll(num: int = 20000, *, noise: float = 0.05, seed: int = 0) -> _Arra
 
 
 def gaussian_mixture(
-    num: int = 20000, *, modes: int = 8, radius: float = 1.0, std: float = 0.05, seed: int = 0
+    split: str = "train", *, num: int = 20000, modes: int = 8, radius: float = 1.0, std: float = 0.05
 ) -> _ArraySource:
     """``modes`` equally weighted isotropic Gaussians (std ``std``) on a circle of ``radius``.
     Label: the mode."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(_toy_seed(split))
     labels = rng.integers(0, modes, num)
     angle = 2.0 * np.pi * labels / modes
     centres = radius * np.stack([np.cos(angle), np.sin(angle)], axis=1)
     return _points(centres + std * rng.standard_normal(centres.shape), labels)
 
 
-def two_moons(num: int = 20000, *, noise: float = 0.05, seed: int = 0) -> _ArraySource:
+def two_moons(split: str = "train", *, num: int = 20000, noise: float = 0.05) -> _ArraySource:
     """Two interleaved half circles (scikit-learn's ``make_moons``), centred and divided by 1.5
     to lie in about [-1, 1] x [-0.5, 0.5]. Label: the moon."""
     from sklearn.datasets import make_moons
 
-    pts, labels = make_moons(num, noise=noise, random_state=seed)
+    pts, labels = make_moons(num, noise=noise, random_state=_toy_seed(split))
     return _points((pts - np.array([0.5, 0.25])) / 1.5, labels)
 
 
-BUILTIN_DATASETS: dict[str, Callable[[], _ArraySource]] = {
+# name -> source(split); the "train" split is what training reads.
+BUILTIN_DATASETS: dict[str, Callable[[str], _ArraySource]] = {
     "digits": digits,
     "swiss_roll": swiss_roll,
     "gaussian_mixture": gaussian_mixture,
@@ -216,7 +237,7 @@ def load_source(
     if not isinstance(name, str) or not name:
         raise DataError(f"dataset must be a non-empty name, got {name!r}")
     if name in BUILTIN_DATASETS:
-        return BUILTIN_DATASETS[name]()
+        return BUILTIN_DATASETS[name](split)
     return tfds_source(name, split=split, data_dir=data_dir, download=download)
 
 

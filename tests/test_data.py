@@ -37,6 +37,9 @@ def test_digits_are_sklearn_digits_in_uint8():
     assert mapped == sorted(mapped)
     assert (0 not in levels) or mapped[0] == 0
     assert (16 not in levels) or mapped[-1] == 255
+    # the train and test splits (of the evaluation) partition the 1,797 images
+    train, test = data.digits("train"), data.digits("test")
+    assert len(train) + len(test) == 1797
 
 
 def test_batches_are_epoch_permutations_and_deterministic():

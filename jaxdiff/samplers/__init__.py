@@ -38,6 +38,7 @@ from jaxdiff.samplers._continuous import karras_grid as karras_grid
 from jaxdiff.samplers._continuous import model_eps_x0 as model_eps_x0
 from jaxdiff.samplers._continuous import model_time as model_time
 from jaxdiff.samplers._continuous import quadratic_time_grid as quadratic_time_grid
+from jaxdiff.samplers._continuous import real_time_model as real_time_model
 from jaxdiff.samplers._continuous import tau_from_log_snr as tau_from_log_snr
 from jaxdiff.samplers._continuous import uniform_logsnr_grid as uniform_logsnr_grid
 from jaxdiff.samplers._continuous import uniform_time_grid as uniform_time_grid

@@ -47,6 +47,7 @@ __all__ = [
     "model_time",
     "alpha_sigma",
     "model_eps_x0",
+    "real_time_model",
     "uniform_time_grid",
     "uniform_logsnr_grid",
     "quadratic_time_grid",
@@ -91,11 +92,13 @@ def alpha_sigma(log_snr):
     return jnp.exp(0.5 * jax.nn.log_sigmoid(log_snr)), jnp.exp(0.5 * jax.nn.log_sigmoid(-log_snr))
 
 
-def _at_level(schedule: Schedule, log_snr) -> Schedule:
-    """``schedule`` with its forward-process tables replaced by the one continuous level of
-    ``log_snr`` (index 0), so that the conversions of :mod:`jaxdiff.diffusion` between eps,
-    x_0 and v apply unchanged at a real timestep. Only those tables are meaningful."""
-    log_snr = jnp.reshape(log_snr, (1,))
+def _at_levels(schedule: Schedule, log_snr) -> Schedule:
+    """``schedule`` with its forward-process tables (abar, sqrt(abar), sqrt(1 - abar),
+    log(1 - abar)) replaced by the continuous levels ``log_snr`` (a scalar or ``[B]``, indexed
+    0, 1, ...), so that functions written for a schedule's tables, such as the conversions of
+    :mod:`jaxdiff.diffusion` between eps, x_0 and v, apply unchanged at real timesteps. Only
+    those tables are meaningful in the result."""
+    log_snr = jnp.reshape(log_snr, (-1,))
     alpha, sigma = alpha_sigma(log_snr)
     return schedule.replace(
         alphas_cumprod=alpha**2,
@@ -130,7 +133,7 @@ def model_eps_x0(
     t = jnp.full(x.shape[:1], model_time(schedule, tau), dtype=schedule.betas.dtype)
     out = model_fn(x, t)
     _checks.same_shape("model output", out, "x", x)
-    level = _at_level(schedule, continuous_log_snr(schedule, tau))
+    level = _at_levels(schedule, continuous_log_snr(schedule, tau))
     return predict_eps_and_x0(
         level,
         x,
@@ -139,6 +142,31 @@ def model_eps_x0(
         prediction=prediction,
         clip_denoised=clip_denoised,
     )
+
+
+def real_time_model(make_model: Callable[[Schedule], Callable], schedule: Schedule) -> Callable:
+    """A model defined through a schedule's forward-process tables, for integer t, made to take
+    real timesteps: each call reads it at the continuous levels of its ``t``.
+
+    For example ``real_time_model(lambda s: analytic.gaussian_eps_fn(s, mean, var), schedule)``
+    is the optimal eps-predictor at every real t, the ground truth for the ODE solvers. At the
+    integers it equals ``make_model(schedule)``.
+
+    Args:
+      make_model: ``make_model(schedule) -> model_fn(x, t)`` reading only ``alphas_cumprod``,
+        ``sqrt_alphas_cumprod``, ``sqrt_one_minus_alphas_cumprod`` and
+        ``log_one_minus_alphas_cumprod`` at the int ``t``.
+      schedule: the schedule the model is defined on (not respaced).
+
+    Returns:
+      ``model_fn(x, t)`` with ``t`` a real ``[B]`` array in [0, T - 1].
+    """
+
+    def model_fn(x, t):
+        levels = _at_levels(schedule, continuous_log_snr(schedule, t))
+        return make_model(levels)(x, jnp.arange(x.shape[0]))
+
+    return model_fn
 
 
 def uniform_time_grid(schedule: Schedule, num_steps: int) -> jnp.ndarray:

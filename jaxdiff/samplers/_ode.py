@@ -464,14 +464,14 @@ def ode_likelihood(
       ``[B, ...]``, the point evaluated (dequantised x0), and ``z`` ``[B, ...]``, its latent.
 
     Raises:
-      ValueError: for a bad trace estimator, ``num_probes`` < 1, data outside [-1, 1] (when
-        concrete) and the errors of :func:`ode_sample`.
+      ValueError: for a bad trace estimator, ``num_probes`` < 1, data to dequantise outside
+        [-1, 1] (when concrete) and the errors of :func:`ode_sample`.
     """
     _checks.batched("x0", x0)
     _checks.one_of("prediction", prediction, PREDICTIONS)
     _checks.one_of("trace", trace, TRACE_ESTIMATORS)
     _checks.positive_int("num_probes", num_probes)
-    if not isinstance(x0, jax.core.Tracer) and (np.min(x0) < -1.0 or np.max(x0) > 1.0):
+    if dequantize and not isinstance(x0, jax.core.Tracer) and (np.min(x0) < -1 or np.max(x0) > 1):
         raise ValueError(
             f"x0 must be data in [-1, 1], got values in [{np.min(x0):.3g}, {np.max(x0):.3g}]"
         )

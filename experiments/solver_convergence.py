@@ -29,7 +29,6 @@ import csv
 import os
 
 import jax
-import jax.numpy as jnp
 import matplotlib
 
 matplotlib.use("Agg")

@@ -10,7 +10,7 @@ import pytest
 from jax.scipy.stats import norm
 
 from jaxdiff import analytic, samplers, schedules
-from jaxdiff.samplers import _dpm_solver, _ode
+from jaxdiff.samplers import _dpm_solver
 
 SCHED = schedules.linear(1000)
 T = SCHED.num_timesteps
@@ -63,7 +63,8 @@ def test_continuous_time_is_the_schedule_at_the_integers():
     # The real-time optimal model is the integer-time one at the integers.
     x, t = X_T[:4], jnp.array([0, 5, 500, 999])
     np.testing.assert_allclose(GAUSS(x, t.astype(jnp.float32)),
-                               analytic.gaussian_eps_fn(SCHED, MEAN, VAR)(x, t), rtol=1e-5, atol=1e-6)
+                               analytic.gaussian_eps_fn(SCHED, MEAN, VAR)(x, t),
+                               rtol=1e-5, atol=1e-6)
     for grid in (samplers.uniform_time_grid, samplers.uniform_logsnr_grid,
                  samplers.quadratic_time_grid, samplers.karras_grid):
         taus = np.asarray(grid(SCHED, 7))
@@ -104,8 +105,8 @@ def test_dpm_solver_converges_to_the_exact_flow_at_its_order(order, expected):
     steps = [20, 40, 80]
     errors = [dpm_error(n, order) for n in steps]
     rate = slope(steps, errors)
-    print(f"\nDPM-Solver++ order {order}: " + ", ".join(f"N={n}: {e:.2e}" for n, e in zip(steps, errors))
-          + f"; fitted order {rate:.2f}")
+    table = ", ".join(f"N={n}: {e:.2e}" for n, e in zip(steps, errors))
+    print(f"\nDPM-Solver++ order {order}: {table}; fitted order {rate:.2f}")
     assert expected - 0.3 < rate < expected + 1.3  # order 3 converges faster here (~4)
     assert errors[-1] < 1e-3
 
@@ -145,6 +146,9 @@ def test_trajectory_nfe_and_no_recompilation():
     samplers.dpm_solver_sample(GAUSS, SCHED, X_T + 1.0, num_steps=10, return_info=True,
                                trajectory_every=4)
     assert _dpm_solver._dpm_solver_chain._cache_size() == size
+    # Under an outer jit, with the schedule traced (its grid is then not checked).
+    jitted = jax.jit(lambda s, x: samplers.dpm_solver_sample(GAUSS, s, x, num_steps=10))
+    np.testing.assert_allclose(jitted(SCHED, X_T), out.samples, rtol=1e-5, atol=1e-5)
 
 
 def test_prediction_types_give_the_same_chain():

@@ -8,7 +8,7 @@ levels, so they work with a real-valued timestep ``tau`` in [0, T - 1]:
 - in between, the log-SNR log(abar / (1 - abar)) is linear in ``tau`` (the schedule's
   :attr:`~jaxdiff.schedules.Schedule.log_snr` interpolated piecewise linearly; DPM-Solver's
   ``NoiseScheduleVP('discrete')`` interpolates log sqrt(abar) instead, Lu et al. 2022a,
-  App. D.1; both agree at the integers);
+  Sec. 3.4; both agree at the integers);
 - the network is called as ``model_fn(x, t)`` with ``t`` a float array ``[B]``: the
   schedule's model timesteps (:attr:`~jaxdiff.schedules.Schedule.timesteps`) interpolated
   linearly at ``tau`` -- the identity ``t = tau`` for a schedule that is not respaced. A U-Net's
@@ -63,8 +63,8 @@ def _index(schedule: Schedule) -> jnp.ndarray:
 
 def continuous_log_snr(schedule: Schedule, tau) -> jnp.ndarray:
     """The log-SNR log(abar / (1 - abar)) at the real timestep ``tau``: the schedule's values,
-    linear in between (Kingma et al. 2021, Sec. 3, for the log-SNR; the interpolation of a
-    discrete schedule as in Lu et al. 2022a, App. D.1).
+    linear in between (Kingma et al. 2021, for the log-SNR; the interpolation of a discrete
+    schedule as in Lu et al. 2022a, Sec. 3.4).
 
     Args:
       schedule: the discrete schedule (T >= 2).
@@ -88,7 +88,7 @@ def model_time(schedule: Schedule, tau) -> jnp.ndarray:
 
 def alpha_sigma(log_snr):
     """alpha = sqrt(abar) and sigma = sqrt(1 - abar) from the log-SNR l = log(abar / (1 - abar)):
-    abar = sigmoid(l), 1 - abar = sigmoid(-l) (Kingma et al. 2021, Sec. 3), in log space."""
+    abar = sigmoid(l), 1 - abar = sigmoid(-l) (Kingma et al. 2021), in log space."""
     return jnp.exp(0.5 * jax.nn.log_sigmoid(log_snr)), jnp.exp(0.5 * jax.nn.log_sigmoid(-log_snr))
 
 
@@ -170,8 +170,8 @@ def real_time_model(make_model: Callable[[Schedule], Callable], schedule: Schedu
 
 
 def uniform_time_grid(schedule: Schedule, num_steps: int) -> jnp.ndarray:
-    """``num_steps`` equal steps in tau from T - 1 to 0 (DPM-Solver's ``time_uniform``,
-    Lu et al. 2022a, Sec. 3.3)."""
+    """``num_steps`` equal steps in tau from T - 1 to 0 (DPM-Solver's ``time_uniform``
+    in Lu et al.'s code)."""
     return jnp.linspace(schedule.num_timesteps - 1, 0.0, num_steps + 1, dtype=schedule.betas.dtype)
 
 
@@ -184,7 +184,7 @@ def uniform_logsnr_grid(schedule: Schedule, num_steps: int) -> jnp.ndarray:
 
 def quadratic_time_grid(schedule: Schedule, num_steps: int) -> jnp.ndarray:
     """tau_i = (T - 1) (1 - i / N)^2: steps that shrink quadratically towards the data
-    (DPM-Solver's ``time_quadratic``, Lu et al. 2022a, App. D.1; DDIM's quadratic selection,
+    (DPM-Solver's ``time_quadratic`` in Lu et al.'s code; DDIM's quadratic selection,
     Song, Meng & Ermon 2021, App. D.2)."""
     u = jnp.linspace(1.0, 0.0, num_steps + 1, dtype=schedule.betas.dtype)
     return (schedule.num_timesteps - 1) * u**2

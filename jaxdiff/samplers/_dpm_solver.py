@@ -5,8 +5,8 @@ data-prediction form, orders 1 to 3, for a model trained on a discrete schedule.
 In the half log-SNR lambda = log(alpha / sigma) the probability-flow ODE has the exact solution
 (Lu et al. 2022b, Sec. 4; alpha = sqrt(abar), sigma = sqrt(1 - abar))
 
-.. math:: x_t = \\frac{\\sigma_t}{\\sigma_s} x_s
-    + \\sigma_t \\int_{\\lambda_s}^{\\lambda_t} e^{\\lambda} \\hat x_0(x_\\lambda, \\lambda)\\, d\\lambda,
+.. math:: x_t = \\frac{\\sigma_t}{\\sigma_s} x_s + \\sigma_t \\int_{\\lambda_s}^{\\lambda_t}
+    e^{\\lambda} \\hat x_0(x_\\lambda, \\lambda)\\, d\\lambda,
 
 whose linear part is integrated exactly; a k-th order multistep method replaces the data
 prediction x0_hat by the polynomial through its last k values. Order 1 is DDIM (Song, Meng &
@@ -83,14 +83,14 @@ def dpm_solver_pp_update(x, x0_preds, log_snrs, log_snr_next, *, order: int) -> 
              + \\text{(order 2)}\\ \\frac{1 - e^{-h}}{2 r_0} (m_0 - m_1)
              + \\text{(order 3)}\\ c_1 b_1 + c_2 b_2 \\Big]
 
-    - order 1 is DPM-Solver++(1), the DDIM step (Lu et al. 2022b, Sec. 4.1; Song, Meng &
+    - order 1 is DPM-Solver++(1), the DDIM step (Lu et al. 2022b, Sec. 4; Song, Meng &
       Ermon 2021, eq. 12 with sigma_t = 0);
     - order 2 is DPM-Solver++(2M) (Lu et al. 2022b, Alg. 2), r_0 = (lambda_0 - lambda_1) / h;
     - order 3 integrates the quadratic through the three predictions exactly: in Newton form
       m_0 + b_1 u + b_2 u^2 (u = lambda - lambda_0) with the divided differences
       b_2 = m[0, 1, 2], b_1 = m[0, 1] + (lambda_0 - lambda_1) b_2, and the weights
       c_k = int_0^h e^{u - h} u^k du: c_1 = h - 1 + e^{-h}, c_2 = h^2 - 2 c_1 (an exact
-      exponential-integrator multistep method, Hochbruck & Ostermann 2010, Sec. 2.5; the
+      exponential multistep method in the sense of Hochbruck & Ostermann 2010; the
       third-order multistep of Lu et al.'s code weights the u^2 term by c_2 / 2).
 
     Args:
@@ -148,8 +148,8 @@ def dpm_solver_pp_step(
       order: 1, 2 or 3; a Python int or a traced int32 scalar (it may not exceed the number of
         predictions made so far plus one).
       prediction: ``eps``, ``x0`` or ``v``.
-      clip_denoised: clip the data prediction to [-1, 1] (Lu et al. 2022b, Sec. 5,
-        thresholding).
+      clip_denoised: clip the data prediction to [-1, 1] (static thresholding,
+        Saharia et al. 2022, as DPM-Solver++ allows for data prediction).
 
     Returns:
       The state at ``tau_next``.
@@ -175,8 +175,8 @@ def dpm_solver_pp_step(
 def dpm_solver_orders(num_steps: int, order: int, *, lower_order_final: bool = True) -> np.ndarray:
     """The order of each step of a multistep chain: it warms up (step i uses at most i + 1
     predictions) and, with ``lower_order_final`` and fewer than 10 steps, decreases over the
-    last steps (step i at most num_steps - i), which steadies very short chains (Lu et al.
-    2022b, Sec. 5, as in their code).
+    last steps (step i at most num_steps - i), which steadies very short chains (as in Lu et
+    al.'s code for DPM-Solver++).
 
     Returns:
       ``[num_steps]`` int32 orders.
@@ -255,7 +255,9 @@ def dpm_solver_sample(
 
 @functools.partial(
     jax.jit,
-    static_argnames=("model_fn", "prediction", "clip_denoised", "denoise_to_zero", "trajectory_every"),
+    static_argnames=(
+        "model_fn", "prediction", "clip_denoised", "denoise_to_zero", "trajectory_every"
+    ),
 )
 def _dpm_solver_chain(
     model_fn,
@@ -301,4 +303,6 @@ def _check_order(order) -> None:
     if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or not (
         1 <= order <= MAX_ORDER
     ):
-        raise ValueError(f"order must be 1, 2 or 3 (DPM-Solver++ supports orders 1-3), got {order!r}")
+        raise ValueError(
+            f"order must be 1, 2 or 3 (DPM-Solver++ supports orders 1-3), got {order!r}"
+        )

@@ -102,8 +102,8 @@ def probability_flow(
 
 
 def heun_step(vector_field: Callable, y, t, t_next):
-    """One step of Heun's method, the explicit trapezoidal rule (Süli & Mayers 2003, Sec. 12.5;
-    the deterministic sampler of Karras et al. 2022, Alg. 1, lines 5-8):
+    """One step of Heun's method, the explicit trapezoidal rule (Hairer, Nørsett & Wanner 1993,
+    Sec. II.1; the deterministic sampler of Karras et al. 2022, Alg. 1, lines 4-8):
 
     .. math:: d = f(t, y),\\ \\tilde y = y + (t' - t) d,\\
         y' = y + \\frac{t' - t}{2} \\big(d + f(t', \\tilde y)\\big)
@@ -173,7 +173,8 @@ def _adaptive_solve(vector_field, y0, t0, t1, solver, rtol, atol, max_steps, sav
 
 def _worst_example_rms(tree) -> jnp.ndarray:
     """The step-size controller's error norm: the RMS over each example's entries (every leaf
-    of ``tree`` is ``[B, ...]``), worst example first, so each example meets the tolerances."""
+    of ``tree`` is ``[B, ...]``) of the worst example, so that every example meets the
+    tolerances."""
     leaves = jax.tree.leaves(tree)
     squares = sum(jnp.sum(jnp.reshape(a, (a.shape[0], -1)) ** 2, axis=1) for a in leaves)
     count = sum(math.prod(a.shape[1:]) for a in leaves)
@@ -343,8 +344,8 @@ def _saved_levels(num_steps: int, every: int):
 
 
 def uniform_dequantize(x0: jnp.ndarray, rng) -> jnp.ndarray:
-    """Uniform dequantisation of 8-bit data in [-1, 1] (Theis, van den Oord & Bethge 2016,
-    Sec. 3.1; as Song et al. 2021 evaluate likelihoods, App. D.2): the pixel value
+    """Uniform dequantisation of 8-bit data in [-1, 1] (Theis, van den Oord & Bethge 2016;
+    as Song et al. 2021 evaluate likelihoods, App. D.2): the pixel value
     k = round((x0 + 1) 255 / 2) in {0, ..., 255} becomes (k + u) 2 / 256 - 1 with
     u ~ U[0, 1), a point of the k-th of 256 bins of width 2/256 that tile [-1, 1).
 
@@ -362,7 +363,7 @@ def uniform_dequantize(x0: jnp.ndarray, rng) -> jnp.ndarray:
 
 def bits_per_dim(logp: jnp.ndarray, num_dims: int) -> jnp.ndarray:
     """Bits per dimension of 8-bit data from the log density of its [-1, 1] image (Song et al.
-    2021, App. D.2, their offset of 7 bits for centred data; Ho et al. 2020, Table 2):
+    2021, App. D.2, their offset of 7 bits for centred data; as Ho et al. 2020 report NLLs):
 
     .. math:: \\mathrm{bpd} = -\\frac{\\log p(x) + D \\log(2 / 256)}{D \\log 2}
         = -\\frac{\\log p(x)}{D \\log 2} + 7,
@@ -401,7 +402,7 @@ def _divergence_probes(rng, trace: str, num_probes: int, shape, dtype) -> tuple:
 def _with_divergence(vector_field, probes, weight):
     """The field augmented with the estimated divergence of ``vector_field`` per example:
     ``(t, (y, delta)) -> (f(t, y), weight * sum_k v_k^T (df/dy) v_k)`` (Chen et al. 2018,
-    Thm. 1; Grathwohl et al. 2019, eq. 7, FFJORD: the probes stay fixed along the solve). The
+    Thm. 1; Grathwohl et al. 2019, FFJORD: the probes stay fixed along the solve). The
     model treats the examples independently, so one Jacobian-vector product of the batch gives
     every example's v^T J v."""
 

@@ -50,6 +50,7 @@ def get_config() -> ml_collections.ConfigDict:
         sampler="ddpm",  # ddpm | ddim | dpm_solver | ode | langevin
         num_samples=64,  # of the PNG grids written during training; 0 for none
         num_steps=50,  # ddim / dpm_solver / ode
+        ddpm_num_steps=placeholder(int),  # ddpm on a respaced schedule; None: all T steps
         eta=0.0,  # ddim
         clip_denoised=True,  # ddpm / ddim
         order=2,  # dpm_solver

@@ -118,10 +118,21 @@ def _split_overrides(rest: list[str]) -> dict[str, str]:
     return out
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with errors as one line (no usage block) and exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jaxdiff", description="Diffusion models in JAX.")
+    parser = _Parser(prog="jaxdiff", description="Diffusion models in JAX.")
     sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train (or resume) a model")
+    train = sub.add_parser(
+        "train",
+        help="train (or resume) a model",
+        epilog="--config.FIELD=VALUE overrides a config field, e.g. --config.training.num_steps=500",
+    )
     train.add_argument("--config", default=None, help="config file or name in configs/")
     train.add_argument("--workdir", default=None, help="run directory (default ./runs/<name>)")
     sample = sub.add_parser("sample", help="sample from a trained run")
@@ -130,7 +141,10 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("--steps", type=int, default=None, help="sampler steps (ddim, ...)")
     sample.add_argument("--num", type=int, default=64)
     sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--output", default=None, help="FILE.npz (default WORKDIR/samples.npz)")
+    sample.add_argument(
+        "--output", default=None,
+        help="FILE.npz (default WORKDIR/samples.npz): images as uint8 NHWC, points as float32",
+    )
     evaluate = sub.add_parser("eval", help="evaluate a trained run (bits/dim, FID, ...)")
     evaluate.add_argument("--workdir", required=True)
     evaluate.add_argument("--seed", type=int, default=0)
@@ -176,7 +190,8 @@ def _sample(args) -> int:
     grid_path = _new_file(output.with_suffix(".png"), "grid")
     run = _load(args.workdir)
     sampler = args.sampler or run.config.sampling.sampler
-    steps = {"steps_per_sigma" if sampler == "langevin" else "num_steps": args.steps}
+    steps_field = {"langevin": "steps_per_sigma", "ddpm": "ddpm_num_steps"}.get(sampler, "num_steps")
+    steps = {steps_field: args.steps}
     sample = train.build_sampler(run.config, run.experiment, sampler=sampler, **steps)
     fn = jax.jit(lambda v, rng: sample(v, rng, args.num))
     x = jax.device_get(fn(run.variables, jax.random.PRNGKey(args.seed)))
@@ -201,10 +216,8 @@ def _load(workdir):
 def _eval(args) -> int:
     output = Path(args.output or Path(args.workdir) / "eval.json")
     _new_file(output, "output")
-    try:
-        from jaxdiff import evaluate
-    except ImportError as e:
-        raise UsageError(f"evaluation is not available in this installation ({e})") from e
+    from jaxdiff import evaluate
+
     run = _load(args.workdir)
     results = evaluate.evaluate_run(run, seed=args.seed)
     output.write_text(json.dumps(results, indent=2) + "\n")

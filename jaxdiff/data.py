@@ -80,7 +80,7 @@ def digits(split: str = "all") -> _ArraySource:
     shape [8, 8, 1] and their labels 0..9. Needs no download.
 
     Args:
-      split: ``"all"``, or ``"train"`` (1,437) / ``"test"`` (360) as fixed by
+      split: ``"all"``, or ``"train"`` / ``"test"`` (about 80 / 20 %) as fixed by
         :func:`jaxdiff.metrics.digits.split_indices` (the split the evaluation uses).
     """
     from sklearn.datasets import load_digits

@@ -165,14 +165,11 @@ def generate(sample_fn: Callable, variables, num: int, rng: jax.Array, *, batch_
 
 
 def split_images(config, split: str) -> np.ndarray:
-    """The images of the run's dataset ``split`` as a uint8 host array. The digits use
-    :func:`jaxdiff.metrics.digits.split_indices`; other datasets their TFDS split."""
-    if config.data.dataset == "digits":
-        from jaxdiff.metrics import digits
-
-        return digits.digits_split(split)[0]
+    """The examples of the run's dataset ``split`` as one host array (uint8 for images)."""
     source = data_lib.load_source(
-        config.data.dataset, split=split, data_dir=config.data.get("data_dir"),
+        config.data.dataset,
+        split=split,
+        data_dir=config.data.get("data_dir"),
         download=config.data.get("download", False),
     )
     return as_array(source)

@@ -41,6 +41,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxdiff import data as data_lib
 from jaxdiff import losses, samplers, schedules
+from jaxdiff.diffusion import split_learned_variance
 from jaxdiff.checkpoint import Checkpointer, check_compatible, load_config, save_config
 
 __all__ = [
@@ -218,33 +219,37 @@ def _resolve_model(cfg: ml_collections.ConfigDict, out_channels: int | None):
 
 
 def _normal_prior(rng, shape):
+    """x_T ~ N(0, I), where the reverse chain starts (Ho et al. 2020, Alg. 2)."""
     return jax.random.normal(rng, shape)
 
 
 def _uniform_prior(rng, shape):
-    """NCSN's initial samples: uniform noise over the data range (Song & Ermon 2019, Sec. 5)."""
+    """Uniform noise over the data range, where Song & Ermon (2019) start annealed Langevin."""
     return jax.random.uniform(rng, shape, minval=-1.0, maxval=1.0)
 
 
+_DDPM_LOSSES = {"simple": losses.simple_loss, "vlb": losses.vlb_loss, "hybrid": losses.hybrid_loss}
+
+
 def _ddpm_objective(cfg, schedule):
-    diff = cfg.diffusion
-    loss_cfg = dict(cfg.loss)
-    name = loss_cfg.pop("name")
-    kwargs = {"prediction": diff.prediction}
-    if name in ("vlb", "hybrid"):
-        kwargs["variance"] = diff.variance
-    if name == "hybrid":
-        kwargs["vlb_weight"] = loss_cfg.pop("vlb_weight")
-    if name == "simple" and loss_cfg.get("weighting"):
-        weight = getattr(losses, f"{loss_cfg.pop('weighting')}_weight", None)
+    """``config.loss``: ``name`` picks the loss; its other fields are the loss's keyword
+    arguments (``vlb_weight``; ``weighting`` names a weight function of
+    :mod:`jaxdiff.losses`, e.g. ``"min_snr"``, with ``gamma``)."""
+    options = dict(cfg.loss)
+    name = options.pop("name")
+    if name not in _DDPM_LOSSES:
+        raise ValueError(f"config.loss.name must be one of {sorted(_DDPM_LOSSES)}, got {name!r}")
+    options["prediction"] = cfg.diffusion.prediction
+    if name != "simple":
+        options["variance"] = cfg.diffusion.variance
+    if options.get("weighting"):
+        weight = getattr(losses, f"{options['weighting']}_weight", None)
         if weight is None:
-            raise ValueError("config.loss.weighting must be one of: snr, min_snr, truncated_snr")
-        gamma = loss_cfg.pop("gamma", None)
-        kwargs["weighting"] = weight if gamma is None else functools.partial(weight, gamma=gamma)
-    loss = {"simple": losses.simple_loss, "vlb": losses.vlb_loss, "hybrid": losses.hybrid_loss}
-    if name not in loss:
-        raise ValueError(f"config.loss.name must be one of {sorted(loss)} for ddpm, got {name!r}")
-    return lambda model_fn, x0, rng: loss[name](model_fn, schedule, x0, rng, **kwargs)
+            raise ValueError(f"config.loss.weighting: no {options['weighting']}_weight in jaxdiff.losses")
+        gamma = options.pop("gamma", None)
+        options["weighting"] = weight if gamma is None else functools.partial(weight, gamma=gamma)
+    loss = _DDPM_LOSSES[name]
+    return lambda model_fn, x0, rng: loss(model_fn, schedule, x0, rng, **options)
 
 
 def _ncsn_objective(cfg, sigmas):
@@ -253,11 +258,11 @@ def _ncsn_objective(cfg, sigmas):
     return lambda score_fn, x0, rng: losses.dsm_loss(score_fn, sigmas, x0, rng)
 
 
-def _example_shape(cfg) -> tuple[int, ...]:
-    source = data_lib.load_source(
+def _train_source(cfg):
+    """The dataset the run trains on (``config.data``)."""
+    return data_lib.load_source(
         cfg.data.dataset, split=cfg.data.split, data_dir=cfg.data.data_dir, download=cfg.data.download
     )
-    return tuple(np.shape(source[0]["x"])), source
 
 
 def build_experiment(config: ml_collections.ConfigDict, *, data_shape=None) -> Experiment:
@@ -272,7 +277,7 @@ def build_experiment(config: ml_collections.ConfigDict, *, data_shape=None) -> E
       jaxdiff.data.DataError: for an unknown or unavailable dataset.
     """
     if data_shape is None:
-        data_shape, _ = _example_shape(config)
+        data_shape = np.shape(_train_source(config)[0]["x"])
     diff = config.diffusion
     learned = diff.get("variance", "fixed_small") in ("learned", "learned_range")
     model = _resolve_model(config.model, 2 * data_shape[-1] if learned else None)
@@ -296,21 +301,33 @@ def build_experiment(config: ml_collections.ConfigDict, *, data_shape=None) -> E
     return Experiment(model, process, objective, prior, tuple(data_shape), tx)
 
 
+def _mean_part(model_fn, variance: str):
+    """The model with a learned-variance output cut to its mean half, for the samplers that
+    use no variance (DDIM, DPM-Solver, the probability-flow ODE)."""
+
+    def mean_fn(x, t):
+        return split_learned_variance(model_fn(x, t), x.shape[-1], variance)[0]
+
+    return mean_fn
+
+
 # Each entry: (config, process) -> sample(model_fn, x_T, rng) -> x_0. ``config`` is
 # ``config.sampling`` merged with the diffusion options.
 SAMPLERS: dict[str, Callable] = {
     "ddpm": lambda c, p: lambda f, x, rng: samplers.ddpm_sample(
-        f, p, x, rng, variance=c.variance, prediction=c.prediction, clip_denoised=c.clip_denoised
+        f, p, x, rng, variance=c.variance, prediction=c.prediction, clip_denoised=c.clip_denoised,
+        num_steps=c.get("ddpm_num_steps"),
     ),
     "ddim": lambda c, p: lambda f, x, rng: samplers.ddim_sample(
-        f, p, x, rng, num_steps=c.num_steps, eta=c.eta, prediction=c.prediction,
-        clip_denoised=c.clip_denoised,
+        _mean_part(f, c.variance), p, x, rng, num_steps=c.num_steps, eta=c.eta,
+        prediction=c.prediction, clip_denoised=c.clip_denoised,
     ),
     "dpm_solver": lambda c, p: lambda f, x, rng: samplers.dpm_solver_sample(
-        f, p, x, num_steps=c.num_steps, order=c.order, prediction=c.prediction
+        _mean_part(f, c.variance), p, x, num_steps=c.num_steps, order=c.order,
+        prediction=c.prediction,
     ),
     "ode": lambda c, p: lambda f, x, rng: samplers.ode_sample(
-        f, p, x, method=c.method, num_steps=c.num_steps
+        _mean_part(f, c.variance), p, x, method=c.method, num_steps=c.num_steps
     ),
     "langevin": lambda c, p: lambda f, x, rng: samplers.annealed_langevin(
         f, p, x, rng, steps_per_sigma=c.steps_per_sigma, step_lr=c.step_lr
@@ -493,8 +510,8 @@ def _setup(config: ml_collections.ConfigDict, workdir: Path, devices) -> _Setup:
             f"devices ({len(devices)})"
         )
     check_compatible(config, workdir)
-    data_shape, source = _example_shape(config)
-    experiment = build_experiment(config, data_shape=data_shape)
+    source = _train_source(config)
+    experiment = build_experiment(config, data_shape=np.shape(source[0]["x"]))
     batches = data_lib.Batches(
         source,
         batch_size=tcfg.batch_size,

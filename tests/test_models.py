@@ -26,9 +26,13 @@ FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 DDPM_CIFAR10_PARAMS = 35_746_307
 DDPM_256_PARAMS = 113_673_219
 
-TINY = functools.partial(UNet, ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,), num_groups=4)
+TINY = functools.partial(
+    UNet, ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,), num_groups=4
+)
 # One level (no resampling), for the tests that differentiate: they compile fastest.
-MINI = functools.partial(UNet, ch=8, ch_mult=(1,), num_res_blocks=1, attn_resolutions=(8,), num_groups=4)
+MINI = functools.partial(
+    UNet, ch=8, ch_mult=(1,), num_res_blocks=1, attn_resolutions=(8,), num_groups=4
+)
 
 
 def rel_err(a, b):
@@ -51,7 +55,14 @@ def converted(name):
     config, state_dict, x, t, y, out = load_fixture(name)
     model, variables = from_diffusers(state_dict, config)
     kwargs = {} if y is None else {"y": jnp.asarray(y)}
-    return model, variables, jnp.asarray(x.transpose(0, 2, 3, 1)), jnp.asarray(t), kwargs, out.transpose(0, 2, 3, 1)
+    return (
+        model,
+        variables,
+        jnp.asarray(x.transpose(0, 2, 3, 1)),
+        jnp.asarray(t),
+        kwargs,
+        out.transpose(0, 2, 3, 1),
+    )
 
 
 def random_variables(model, seed, *args, **kwargs):
@@ -90,7 +101,11 @@ def test_from_diffusers_config_options():
     model, _, _, _, _, _ = converted("ddpm")
     assert (model.ch, tuple(model.ch_mult), model.num_res_blocks) == (4, (1, 2, 2, 2), 2)
     assert tuple(model.attn_resolutions) == (8,)
-    assert model.downsample_padding == (0, 1) and model.attn_head_dim is None and model.norm_eps == 1e-6
+    assert (
+        model.downsample_padding == (0, 1)
+        and model.attn_head_dim is None
+        and model.norm_eps == 1e-6
+    )
     options, _, _, _, _, _ = converted("options")
     assert options.scale_shift_norm and options.num_classes == 10 and options.out_channels == 2
     assert tuple(options.attn_resolutions) == (8,) and options.downsample_padding == (1, 1)
@@ -117,7 +132,9 @@ def test_from_diffusers_lists_unknown_and_missing_keys():
     broken = dict(state_dict)
     del broken["mid_block.attentions.0.to_k.bias"]
     broken["mid_block.attentions.0.extra.weight"] = np.zeros(3, np.float32)
-    with pytest.raises(ValueError, match=r"unknown keys \['mid_block.attentions.0.extra.weight'\]") as info:
+    with pytest.raises(
+        ValueError, match=r"unknown keys \['mid_block.attentions.0.extra.weight'\]"
+    ) as info:
         from_diffusers(broken, config)
     assert "missing keys ['mid_block.attentions.0.to_k.bias']" in str(info.value)
 
@@ -132,11 +149,23 @@ def test_from_diffusers_rejects_wrong_shapes():
 @pytest.mark.parametrize(
     "change, match",
     [
-        ({"down_block_types": ["CrossAttnDownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"]},
-         "CrossAttnDownBlock2D"),
+        (
+            {
+                "down_block_types": [
+                    "CrossAttnDownBlock2D",
+                    "AttnDownBlock2D",
+                    "DownBlock2D",
+                    "DownBlock2D",
+                ]
+            },
+            "CrossAttnDownBlock2D",
+        ),
         ({"mid_block_scale_factor": 1.414}, "mid_block_scale_factor"),
         ({"center_input_sample": True}, "center_input_sample"),
-        ({"up_block_types": ["UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D"]}, "same resolutions"),
+        (
+            {"up_block_types": ["UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D"]},
+            "same resolutions",
+        ),
         ({"block_out_channels": [4, 6, 8, 8]}, "multiples"),
         ({"some_new_option": 1}, "some_new_option"),
         ({"sample_size": None}, "sample_size"),
@@ -153,7 +182,10 @@ def test_from_diffusers_rejects_unsupported_configs(change, match):
 
 def count_params(model, size, channels=3):
     shapes = jax.eval_shape(
-        model.init, {"params": jax.random.key(0)}, jnp.zeros((1, size, size, channels)), jnp.zeros((1,), jnp.int32)
+        model.init,
+        {"params": jax.random.key(0)},
+        jnp.zeros((1, size, size, channels)),
+        jnp.zeros((1,), jnp.int32),
     )
     return sum(math.prod(p.shape) for p in jax.tree.leaves(shapes))
 
@@ -176,10 +208,22 @@ SIGMA = jnp.array([0.01, 1.0, 30.0])
     "kwargs, channels, cond, call_kwargs, out_channels",
     [
         ({}, 3, "t", {}, 3),
-        ({"out_channels": 6, "attn_head_dim": 4, "scale_shift_norm": True, "remat": True}, 3, "t", {}, 6),
+        (
+            {"out_channels": 6, "attn_head_dim": 4, "scale_shift_norm": True, "remat": True},
+            3,
+            "t",
+            {},
+            6,
+        ),
         ({"num_classes": 5, "downsample_padding": (1, 1)}, 1, "t", {"y": jnp.array([0, 4, 5])}, 1),
         ({"embedding": FourierEmbedding, "divide_by_sigma": True}, 1, "sigma", {}, 1),
-        ({"dtype": jnp.bfloat16, "resample_with_conv": False, "mid_attention": False}, 3, "t", {}, 3),
+        (
+            {"dtype": jnp.bfloat16, "resample_with_conv": False, "mid_attention": False},
+            3,
+            "t",
+            {},
+            3,
+        ),
     ],
 )
 def test_unet_options_shapes_and_dtypes(kwargs, channels, cond, call_kwargs, out_channels):
@@ -193,7 +237,9 @@ def test_unet_options_shapes_and_dtypes(kwargs, channels, cond, call_kwargs, out
     @jax.jit
     @chex.assert_max_traces(n=1)
     def apply(variables, x, t):
-        return model.apply(variables, x, t, train=True, rngs={"dropout": jax.random.key(3)}, **call_kwargs)
+        return model.apply(
+            variables, x, t, train=True, rngs={"dropout": jax.random.key(3)}, **call_kwargs
+        )
 
     out = apply(variables, x, t)
     apply(variables, -x, t)  # a second call with new values does not retrace
@@ -209,12 +255,16 @@ def test_init_gives_float32_parameters_and_a_zero_output():
     t = jnp.array([5, 900])
     variables = jax.jit(model.init)({"params": jax.random.key(1)}, x, t)
     chex.assert_trees_all_equal_shapes_and_dtypes(variables, random_variables(model, 0, x, t))
-    np.testing.assert_array_equal(jax.jit(model.apply)(variables, x, t), np.zeros(x.shape, np.float32))
+    np.testing.assert_array_equal(
+        jax.jit(model.apply)(variables, x, t), np.zeros(x.shape, np.float32)
+    )
 
 
 def test_bfloat16_computation_stays_close_to_float32():
     model, variables, x, t, kwargs, ref = converted("options")
-    out = jax.jit(functools.partial(model.clone(dtype=jnp.bfloat16).apply, **kwargs))(variables, x, t)
+    out = jax.jit(functools.partial(model.clone(dtype=jnp.bfloat16).apply, **kwargs))(
+        variables, x, t
+    )
     chex.assert_type(out, jnp.float32)
     assert rel_err(out, ref) < 5e-2
 
@@ -230,7 +280,9 @@ def test_remat_changes_neither_parameters_nor_values_nor_gradients():
         return jnp.mean(model.apply(variables, x, t, train=True) ** 2)
 
     value, grads = jax.jit(jax.value_and_grad(functools.partial(loss, plain)))(variables)
-    value_remat, grads_remat = jax.jit(jax.value_and_grad(functools.partial(loss, remat)))(variables)
+    value_remat, grads_remat = jax.jit(jax.value_and_grad(functools.partial(loss, remat)))(
+        variables
+    )
     np.testing.assert_allclose(value_remat, value, rtol=1e-5)
     chex.assert_trees_all_close(grads_remat, grads, rtol=1e-4, atol=1e-6)
 
@@ -284,7 +336,9 @@ def test_sinusoidal_embedding_is_the_transformer_encoding():
     angles = t[:, None] / 10000.0 ** (2 * i / d)  # Vaswani et al. (2017), Sec. 3.5
     np.testing.assert_allclose(e[:, : d // 2], np.sin(angles), atol=2e-4)
     np.testing.assert_allclose(e[:, d // 2 :], np.cos(angles), atol=2e-4)
-    flipped = np.asarray(models.sinusoidal_embedding(jnp.asarray(t), d, flip_sin_to_cos=True, freq_shift=0.0))
+    flipped = np.asarray(
+        models.sinusoidal_embedding(jnp.asarray(t), d, flip_sin_to_cos=True, freq_shift=0.0)
+    )
     np.testing.assert_array_equal(flipped, np.concatenate([e[:, d // 2 :], e[:, : d // 2]], axis=1))
     # Ho et al.'s shift of 1: the lowest frequency is exactly 1 / max_period.
     ddpm = np.asarray(models.sinusoidal_embedding(jnp.asarray([1000.0]), d))
@@ -296,7 +350,9 @@ def test_fourier_embedding_closed_form():
     w = np.array([0.3, -1.2, 4.0])
     e = np.asarray(models.fourier_embedding(jnp.asarray(sigma), jnp.asarray(w)))
     angles = 2 * np.pi * np.log(sigma)[:, None] * w
-    np.testing.assert_allclose(e, np.concatenate([np.sin(angles), np.cos(angles)], axis=1), atol=1e-5)
+    np.testing.assert_allclose(
+        e, np.concatenate([np.sin(angles), np.cos(angles)], axis=1), atol=1e-5
+    )
 
 
 # ---------------------------------------------------------------- clear errors
@@ -324,4 +380,9 @@ def test_impossible_inputs_raise_before_tracing(model, x_shape, t_shape, match):
 
 def test_label_without_num_classes_raises():
     with pytest.raises(ValueError, match="num_classes is None"):
-        TINY().init({"params": jax.random.key(0)}, jnp.zeros((1, 8, 8, 3)), jnp.zeros((1,), jnp.int32), y=jnp.zeros(1))
+        TINY().init(
+            {"params": jax.random.key(0)},
+            jnp.zeros((1, 8, 8, 3)),
+            jnp.zeros((1,), jnp.int32),
+            y=jnp.zeros(1),
+        )

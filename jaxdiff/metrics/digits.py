@@ -75,10 +75,10 @@ def split_indices(split: str, *, num: int = NUM_DIGITS) -> np.ndarray:
 
 
 def digits_split(split: str) -> tuple[np.ndarray, np.ndarray]:
-    """The digits ``split`` as ``(images uint8 [N, 8, 8, 1], labels int32 [N])``."""
-    source = data.digits()
-    idx = split_indices(split, num=len(source))
-    examples = [source[int(i)] for i in idx]
+    """The digits ``split`` (:func:`jaxdiff.data.digits`) as ``(images uint8 [N, 8, 8, 1],
+    labels int32 [N])``."""
+    source = data.digits(split)
+    examples = [source[i] for i in range(len(source))]
     return (
         np.stack([e["x"] for e in examples]),
         np.asarray([e["label"] for e in examples], np.int32),

@@ -88,7 +88,13 @@ _LAYERS = {
     "proj_out": "to_out.0",
     "conv": "conv",
 }
-_LEAVES = {"kernel": "weight", "scale": "weight", "bias": "bias", "embedding": "weight", "W": "weight"}
+_LEAVES = {
+    "kernel": "weight",
+    "scale": "weight",
+    "bias": "bias",
+    "embedding": "weight",
+    "W": "weight",
+}
 # Parameter names of older diffusers checkpoints (before the attention processors).
 _LEGACY = [
     (re.compile(r"(\.attentions\.\d+)\.query\."), r"\1.to_q."),
@@ -102,7 +108,8 @@ _LEGACY = [
 def _require(cfg, key, allowed):
     if cfg[key] not in allowed:
         raise ValueError(
-            f"from_diffusers: config[{key!r}] = {cfg[key]!r} is not supported; jaxdiff's UNet supports {list(allowed)}"
+            f"from_diffusers: config[{key!r}] = {cfg[key]!r} is not supported; "
+            f"jaxdiff's UNet supports {list(allowed)}"
         )
 
 
@@ -112,13 +119,15 @@ def _unet_from_config(config):
     cfg.update({k: v for k, v in config.items() if not k.startswith("_")})
     unknown = sorted(set(cfg) - set(_DIFFUSERS_DEFAULTS))
     if unknown:
-        raise ValueError(f"from_diffusers: config keys {unknown} are not UNet2DModel options jaxdiff knows")
+        raise ValueError(
+            f"from_diffusers: config keys {unknown} are not UNet2DModel options jaxdiff knows"
+        )
     channels = [int(c) for c in cfg["block_out_channels"]]
     down, up = list(cfg["down_block_types"]), list(cfg["up_block_types"])
     if not len(down) == len(up) == len(channels) >= 1:
         raise ValueError(
-            f"from_diffusers: block_out_channels, down_block_types and up_block_types must have the same "
-            f"length, got {len(channels)}, {len(down)} and {len(up)}"
+            f"from_diffusers: block_out_channels, down_block_types and up_block_types must "
+            f"have the same length, got {len(channels)}, {len(down)} and {len(up)}"
         )
     ch = channels[0]
     _require(cfg, "time_embedding_type", ("positional", "fourier"))
@@ -136,37 +145,51 @@ def _unet_from_config(config):
     bad += [b for b in up if b not in ("UpBlock2D", "AttnUpBlock2D")]
     if bad:
         raise ValueError(
-            f"from_diffusers: block types {bad} are not supported; jaxdiff's UNet supports DownBlock2D, "
-            f"AttnDownBlock2D, UpBlock2D and AttnUpBlock2D"
+            f"from_diffusers: block types {bad} are not supported; jaxdiff's UNet supports "
+            f"DownBlock2D, AttnDownBlock2D, UpBlock2D and AttnUpBlock2D"
         )
     attn_levels = [level for level, b in enumerate(down) if b == "AttnDownBlock2D"]
-    if attn_levels != [len(up) - 1 - i for i, b in reversed(list(enumerate(up))) if b == "AttnUpBlock2D"]:
+    if attn_levels != [
+        len(up) - 1 - i for i, b in reversed(list(enumerate(up))) if b == "AttnUpBlock2D"
+    ]:
         raise ValueError(
-            f"from_diffusers: jaxdiff's UNet has attention at the same resolutions on the way down and up, "
+            f"from_diffusers: jaxdiff's UNet has attention at the same resolutions on the way "
+            f"down and up, "
             f"but down_block_types={down} and up_block_types={up} differ"
         )
     if any(c % ch for c in channels):
-        raise ValueError(f"from_diffusers: block_out_channels {channels} must be multiples of the first")
+        raise ValueError(
+            f"from_diffusers: block_out_channels {channels} must be multiples of the first"
+        )
     groups = cfg["norm_num_groups"]
-    if cfg["add_attention"] and cfg["attn_norm_num_groups"] != groups and not (
-        cfg["attn_norm_num_groups"] is None and cfg["resnet_time_scale_shift"] == "default"
+    if (
+        cfg["add_attention"]
+        and cfg["attn_norm_num_groups"] != groups
+        and not (
+            cfg["attn_norm_num_groups"] is None and cfg["resnet_time_scale_shift"] == "default"
+        )
     ):
         raise ValueError(
-            f"from_diffusers: the middle attention must have a GroupNorm of norm_num_groups={groups} groups, "
+            f"from_diffusers: the middle attention must have a GroupNorm of "
+            f"norm_num_groups={groups} groups, "
             f"got attn_norm_num_groups={cfg['attn_norm_num_groups']} with "
             f"resnet_time_scale_shift={cfg['resnet_time_scale_shift']!r}"
         )
     size = cfg["sample_size"]
     if size is None:
         if attn_levels:
-            raise ValueError("from_diffusers: config['sample_size'] is needed to place the attention blocks")
+            raise ValueError(
+                "from_diffusers: config['sample_size'] is needed to place the attention blocks"
+            )
         size = 2 ** (len(channels) - 1)
     height, width = (size, size) if isinstance(size, int) else size
     if cfg["time_embedding_type"] == "fourier":
         embedding = functools.partial(FourierEmbedding, scale=16.0)
     else:
         embedding = functools.partial(
-            SinusoidalEmbedding, flip_sin_to_cos=bool(cfg["flip_sin_to_cos"]), freq_shift=float(cfg["freq_shift"])
+            SinusoidalEmbedding,
+            flip_sin_to_cos=bool(cfg["flip_sin_to_cos"]),
+            freq_shift=float(cfg["freq_shift"]),
         )
     model = UNet(
         ch=ch,
@@ -189,16 +212,20 @@ def _unet_from_config(config):
 
 
 def _diffusers_name(path, num_levels):
-    """The diffusers parameter name of a jaxdiff parameter path, e.g. ('down_1_res_0', 'conv_1', 'kernel')."""
+    """The diffusers name of a jaxdiff parameter path, e.g. ('down_1_res_0', 'conv_1', 'kernel')."""
     top, *layers, leaf = path
     if top in _TOP_LEVEL:
         prefix = _TOP_LEVEL[top]
     else:
         side, level, kind, index = _BLOCK.fullmatch(top).groups()
-        block = f"down_blocks.{level}" if side == "down" else f"up_blocks.{num_levels - 1 - int(level)}"
+        block = (
+            f"down_blocks.{level}" if side == "down" else f"up_blocks.{num_levels - 1 - int(level)}"
+        )
         part = {
-            "res": f"resnets.{index}", "attn": f"attentions.{index}",
-            "downsample": "downsamplers.0", "upsample": "upsamplers.0",
+            "res": f"resnets.{index}",
+            "attn": f"attentions.{index}",
+            "downsample": "downsamplers.0",
+            "upsample": "upsamplers.0",
         }[kind]
         prefix = f"{block}.{part}"
     return ".".join([prefix, *(_LAYERS[name] for name in layers), _LEAVES[leaf]])
@@ -242,7 +269,10 @@ def from_diffusers(state_dict, config):
     """
     model, input_shape = _unet_from_config(config)
     abstract = jax.eval_shape(
-        model.init, {"params": jax.random.key(0)}, jnp.zeros(input_shape), jnp.zeros(input_shape[:1], jnp.int32)
+        model.init,
+        {"params": jax.random.key(0)},
+        jnp.zeros(input_shape),
+        jnp.zeros(input_shape[:1], jnp.int32),
     )["params"]
     num_levels = len(model.ch_mult)
     targets = {
@@ -258,13 +288,16 @@ def from_diffusers(state_dict, config):
     missing = sorted(set(targets) - set(renamed))
     if unknown or missing:
         raise ValueError(
-            f"from_diffusers: state_dict does not match the config: unknown keys {unknown}, missing keys {missing}"
+            f"from_diffusers: state_dict does not match the config: unknown keys {unknown}, "
+            f"missing keys {missing}"
         )
     params, wrong = {}, []
     for name, (path, target) in targets.items():
         value = _to_jax_layout(path[-1], np.asarray(renamed[name], np.float32))
         if value.shape != target.shape:
-            wrong.append(f"{name}: got {np.shape(renamed[name])}, expected {target.shape} after conversion")
+            wrong.append(
+                f"{name}: got {np.shape(renamed[name])}, expected {target.shape} after conversion"
+            )
             continue
         node = params
         for key in path[:-1]:

@@ -21,7 +21,7 @@ ddpm_256 = functools.partial(
 
 # A small U-Net for scikit-learn's 8x8 digits that trains on a CPU in minutes.
 ddpm_digits = functools.partial(
-    UNet, ch=32, ch_mult=(1, 2), num_res_blocks=2, attn_resolutions=(4,), dropout=0.1, num_groups=8
+    UNet, ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,), dropout=0.1, num_groups=8
 )
 
 # The same network as a noise-conditional score model: conditioned on sigma, output divided by it.

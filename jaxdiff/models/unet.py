@@ -73,7 +73,7 @@ zero_init = nn.initializers.zeros_init()
 
 
 def sinusoidal_embedding(t, dim, *, flip_sin_to_cos=False, freq_shift=1.0, max_period=10000.0):
-    r"""Sinusoidal embedding of a timestep (Vaswani et al., 2017, Sec. 3.5; Ho et al., 2020, App. B).
+    r"""Sinusoidal timestep embedding (Vaswani et al., 2017, Sec. 3.5; Ho et al., 2020, App. B).
 
     With :math:`h = d/2` frequencies :math:`\omega_i = P^{-i/(h - s)}`, :math:`i = 0, \dots, h-1`:
 
@@ -106,7 +106,7 @@ def sinusoidal_embedding(t, dim, *, flip_sin_to_cos=False, freq_shift=1.0, max_p
 
 
 def fourier_embedding(sigma, w):
-    r"""Random Fourier features of the log noise level (Tancik et al., 2020; Song et al., 2021, App. H.1).
+    r"""Random Fourier features of log sigma (Tancik et al., 2020; Song et al., 2021, App. H).
 
     .. math::
 
@@ -151,7 +151,9 @@ class FourierEmbedding(nn.Module):
 
     @nn.compact
     def __call__(self, sigma):
-        w = self.param("W", nn.initializers.normal(stddev=self.scale), (self.features,), self.param_dtype)
+        w = self.param(
+            "W", nn.initializers.normal(stddev=self.scale), (self.features,), self.param_dtype
+        )
         return fourier_embedding(sigma, jax.lax.stop_gradient(jnp.asarray(w, jnp.float32)))
 
 
@@ -184,7 +186,9 @@ class ResBlock(nn.Module):
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         norm = dict(num_groups=self.num_groups, epsilon=self.norm_eps, **kw)
         h = nn.silu(nn.GroupNorm(name="norm_1", **norm)(x))
-        h = nn.Conv(self.features, (3, 3), padding=1, kernel_init=default_init, name="conv_1", **kw)(h)
+        h = nn.Conv(
+            self.features, (3, 3), padding=1, kernel_init=default_init, name="conv_1", **kw
+        )(h)
         num_emb = 2 * self.features if self.scale_shift_norm else self.features
         e = nn.Dense(num_emb, kernel_init=default_init, name="temb_proj", **kw)(nn.silu(emb))
         e = e[:, None, None, :]  # [B, 1, 1, num_emb]
@@ -226,7 +230,9 @@ class AttnBlock(nn.Module):
         h = nn.GroupNorm(num_groups=self.num_groups, epsilon=self.norm_eps, name="norm", **kw)(x)
         h = h.reshape(b, height * width, c)
         q, k, v = (
-            nn.Dense(c, kernel_init=default_init, name=name, **kw)(h).reshape(b, height * width, c // head_dim, head_dim)
+            nn.Dense(c, kernel_init=default_init, name=name, **kw)(h).reshape(
+                b, height * width, c // head_dim, head_dim
+            )
             for name in ("query", "key", "value")
         )
         a = jax.nn.dot_product_attention(q, k, v).reshape(b, height * width, c)
@@ -252,8 +258,14 @@ class Downsample(nn.Module):
         if not self.with_conv:
             return nn.avg_pool(x, (2, 2), strides=(2, 2))
         return nn.Conv(
-            x.shape[-1], (3, 3), strides=(2, 2), padding=(self.padding, self.padding),
-            kernel_init=default_init, dtype=self.dtype, param_dtype=self.param_dtype, name="conv",
+            x.shape[-1],
+            (3, 3),
+            strides=(2, 2),
+            padding=(self.padding, self.padding),
+            kernel_init=default_init,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="conv",
         )(x)
 
 
@@ -275,8 +287,13 @@ class Upsample(nn.Module):
         if not self.with_conv:
             return x
         return nn.Conv(
-            c, (3, 3), padding=1, kernel_init=default_init,
-            dtype=self.dtype, param_dtype=self.param_dtype, name="conv",
+            c,
+            (3, 3),
+            padding=1,
+            kernel_init=default_init,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="conv",
         )(x)
 
 
@@ -336,7 +353,9 @@ class UNet(nn.Module):
 
     def _check_config(self):
         if not self.ch_mult or any(int(m) != m or m < 1 for m in self.ch_mult):
-            raise ValueError(f"UNet: ch_mult must be a non-empty sequence of positive ints, got {self.ch_mult}")
+            raise ValueError(
+                f"UNet: ch_mult must be a non-empty sequence of positive ints, got {self.ch_mult}"
+            )
         if self.num_res_blocks < 1:
             raise ValueError(f"UNet: num_res_blocks must be >= 1, got {self.num_res_blocks}")
         if not 0.0 <= self.dropout < 1.0:
@@ -345,12 +364,17 @@ class UNet(nn.Module):
         if self.ch < 1 or bad:
             raise ValueError(
                 f"UNet: every level's channel count ch * ch_mult must be divisible by "
-                f"num_groups={self.num_groups} (GroupNorm), but {bad} (ch={self.ch}, ch_mult={self.ch_mult}) are not"
+                f"num_groups={self.num_groups} (GroupNorm), but {bad} (ch={self.ch}, "
+                f"ch_mult={self.ch_mult}) are not"
             )
         if self.out_channels is not None and self.out_channels < 1:
-            raise ValueError(f"UNet: out_channels must be a positive int or None, got {self.out_channels}")
+            raise ValueError(
+                f"UNet: out_channels must be a positive int or None, got {self.out_channels}"
+            )
         if self.num_classes is not None and self.num_classes < 1:
-            raise ValueError(f"UNet: num_classes must be a positive int or None, got {self.num_classes}")
+            raise ValueError(
+                f"UNet: num_classes must be a positive int or None, got {self.num_classes}"
+            )
         if tuple(self.downsample_padding) not in ((0, 1), (1, 1)):
             raise ValueError(
                 f"UNet: downsample_padding must be (0, 1) or (1, 1) so that a stride-2 3x3 "
@@ -375,7 +399,8 @@ class UNet(nn.Module):
         never = sorted(set(self.attn_resolutions) - set(heights))
         if never:
             raise ValueError(
-                f"UNet: attn_resolutions {never} never occur; for an input of height {x.shape[1]} the "
+                f"UNet: attn_resolutions {never} never occur; for an input of height "
+                f"{x.shape[1]} the "
                 f"levels have heights {heights}"
             )
         attn_levels = [level for level, hgt in enumerate(heights) if hgt in self.attn_resolutions]
@@ -385,7 +410,10 @@ class UNet(nn.Module):
                 channels.add(self.ch * self.ch_mult[-1])
             bad = sorted(c for c in channels if c % self.attn_head_dim)
             if bad:
-                raise ValueError(f"UNet: attention channels {bad} are not divisible by attn_head_dim={self.attn_head_dim}")
+                raise ValueError(
+                    f"UNet: attention channels {bad} are not divisible by "
+                    f"attn_head_dim={self.attn_head_dim}"
+                )
         if self.num_classes is None and y is not None:
             raise ValueError("UNet: got a class label y but num_classes is None")
         if y is not None and jnp.shape(y) != x.shape[:1]:
@@ -424,7 +452,12 @@ class UNet(nn.Module):
 
         def res(features, name, h):
             block = res_block(
-                features, dropout=self.dropout, scale_shift_norm=self.scale_shift_norm, name=name, **norm, **kw
+                features,
+                dropout=self.dropout,
+                scale_shift_norm=self.scale_shift_norm,
+                name=name,
+                **norm,
+                **kw,
             )
             return block(h, emb, train)
 
@@ -432,7 +465,9 @@ class UNet(nn.Module):
             return attn_block(head_dim=self.attn_head_dim, name=name, **norm, **kw)(h)
 
         levels = len(self.ch_mult)
-        h = nn.Conv(self.ch, (3, 3), padding=1, kernel_init=default_init, name="conv_in", **kw)(x.astype(self.dtype))
+        h = nn.Conv(self.ch, (3, 3), padding=1, kernel_init=default_init, name="conv_in", **kw)(
+            x.astype(self.dtype)
+        )
         skips = [h]
         for level, mult in enumerate(self.ch_mult):
             for i in range(self.num_res_blocks):
@@ -442,7 +477,10 @@ class UNet(nn.Module):
                 skips.append(h)
             if level != levels - 1:
                 h = Downsample(
-                    self.resample_with_conv, tuple(self.downsample_padding), name=f"down_{level}_downsample", **kw
+                    self.resample_with_conv,
+                    tuple(self.downsample_padding),
+                    name=f"down_{level}_downsample",
+                    **kw,
                 )(h)
                 skips.append(h)
 
@@ -453,15 +491,25 @@ class UNet(nn.Module):
 
         for level in reversed(range(levels)):
             for i in range(self.num_res_blocks + 1):
-                h = res(self.ch * self.ch_mult[level], f"up_{level}_res_{i}", jnp.concatenate([h, skips.pop()], -1))
+                h = res(
+                    self.ch * self.ch_mult[level],
+                    f"up_{level}_res_{i}",
+                    jnp.concatenate([h, skips.pop()], -1),
+                )
                 if level in attn_levels:
                     h = attn(f"up_{level}_attn_{i}", h)
             if level != 0:
                 h = Upsample(self.resample_with_conv, name=f"up_{level}_upsample", **kw)(h)
 
-        h = nn.silu(nn.GroupNorm(num_groups=self.num_groups, epsilon=self.norm_eps, name="norm_out", **kw)(h))
+        h = nn.silu(
+            nn.GroupNorm(num_groups=self.num_groups, epsilon=self.norm_eps, name="norm_out", **kw)(
+                h
+            )
+        )
         out_channels = self.out_channels or x.shape[-1]
-        h = nn.Conv(out_channels, (3, 3), padding=1, kernel_init=zero_init, name="conv_out", **kw)(h)
+        h = nn.Conv(out_channels, (3, 3), padding=1, kernel_init=zero_init, name="conv_out", **kw)(
+            h
+        )
         out = h.astype(jnp.float32)
         if self.divide_by_sigma:
             out = out / jnp.asarray(t, jnp.float32)[:, None, None, None]

@@ -4,8 +4,10 @@ sliced Wasserstein-1 distance of the samples to held-out data (and, for scale, t
 training data to the same held-out data).
 
     python experiments/toy2d.py                              # swiss roll
-    python experiments/toy2d.py --dataset gaussian_mixture
-    python experiments/toy2d.py --output experiments/toy2d.png
+    python experiments/toy2d.py --dataset gaussian_mixture [--out experiments/out]
+
+writes ``OUT/toy2d_<dataset>.png`` and ``.json``; the run itself goes to ``runs/toy2d_<dataset>``
+(rerunning resumes it).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="swiss_roll", choices=["swiss_roll", "gaussian_mixture", "two_moons"])
     parser.add_argument("--workdir", default=None, help="default runs/toy2d_<dataset>")
-    parser.add_argument("--output", default=None, help="PNG path (default experiments/toy2d_<dataset>.png)")
+    parser.add_argument("--out", default="experiments/out", help="output directory")
     parser.add_argument("--num", type=int, default=2000, help="samples to draw")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -53,7 +55,8 @@ def main() -> None:
     config = cli.load_config_file("toy2d_ddpm")
     config.data.dataset = args.dataset
     workdir = Path(args.workdir or f"runs/toy2d_{args.dataset}")
-    output = Path(args.output or Path(__file__).parent / f"toy2d_{args.dataset}.png")
+    output = Path(args.out) / f"toy2d_{args.dataset}.png"
+    output.parent.mkdir(parents=True, exist_ok=True)
     train.train(config, workdir)
 
     run = train.load_run(workdir)

@@ -149,10 +149,14 @@ def evaluate_ode_nll(
         return samplers.ode_likelihood(model_fn, schedule, x0, key, **ode_kwargs)["bpd"]
 
     bpd = np.asarray(map_batches(fn, as_array(data), batch_size=batch_size, mesh=mesh), np.float64)
-    return dict(ode_bpd=float(bpd.mean()), ode_stderr_bpd=_stderr(bpd), ode_num_examples=int(bpd.size))
+    return dict(
+        ode_bpd=float(bpd.mean()), ode_stderr_bpd=_stderr(bpd), ode_num_examples=int(bpd.size)
+    )
 
 
-def generate(sample_fn: Callable, variables, num: int, rng: jax.Array, *, batch_size: int = 256, mesh=None) -> np.ndarray:
+def generate(
+    sample_fn: Callable, variables, num: int, rng: jax.Array, *, batch_size: int = 256, mesh=None
+) -> np.ndarray:
     """``num`` samples from ``sample_fn(variables, rng, n) -> [n, ...]`` (as
     :func:`jaxdiff.train.build_sampler` returns it), in batches sharded over the devices;
     batch i uses ``fold_in(rng, i)``. Returns a numpy array ``[num, ...]``."""
@@ -181,13 +185,23 @@ def format_table(rows: Sequence[Sequence], *, header: Sequence[str]) -> str:
         [f"{v:.4f}" if isinstance(v, float) else str(v) for v in row] for row in rows
     ]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in cells]
+    lines = [
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+        for r in cells
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
 def _nll_rows(name: str, r: dict) -> list:
-    return [name, r["total_bpd"], r["stderr_bpd"], r["prior_bpd"], r["diffusion_bpd"], r["decoder_bpd"]]
+    return [
+        name,
+        r["total_bpd"],
+        r["stderr_bpd"],
+        r["prior_bpd"],
+        r["diffusion_bpd"],
+        r["decoder_bpd"],
+    ]
 
 
 NLL_HEADER = ("model", "bits/dim", "stderr", "L_T", "sum L_t-1", "L_0")
@@ -235,7 +249,9 @@ def evaluate_run(
 
     cfg = run.config
     if cfg.diffusion.kind != "ddpm":
-        raise ValueError(f"bits/dim needs a DDPM run (config.diffusion.kind='ddpm'), got {cfg.diffusion.kind!r}")
+        raise ValueError(
+            f"bits/dim needs a DDPM run (config.diffusion.kind='ddpm'), got {cfg.diffusion.kind!r}"
+        )
     variance = variance or cfg.diffusion.get("variance", "fixed_small")
     images = split_images(cfg, split)[:max_examples]
     rng = jax.random.PRNGKey(seed)
@@ -253,17 +269,33 @@ def evaluate_run(
     if images.dtype == np.uint8:
         train = split_images(cfg, "train")
         levels = np.unique(train) if cfg.data.dataset == "digits" else None
-        baseline = np.asarray(pixel_baseline.pixel_nll_bpd(pixel_baseline.fit_pixel_categoricals(train, levels=levels), images))
+        baseline = np.asarray(
+            pixel_baseline.pixel_nll_bpd(
+                pixel_baseline.fit_pixel_categoricals(train, levels=levels), images
+            )
+        )
         results["pixel_baseline_bpd"] = float(baseline.mean())
         rows.append(["independent pixels", float(baseline.mean()), _stderr(baseline), "", "", ""])
     if ode:
-        results.update(evaluate_ode_nll(run.model_fn, run.schedule, images, ode_key, batch_size=min(64, images.shape[0])))
-        rows.append(["PF-ODE likelihood", results["ode_bpd"], results["ode_stderr_bpd"], "", "", ""])
-    log(f"{cfg.data.dataset} {split} split, {results['num_examples']} examples, variance {variance}")
+        results.update(
+            evaluate_ode_nll(
+                run.model_fn, run.schedule, images, ode_key, batch_size=min(64, images.shape[0])
+            )
+        )
+        rows.append(
+            ["PF-ODE likelihood", results["ode_bpd"], results["ode_stderr_bpd"], "", "", ""]
+        )
+    log(
+        f"{cfg.data.dataset} {split} split, {results['num_examples']} examples, variance {variance}"
+    )
     log(format_table(rows, header=NLL_HEADER))
     if num_samples:
-        results.update(_sample_quality(run, num_samples, sample_key, sampler, num_steps, fid_stats, log))
-    results.update(step=int(run.step), split=split, seed=seed, variance=variance, dataset=cfg.data.dataset)
+        results.update(
+            _sample_quality(run, num_samples, sample_key, sampler, num_steps, fid_stats, log)
+        )
+    results.update(
+        step=int(run.step), split=split, seed=seed, variance=variance, dataset=cfg.data.dataset
+    )
     return results
 
 
@@ -271,14 +303,18 @@ def _sample_quality(run, num, rng, sampler, num_steps, fid_stats, log) -> dict:
     from jaxdiff import train
     from jaxdiff.metrics import digits, fid
 
-    sample_fn = train.build_sampler(run.config, run.experiment, sampler=sampler, num_steps=num_steps)
+    sample_fn = train.build_sampler(
+        run.config, run.experiment, sampler=sampler, num_steps=num_steps
+    )
     samples = data_lib.to_uint8(generate(sample_fn, run.variables, num, rng))
     out = {"num_samples": num}
     if run.config.data.dataset == "digits":
         quality = digits.sample_quality(samples)
         out.update({f"digits_{k}": v for k, v in quality.items()})
-        log(f"digits Fréchet distance {quality['fd']:.3f}, classifier score {quality['score']:.3f}, "
-            f"confidence {quality['confidence']:.3f}")
+        log(
+            f"digits Fréchet distance {quality['fd']:.3f}, classifier score {quality['score']:.3f}, "
+            f"confidence {quality['confidence']:.3f}"
+        )
     if fid_stats is not None:
         out["fid"] = fid.fid_from_samples(samples, fid.load_statistics(fid_stats))
         log(f"FID {out['fid']:.3f} against {fid_stats}")

@@ -673,7 +673,8 @@ def train(
         if not _grid_path(workdir, final).exists():
             grid(final, state)
         checkpointer.wait()
-        log(f"done: step {final}; samples in {_grid_path(workdir, final)}")
+        grid_note = f"; samples in {_grid_path(workdir, final)}" if config.sampling.num_samples else ""
+        log(f"done: step {final}; checkpoint in {checkpointer.directory / str(final)}{grid_note}")
         return state
     finally:
         checkpointer.wait()

@@ -51,7 +51,9 @@ def test_prior_term_closed_form_and_below_1e3(gaussian_model, two_evaluations):
 
 def test_parts_add_up(two_evaluations):
     r = evaluate.summarize_nll(two_evaluations[0])
-    np.testing.assert_allclose(r["total_bpd"], r["prior_bpd"] + r["diffusion_bpd"] + r["decoder_bpd"], rtol=1e-6)
+    np.testing.assert_allclose(
+        r["total_bpd"], r["prior_bpd"] + r["diffusion_bpd"] + r["decoder_bpd"], rtol=1e-6
+    )
     np.testing.assert_allclose(r["diffusion_bpd"], np.sum(r["terms_bpd"][1:]), rtol=1e-5)
     np.testing.assert_allclose(r["decoder_bpd"], r["terms_bpd"][0], rtol=1e-6)
     assert r["num_examples"] == 64 and len(r["terms_bpd"]) == 1000
@@ -70,7 +72,9 @@ def test_two_rngs_agree_within_standard_error(two_evaluations):
     # Each estimate's standard error includes its own Monte Carlo noise (one noise draw per t).
     assert abs(a["total_bpd"] - b["total_bpd"]) < 2 * np.hypot(a["stderr_bpd"], b["stderr_bpd"])
     assert abs(a["total_bpd"] - b["total_bpd"]) < 4 * mc_stderr
-    np.testing.assert_allclose(a["stderr_bpd"], np.std(two_evaluations[0]["total"], ddof=1) / 8.0, rtol=1e-5)
+    np.testing.assert_allclose(
+        a["stderr_bpd"], np.std(two_evaluations[0]["total"], ddof=1) / 8.0, rtol=1e-5
+    )
 
 
 def test_batches_pad_and_use_their_own_keys():
@@ -92,7 +96,13 @@ def test_bad_input():
     schedule = schedules.linear(10)
     model_fn = analytic.gaussian_eps_fn(schedule, 0.0, 1.0)
     with pytest.raises(ValueError, match="batch_size"):
-        evaluate.evaluate_nll(model_fn, schedule, np.zeros((4, 2, 2, 1), np.uint8), jax.random.PRNGKey(0), batch_size=0)
+        evaluate.evaluate_nll(
+            model_fn,
+            schedule,
+            np.zeros((4, 2, 2, 1), np.uint8),
+            jax.random.PRNGKey(0),
+            batch_size=0,
+        )
     with pytest.raises(TypeError, match="data must be"):
         evaluate.evaluate_nll(model_fn, schedule, "digits", jax.random.PRNGKey(0))
 
@@ -100,8 +110,7 @@ def test_bad_input():
 def test_sharded_over_two_devices_matches_one():
     """Two host devices (a subprocess, XLA's forced device count): the batch is split over
     them and the result equals the single-device one."""
-    code = textwrap.dedent(
-        """
+    code = textwrap.dedent("""
         import jax, numpy as np
         from jaxdiff import analytic, evaluate, schedules
         from jaxdiff.metrics import batching, digits
@@ -120,10 +129,13 @@ def test_sharded_over_two_devices_matches_one():
         else:
             raise AssertionError("batch_size 5 on 2 devices must fail")
         print("ok")
-        """
+        """)
+    env = dict(
+        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu"
     )
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-2000:]
 
 
@@ -132,19 +144,33 @@ def test_evaluate_run_table_and_json():
     the table, and the independent-pixel baseline computed on its own."""
     config = cli.load_config_file("digits_ddpm")
     config.diffusion.num_timesteps = 10
-    config.model.ch = 8
-    config.model.num_groups = 4
+    config.model.update(ch=8, num_groups=4, ch_mult=(1,), num_res_blocks=1, attn_resolutions=())
     experiment = train.build_experiment(config, data_shape=(8, 8, 1))
-    params = experiment.model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 1)), jnp.zeros((1,), jnp.int32))["params"]
+    params = jax.jit(experiment.model.init)(
+        jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 1)), jnp.zeros((1,), jnp.int32)
+    )["params"]
     run = train.Run(config, experiment, {"params": params}, 0)
     lines = []
     results = evaluate.evaluate_run(run, max_examples=8, batch_size=8, log=lines.append)
     print("\n".join(lines))
-    for key in ("total_bpd", "prior_bpd", "diffusion_bpd", "decoder_bpd", "stderr_bpd", "num_examples"):
+    for key in (
+        "total_bpd",
+        "prior_bpd",
+        "diffusion_bpd",
+        "decoder_bpd",
+        "stderr_bpd",
+        "num_examples",
+    ):
         assert key in results
     assert results["num_examples"] == 8 and results["split"] == "test"
     train_x, test_x = digits.digits_split("train")[0], digits.digits_split("test")[0][:8]
-    fitted = pixel_baseline.fit_pixel_categoricals(train_x, levels=np.round(np.arange(17) * 255 / 16))
-    np.testing.assert_allclose(results["pixel_baseline_bpd"], pixel_baseline.pixel_nll_bpd(fitted, test_x).mean(), rtol=1e-6)
+    fitted = pixel_baseline.fit_pixel_categoricals(
+        train_x, levels=np.round(np.arange(17) * 255 / 16)
+    )
+    np.testing.assert_allclose(
+        results["pixel_baseline_bpd"],
+        pixel_baseline.pixel_nll_bpd(fitted, test_x).mean(),
+        rtol=1e-6,
+    )
     assert "independent pixels" in lines[-1]
     json.dumps(results)

@@ -47,7 +47,9 @@ def test_frechet_distance_closed_forms():
     mu1, mu2 = rng.standard_normal(8), rng.standard_normal(8)
     # Diagonal covariances: independent 1-D Gaussians, W2^2 = sum (m1 - m2)^2 + (s1 - s2)^2.
     want = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(d1) - np.sqrt(d2)) ** 2)
-    np.testing.assert_allclose(fid.frechet_distance(mu1, np.diag(d1), mu2, np.diag(d2)), want, rtol=1e-10)
+    np.testing.assert_allclose(
+        fid.frechet_distance(mu1, np.diag(d1), mu2, np.diag(d2)), want, rtol=1e-10
+    )
     # Commuting covariances (shared eigenvectors): the same formula in the rotated basis.
     q, _ = np.linalg.qr(rng.standard_normal((8, 8)))
     got = fid.frechet_distance(mu1, q @ np.diag(d1) @ q.T, mu2, q @ np.diag(d2) @ q.T)
@@ -109,7 +111,9 @@ def test_inception_matches_pytorch_fid(tmp_path):
     # to 299); the resize is checked on its own against F.interpolate.
     features = jax.jit(fid.InceptionV3().apply)(variables, ref["x"])
     np.testing.assert_allclose(features, ref["features"], rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(fid.preprocess(ref["resize_in"], size=20), ref["resize_out"], atol=1e-6)
+    np.testing.assert_allclose(
+        fid.preprocess(ref["resize_in"], size=20), ref["resize_out"], atol=1e-6
+    )
 
 
 def test_missing_weights_message(tmp_path):
@@ -138,7 +142,9 @@ def test_read_torch_state_dict(fmt):
 
 def test_map_batches_pads_and_checks():
     x = np.arange(10, dtype=np.float32)[:, None]
-    out = batching.map_batches(lambda b, i: {"y": 2 * b[:, 0], "i": jnp.full(b.shape[0], i)}, x, batch_size=4)
+    out = batching.map_batches(
+        lambda b, i: {"y": 2 * b[:, 0], "i": jnp.full(b.shape[0], i)}, x, batch_size=4
+    )
     np.testing.assert_array_equal(out["y"], 2 * np.arange(10))
     np.testing.assert_array_equal(out["i"], [0, 0, 0, 0, 1, 1, 1, 1, 2, 2])
     with pytest.raises(ValueError, match="batch_size"):
@@ -183,9 +189,13 @@ def test_digits_sample_quality(classifier):
     same = digits.sample_quality(test_images, params=params, reference=reference)
     other = digits.sample_quality(train_images, params=params, reference=reference)
     noise = digits.sample_quality(
-        np.random.default_rng(0).integers(0, 256, (360, 8, 8, 1), dtype=np.uint8), params=params, reference=reference
+        np.random.default_rng(0).integers(0, 256, (360, 8, 8, 1), dtype=np.uint8),
+        params=params,
+        reference=reference,
     )
-    print(f"digits FD: test vs test {same['fd']:.3g}, train vs test {other['fd']:.3f}, noise {noise['fd']:.1f}")
+    print(
+        f"digits FD: test vs test {same['fd']:.3g}, train vs test {other['fd']:.3f}, noise {noise['fd']:.1f}"
+    )
     assert abs(same["fd"]) < 1e-6 * np.trace(reference.sigma)
     assert other["fd"] < 0.1 * noise["fd"]
     assert same["score"] > 8.0 and noise["score"] < same["score"]
@@ -204,7 +214,9 @@ def test_classifier_score_closed_form():
 
 def test_pixel_baseline_is_entropy_of_fitted_categoricals():
     rng = np.random.default_rng(0)
-    images = rng.choice(np.array([0, 16, 128, 255], np.uint8), size=(200, 3, 2, 1), p=[0.5, 0.3, 0.15, 0.05])
+    images = rng.choice(
+        np.array([0, 16, 128, 255], np.uint8), size=(200, 3, 2, 1), p=[0.5, 0.3, 0.15, 0.05]
+    )
     log_probs = pixel_baseline.fit_pixel_categoricals(images, alpha=0.0)
     got = float(np.mean(pixel_baseline.pixel_nll_bpd(log_probs, images)))
     entropies = [

@@ -180,22 +180,28 @@ def test_one_and_eight_devices_take_the_same_step():
 
 
 @pytest.mark.parametrize(
-    "name, shape",
-    [("digits_ddpm", (8, 8, 1)), ("digits_ncsn", (8, 8, 1)), ("toy2d_ddpm", (2,)),
-     ("mnist_ddpm", (28, 28, 1)), ("cifar10_ddpm", (32, 32, 3)), ("cifar10_iddpm", (32, 32, 3))],
+    "name, shape, overrides",
+    [("digits_ddpm", (8, 8, 1), {}), ("digits_ncsn", (8, 8, 1), {}), ("toy2d_ddpm", (2,), {}),
+     ("mnist_ddpm", (28, 28, 1), {}), ("cifar10_ddpm", (32, 32, 3), {}),
+     ("cifar10_iddpm", (32, 32, 3), {}),
+     ("digits_ddpm", (8, 8, 1), {"model.dtype": "bfloat16", "sampling.sampler": "dpm_solver"})],
 )
-def test_every_config_builds_and_traces(name, shape):
+def test_every_config_builds_and_traces(name, shape, overrides):
     """Each shipped config resolves, and its train step and sampler trace (no compilation)."""
     from jax.sharding import Mesh
 
     config = cli.load_config_file(name)
+    cli.apply_overrides(config, overrides)
     exp = train.build_experiment(config, data_shape=shape)
     key = jax.random.PRNGKey(0)
     state = jax.eval_shape(functools.partial(train._init_state, exp, rng=key), key)
     step = train.make_train_step(exp, Mesh(np.array(jax.devices()[:1]), ("data",)), ema=0.999, ema_warmup=True)
     batch = {"x": jax.ShapeDtypeStruct((2, *shape), jnp.uint8 if len(shape) == 3 else jnp.float32)}
     _, metrics = jax.eval_shape(step, state, batch)
-    assert metrics["loss"].shape == ()
+    assert metrics["loss"].shape == () and metrics["loss"].dtype == jnp.float32
+    if overrides.get("model.dtype") == "bfloat16":  # bfloat16 compute, float32 parameters
+        assert exp.model.dtype == jnp.bfloat16
+        assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(state.params))
     sample = train.build_sampler(config, exp)
     out = jax.eval_shape(lambda p: sample({"params": p}, key, 3), state.ema_params)
     assert out.shape == (3, *shape)

@@ -38,7 +38,9 @@ def as_array(data, *, key: str = "x") -> np.ndarray:
     """
     if isinstance(data, (np.ndarray, jax.Array)):
         return np.asarray(data)
-    is_source = isinstance(data, Sequence) or hasattr(data, "__len__") and hasattr(data, "__getitem__")
+    is_source = (
+        isinstance(data, Sequence) or hasattr(data, "__len__") and hasattr(data, "__getitem__")
+    )
     if is_source and not isinstance(data, (str, bytes)):
         if len(data) < 1:
             raise ValueError("the dataset is empty")
@@ -84,7 +86,9 @@ def map_batches(
             f"'data' axis ({shards})"
         )
     rows = NamedSharding(mesh, PartitionSpec("data"))
-    step = jax.jit(fn, in_shardings=(rows, NamedSharding(mesh, PartitionSpec())), out_shardings=rows)
+    step = jax.jit(
+        fn, in_shardings=(rows, NamedSharding(mesh, PartitionSpec())), out_shardings=rows
+    )
     num = data.shape[0]
     outputs = []
     for index, start in enumerate(range(0, num, batch_size)):

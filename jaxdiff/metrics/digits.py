@@ -99,7 +99,9 @@ class DigitsClassifier(nn.Module):
         return nn.Dense(10)(features), features
 
 
-def train_classifier(*, seed: int, steps: int, batch_size: int, learning_rate: float, weight_decay: float):
+def train_classifier(
+    *, seed: int, steps: int, batch_size: int, learning_rate: float, weight_decay: float
+):
     """Trains :class:`DigitsClassifier` on the train split with AdamW on the cross-entropy
     (one compiled ``lax.scan`` over the steps; minibatches drawn with replacement).
 
@@ -203,7 +205,10 @@ def classifier_score(probs) -> float:
     """
     probs = np.asarray(probs, np.float64)
     marginal = probs.mean(axis=0, keepdims=True)
-    kl = np.sum(probs * (np.log(np.clip(probs, 1e-30, None)) - np.log(np.clip(marginal, 1e-30, None))), axis=1)
+    kl = np.sum(
+        probs * (np.log(np.clip(probs, 1e-30, None)) - np.log(np.clip(marginal, 1e-30, None))),
+        axis=1,
+    )
     return float(np.exp(kl.mean()))
 
 

@@ -108,7 +108,9 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     Returns:
       The distance d^2 as a Python float (>= 0 up to rounding).
     """
-    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
+    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(
+        np.asarray(mu2, np.float64)
+    )
     sigma1 = np.atleast_2d(np.asarray(sigma1, np.float64))
     sigma2 = np.atleast_2d(np.asarray(sigma2, np.float64))
     dim = mu1.shape[0]
@@ -119,7 +121,9 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
         ("sigma2", sigma2, (dim, dim)),
     ):
         if value.shape != shape:
-            raise ValueError(f"{name} must have shape {list(shape)} (mu1 is [{dim}]), got {list(value.shape)}")
+            raise ValueError(
+                f"{name} must have shape {list(shape)} (mu1 is [{dim}]), got {list(value.shape)}"
+            )
     sigma1 = 0.5 * (sigma1 + sigma1.T)
     sigma2 = 0.5 * (sigma2 + sigma2.T)
     root1 = _sqrt_psd(sigma1)
@@ -353,7 +357,9 @@ def _check_sha256(path: Path, expected: str | None) -> None:
         )
 
 
-def download_weights(path=None, *, url: str = FID_WEIGHTS_URL, sha256: str = FID_WEIGHTS_SHA256_PREFIX) -> Path:
+def download_weights(
+    path=None, *, url: str = FID_WEIGHTS_URL, sha256: str = FID_WEIGHTS_SHA256_PREFIX
+) -> Path:
     """Downloads the FID Inception weights to ``path`` (:func:`default_weights_path` when
     None), checks the sha256 (a full hex digest or a prefix), and returns the path."""
     path = Path(path) if path is not None else default_weights_path()
@@ -440,7 +446,9 @@ def read_torch_state_dict(path) -> dict[str, np.ndarray]:
             prefix = pkl[: -len("data.pkl")]
             tree = _TorchUnpickler(archive.open(pkl), storages).load()
             for s in storages.values():
-                s.array = np.frombuffer(archive.read(f"{prefix}data/{s.key}"), s.dtype.newbyteorder("<"))
+                s.array = np.frombuffer(
+                    archive.read(f"{prefix}data/{s.key}"), s.dtype.newbyteorder("<")
+                )
     else:
         with open(path, "rb") as f:
             if pickle.load(f) != _LEGACY_MAGIC:
@@ -463,8 +471,12 @@ def variables_from_state_dict(state_dict: dict[str, np.ndarray]) -> dict:
       ValueError: when a variable of the network is missing or has the wrong shape.
     """
     params, stats = {}, {}
-    renames = {"weight": ("params", "kernel"), "bias": ("params", "bias"),
-               "running_mean": ("batch_stats", "mean"), "running_var": ("batch_stats", "var")}
+    renames = {
+        "weight": ("params", "kernel"),
+        "bias": ("params", "bias"),
+        "running_mean": ("batch_stats", "mean"),
+        "running_var": ("batch_stats", "var"),
+    }
     for key, value in state_dict.items():
         *path, module, leaf = key.split(".")
         if path[:1] == ["fc"] or module == "fc" or leaf not in renames:
@@ -479,9 +491,7 @@ def variables_from_state_dict(state_dict: dict[str, np.ndarray]) -> dict:
             node = node.setdefault(part, {})
         node[name] = jnp.asarray(value, jnp.float32)
     variables = {"params": params, "batch_stats": stats}
-    expected = jax.eval_shape(
-        InceptionV3().init, jax.random.PRNGKey(0), jnp.zeros((1, 75, 75, 3))
-    )
+    expected = jax.eval_shape(InceptionV3().init, jax.random.PRNGKey(0), jnp.zeros((1, 75, 75, 3)))
     want = jax.tree_util.tree_flatten_with_path(expected)[0]
     got = dict(jax.tree_util.tree_flatten_with_path(variables)[0])
     for path, leaf in want:
@@ -489,7 +499,9 @@ def variables_from_state_dict(state_dict: dict[str, np.ndarray]) -> dict:
         if path not in got:
             raise ValueError(f"the Inception weights lack {name}")
         if got[path].shape != leaf.shape:
-            raise ValueError(f"the Inception weights' {name} has shape {got[path].shape}, expected {leaf.shape}")
+            raise ValueError(
+                f"the Inception weights' {name} has shape {got[path].shape}, expected {leaf.shape}"
+            )
     return variables
 
 
@@ -583,7 +595,9 @@ def dataset_statistics(
     return stats
 
 
-def fid_from_samples(samples, reference: Statistics, *, variables=None, batch_size: int = 200) -> float:
+def fid_from_samples(
+    samples, reference: Statistics, *, variables=None, batch_size: int = 200
+) -> float:
     """FID of ``samples`` (uint8 or [-1, 1] images) against reference statistics."""
     variables = load_inception() if variables is None else variables
     stats = feature_statistics(inception_features(variables, samples, batch_size=batch_size))

@@ -73,6 +73,8 @@ def pixel_nll_bpd(log_probs, images) -> jnp.ndarray:
             f"got {list(images.shape)}"
         )
     picked = jnp.take_along_axis(
-        jnp.broadcast_to(log_probs, images.shape + (256,)), images[..., None].astype(jnp.int32), axis=-1
+        jnp.broadcast_to(log_probs, images.shape + (256,)),
+        images[..., None].astype(jnp.int32),
+        axis=-1,
     )[..., 0]
     return -jnp.mean(picked.reshape(images.shape[0], -1), axis=1) / math.log(2.0)

@@ -1,0 +1,165 @@
+"""Time one training step of the DDPM CIFAR-10 U-Net on this machine's CPU: jaxdiff vs diffusers.
+
+One step is a forward pass (train mode, dropout 0.1), the backward pass and an Adam update of
+the 35.7M-parameter network of Ho et al. (2020), on a batch of 8 images of 32x32x3 with an
+epsilon-prediction MSE loss. The same network is built in diffusers (``UNet2DModel`` with the
+config of google/ddpm-cifar10-32) and trained with ``torch.optim.Adam`` in the same run. The
+rounds alternate between the two frameworks; after warm-up (and, for JAX, compilation) the
+median of the timed steps is printed with the ratio.
+
+Needs torch and diffusers beside jaxdiff (not dependencies of jaxdiff), e.g.::
+
+    python3 -m venv /work/peer-venv
+    /work/peer-venv/bin/pip install torch==2.13.0 diffusers -e /work/main
+    /work/peer-venv/bin/python benchmarks/bench_unet_train_step.py [--steps 10] [--batch 8]
+"""
+
+import argparse
+import functools
+import os
+import platform
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import torch
+from diffusers import UNet2DModel
+
+from jaxdiff.models import ddpm_cifar10
+
+# The config.json of google/ddpm-cifar10-32 (the published DDPM CIFAR-10 checkpoint).
+DDPM_CIFAR10_CONFIG = dict(
+    sample_size=32,
+    in_channels=3,
+    out_channels=3,
+    block_out_channels=(128, 256, 256, 256),
+    down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
+    layers_per_block=2,
+    attention_head_dim=None,
+    downsample_padding=0,
+    flip_sin_to_cos=False,
+    freq_shift=1,
+    norm_eps=1e-6,
+    norm_num_groups=32,
+    dropout=0.1,
+)
+LEARNING_RATE = 2e-4
+
+
+def jax_step_fn(batch, key):
+    """A jitted jaxdiff train step over (params, opt_state, x, t, eps, key), and its initial state."""
+    model = ddpm_cifar10()
+    optimizer = optax.adam(LEARNING_RATE)
+    x = jnp.zeros((batch, 32, 32, 3))
+    t = jnp.zeros((batch,), jnp.int32)
+    params = jax.jit(model.init)({"params": key}, x, t)["params"]
+    opt_state = optimizer.init(params)
+
+    def loss_fn(params, x, t, eps, key):
+        out = model.apply({"params": params}, x, t, train=True, rngs={"dropout": key})
+        return jnp.mean((out - eps) ** 2)
+
+    @functools.partial(jax.jit, donate_argnums=(0, 1))  # update params and Adam state in place
+    def step(params, opt_state, x, t, eps, key):
+        loss, grads = jax.value_and_grad(loss_fn)(params, x, t, eps, key)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    return step, params, opt_state
+
+
+def time_steps(run, steps):
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per framework")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps after compilation")
+    parser.add_argument("--batch", type=int, default=8)
+    args = parser.parse_args()
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (args.batch, 32, 32, 3)).astype(np.float32)  # NHWC
+    eps = rng.standard_normal(x.shape).astype(np.float32)
+    t = rng.integers(0, 1000, args.batch).astype(np.int32)
+
+    # jaxdiff
+    key = jax.random.key(0)
+    start = time.perf_counter()
+    step, params, opt_state = jax_step_fn(args.batch, key)
+    init_s = time.perf_counter() - start
+    jx, jt, jeps = jnp.asarray(x), jnp.asarray(t), jnp.asarray(eps)
+    state = {"params": params, "opt": opt_state, "key": key}
+
+    def jax_run():
+        state["key"], dropout_key = jax.random.split(state["key"])
+        state["params"], state["opt"], loss = step(
+            state["params"], state["opt"], jx, jt, jeps, dropout_key
+        )
+        loss.block_until_ready()
+
+    start = time.perf_counter()
+    jax_run()
+    compile_s = time.perf_counter() - start
+
+    # diffusers / PyTorch, NCHW
+    torch.manual_seed(0)
+    torch.set_num_threads(os.cpu_count())
+    net = UNet2DModel(**DDPM_CIFAR10_CONFIG).train()
+    adam = torch.optim.Adam(net.parameters(), lr=LEARNING_RATE)
+    tx, tt, teps = (
+        torch.from_numpy(a)
+        for a in (
+            x.transpose(0, 3, 1, 2).copy(),
+            t.astype(np.int64),
+            eps.transpose(0, 3, 1, 2).copy(),
+        )
+    )
+
+    def torch_run():
+        adam.zero_grad(set_to_none=True)
+        loss = torch.mean((net(tx, tt).sample - teps) ** 2)
+        loss.backward()
+        adam.step()
+
+    for _ in range(args.warmup):
+        jax_run()
+        torch_run()
+    jax_times, torch_times = [], []
+    for _ in range(args.steps):  # alternate, so that both see the same machine load
+        jax_times += time_steps(jax_run, 1)
+        torch_times += time_steps(torch_run, 1)
+
+    jax_ms, torch_ms = 1e3 * statistics.median(jax_times), 1e3 * statistics.median(torch_times)
+    n_jax = sum(p.size for p in jax.tree.leaves(state["params"]))
+    n_torch = sum(p.numel() for p in net.parameters())
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
+        f"jax {jax.__version__} ({jax.default_backend()}), torch {torch.__version__}"
+    )
+    print(
+        f"DDPM CIFAR-10 U-Net, {n_jax:,} parameters (diffusers: {n_torch:,}); batch {args.batch}, 32x32x3"
+    )
+    print(f"jaxdiff init {init_s:.1f} s, first step (compilation) {compile_s:.1f} s")
+    print(f"one train step, median of {args.steps} (min-max):")
+    print(
+        f"  jaxdiff (JAX/XLA)      {jax_ms:8.1f} ms  ({1e3 * min(jax_times):.1f}-{1e3 * max(jax_times):.1f})"
+    )
+    print(
+        f"  diffusers (PyTorch)    {torch_ms:8.1f} ms  ({1e3 * min(torch_times):.1f}-{1e3 * max(torch_times):.1f})"
+    )
+    print(f"  ratio jaxdiff / diffusers = {jax_ms / torch_ms:.2f}")
+
+
+if __name__ == "__main__":
+    main()

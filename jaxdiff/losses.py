@@ -155,8 +155,14 @@ def vlb_loss(
     which has no parameters). Unbiased for the bound minus L_T."""
     t, _, x_t = _noised(schedule, x0, rng)
     out = model_fn(x_t, schedule.timesteps[t])
+    return _vlb_estimate(schedule, out, x0, x_t, t, variance=variance, prediction=prediction)
+
+
+def _vlb_estimate(schedule, model_output, x0, x_t, t, *, variance, prediction):
+    """T * L_t: the one-sample estimate of sum_t L_t at a uniformly drawn t."""
     terms = vb_terms_bpd(
-        schedule, out, x0, x_t, t, variance=variance, prediction=prediction, clip_denoised=False
+        schedule, model_output, x0, x_t, t, variance=variance, prediction=prediction,
+        clip_denoised=False,
     )
     return schedule.num_timesteps * terms
 
@@ -186,10 +192,8 @@ def hybrid_loss(
     if var_out is None:  # a fixed variance has nothing for L_vlb to train
         return mse
     frozen = jnp.concatenate([jax.lax.stop_gradient(mean_out), var_out], axis=-1)
-    terms = vb_terms_bpd(
-        schedule, frozen, x0, x_t, t, variance=variance, prediction=prediction, clip_denoised=False
-    )
-    return mse + vlb_weight * schedule.num_timesteps * terms
+    vlb = _vlb_estimate(schedule, frozen, x0, x_t, t, variance=variance, prediction=prediction)
+    return mse + vlb_weight * vlb
 
 
 def dsm_loss(score_fn, sigmas: jnp.ndarray, x0: jnp.ndarray, rng: jax.Array) -> jnp.ndarray:

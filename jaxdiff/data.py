@@ -294,11 +294,6 @@ class Batches:
         if random_flip:
             ds = ds.random_map(_flip)
         self._ds = ds.batch(self.local_batch_size)
-        self.num_examples = len(source)
-
-    @property
-    def steps_per_epoch(self) -> float:
-        return self.num_examples / self.batch_size
 
     def __getitem__(self, step: int) -> dict[str, np.ndarray]:
         """This process's part of global batch ``step``: ``{"x": [B / P, ...], "label": [B / P]}``."""

@@ -180,10 +180,15 @@ def split_images(config, split: str) -> np.ndarray:
 
 
 def format_table(rows: Sequence[Sequence], *, header: Sequence[str]) -> str:
-    """A plain-text table: floats with 4 decimals, columns padded to their widest cell."""
-    cells = [list(map(str, header))] + [
-        [f"{v:.4f}" if isinstance(v, float) else str(v) for v in row] for row in rows
-    ]
+    """A plain-text table: floats with 4 decimals (below 1e-3: 2 significant digits), columns
+    padded to their widest cell."""
+
+    def cell(v):
+        if not isinstance(v, float):
+            return str(v)
+        return f"{v:.2e}" if 0 < abs(v) < 1e-3 else f"{v:.4f}"
+
+    cells = [list(map(str, header))] + [[cell(v) for v in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     lines = [
         "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
@@ -237,7 +242,8 @@ def evaluate_run(
       num_samples: draw this many samples and report sample quality (the digits classifier's
         figures for digits; FID when ``fid_stats`` is given).
       sampler, num_steps: override the run's sampling config for those samples.
-      fid_stats: an ``.npz`` of reference statistics (:func:`jaxdiff.metrics.fid.dataset_statistics`).
+      fid_stats: an ``.npz`` of reference statistics
+        (:func:`jaxdiff.metrics.fid.dataset_statistics`).
       log: where the table goes.
 
     Returns:
@@ -312,7 +318,8 @@ def _sample_quality(run, num, rng, sampler, num_steps, fid_stats, log) -> dict:
         quality = digits.sample_quality(samples)
         out.update({f"digits_{k}": v for k, v in quality.items()})
         log(
-            f"digits Fréchet distance {quality['fd']:.3f}, classifier score {quality['score']:.3f}, "
+            f"digits Fréchet distance {quality['fd']:.3f}, "
+            f"classifier score {quality['score']:.3f}, "
             f"confidence {quality['confidence']:.3f}"
         )
     if fid_stats is not None:

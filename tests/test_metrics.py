@@ -20,7 +20,7 @@ from jaxdiff.metrics import batching, digits, fid, pixel_baseline
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 
 
-# --- Fréchet distance -------------------------------------------------------------------------------
+# --- Fréchet distance --------------------------------------------------------------------------
 
 
 def _scipy_frechet(mu1, s1, mu2, s2):
@@ -75,7 +75,7 @@ def test_statistics_round_trip(tmp_path):
     chex.assert_trees_all_close(tuple(back), tuple(stats))
 
 
-# --- Inception ---------------------------------------------------------------------------------------
+# --- Inception ---------------------------------------------------------------------------------
 
 
 def test_inception_shapes_without_weights():
@@ -137,7 +137,7 @@ def test_read_torch_state_dict(fmt):
     assert sd["h"].dtype == np.float64 and sd["bn.num_batches_tracked"] == 7
 
 
-# --- batching ----------------------------------------------------------------------------------------
+# --- batching ----------------------------------------------------------------------------------
 
 
 def test_map_batches_pads_and_checks():
@@ -153,7 +153,7 @@ def test_map_batches_pads_and_checks():
         batching.as_array(3.0)
 
 
-# --- digits ------------------------------------------------------------------------------------------
+# --- digits ------------------------------------------------------------------------------------
 
 
 def test_digits_split():
@@ -194,7 +194,8 @@ def test_digits_sample_quality(classifier):
         reference=reference,
     )
     print(
-        f"digits FD: test vs test {same['fd']:.3g}, train vs test {other['fd']:.3f}, noise {noise['fd']:.1f}"
+        f"digits FD: test vs test {same['fd']:.3g}, train vs test {other['fd']:.3f}, "
+        f"noise {noise['fd']:.1f}"
     )
     assert abs(same["fd"]) < 1e-6 * np.trace(reference.sigma)
     assert other["fd"] < 0.1 * noise["fd"]
@@ -209,7 +210,7 @@ def test_classifier_score_closed_form():
     np.testing.assert_array_equal(digits.class_histogram(one_hot[:20]), np.full(10, 0.1))
 
 
-# --- independent pixels ------------------------------------------------------------------------------
+# --- independent pixels ------------------------------------------------------------------------
 
 
 def test_pixel_baseline_is_entropy_of_fitted_categoricals():

@@ -77,7 +77,7 @@ INCEPTION_SIZE = 299
 FEATURE_DIM = 2048
 
 
-# --- the Fréchet distance ------------------------------------------------------------------------
+# --- the Fréchet distance ----------------------------------------------------------------------
 
 
 def _sqrt_psd(matrix: np.ndarray) -> np.ndarray:
@@ -165,7 +165,7 @@ def load_statistics(path) -> Statistics:
         return Statistics(f["mu"].astype(np.float64), f["sigma"].astype(np.float64), num)
 
 
-# --- the network ---------------------------------------------------------------------------------
+# --- the network -------------------------------------------------------------------------------
 
 
 def _pad(padding: tuple[int, int]):
@@ -329,7 +329,7 @@ class InceptionV3(nn.Module):
         return jnp.mean(x, axis=(1, 2))
 
 
-# --- weights ---------------------------------------------------------------------------------------
+# --- weights -----------------------------------------------------------------------------------
 
 
 def default_weights_path() -> Path:
@@ -542,7 +542,7 @@ def load_inception(weights=None, *, sha256: str | None = None, download: bool = 
     return variables_from_state_dict(state_dict)
 
 
-# --- features and statistics ----------------------------------------------------------------------
+# --- features and statistics -------------------------------------------------------------------
 
 
 def preprocess(images, *, size: int = INCEPTION_SIZE) -> jnp.ndarray:

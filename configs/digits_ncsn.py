@@ -12,8 +12,15 @@ def get_config():
     config = default.get_config()
     config.name = "digits_ncsn"
     config.data.dataset = "digits"
-    config.model.preset = "ncsn_digits"
-    config.model.dropout = 0.0
+    config.model = dict(  # the digits DDPM's U-Net, conditioned on sigma (Fourier features)
+        preset="ncsn_digits",
+        ch=16,
+        ch_mult=(1, 2),
+        num_res_blocks=1,
+        attn_resolutions=(),
+        dropout=0.0,
+        dtype="float32",
+    )
     config.diffusion = dict(kind="ncsn", sigma_max=10.0, sigma_min=0.01, num_sigmas=10)
     config.loss = dict(name="dsm")
     config.optim.learning_rate = 1e-3
@@ -21,8 +28,10 @@ def get_config():
     config.training.num_steps = 3000
     config.training.ema_decay = 0.999
     config.training.ema_warmup = True
+    config.training.batch_size = 64
+    config.training.log_every = 250
     config.training.checkpoint_every = 1000
-    config.training.sample_every = 1000
+    config.training.sample_every = 1500
     config.sampling.sampler = "langevin"
     config.sampling.num_samples = 100
     config.sampling.steps_per_sigma = 100

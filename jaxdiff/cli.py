@@ -221,7 +221,7 @@ def _eval(args) -> int:
     run = _load(args.workdir)
     results = evaluate.evaluate_run(run, seed=args.seed)
     output.write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results))
+    print(f"wrote {output}")
     return 0
 
 

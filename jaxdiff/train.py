@@ -41,8 +41,14 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxdiff import data as data_lib
 from jaxdiff import losses, samplers, schedules
+from jaxdiff.checkpoint import (
+    Checkpointer,
+    IncompatibleWorkdirError,
+    check_compatible,
+    load_config,
+    save_config,
+)
 from jaxdiff.diffusion import split_learned_variance
-from jaxdiff.checkpoint import Checkpointer, check_compatible, load_config, save_config
 
 __all__ = [
     "TrainState",
@@ -451,8 +457,8 @@ class _StopSignals:
 
 
 class _Logger:
-    """Metrics as JSON lines (``metrics.jsonl``) and TensorBoard events (``tensorboard/``),
-    written by process 0 only."""
+    """Metrics (means over each logging interval) as JSON lines (``metrics.jsonl``) and
+    TensorBoard events (``tensorboard/``), written by process 0 only."""
 
     def __init__(self, workdir: Path, *, enabled: bool):
         self.enabled = enabled
@@ -579,6 +585,12 @@ def train(
     workdir.mkdir(parents=True, exist_ok=True)
     checkpointer = Checkpointer(workdir / "checkpoints", max_to_keep=tcfg.keep_checkpoints)
     restored = checkpointer.restore_latest(run.abstract_state)
+    if restored is None and checkpointer.steps():
+        checkpointer.close()
+        raise IncompatibleWorkdirError(
+            f"none of the checkpoints in {checkpointer.directory} can be read; move them away "
+            f"or use another --workdir (they are left untouched)"
+        )
     if restored is None:
         state = run.init_fn()
     else:
@@ -619,20 +631,27 @@ def train(
 
     from tqdm import tqdm
 
+    sums: dict[str, float] = {}  # metrics summed since the last log line
+
     def report(step: int, metrics, bar) -> None:
-        """Checks and logs the metrics of ``step`` (reading them waits for that step only)."""
+        """Checks the metrics of ``step`` (reading them waits for that step only); every
+        ``log_every`` steps, logs their means since the last log line."""
         nonlocal tic, tic_step
         values = {k: float(v) for k, v in metrics.items()}
         check_finite(step, values["loss"])
         bar.set_postfix(loss=f"{values['loss']:.4f}", refresh=False)
+        for k, v in values.items():
+            sums[k] = sums.get(k, 0.0) + v
         if step % tcfg.log_every == 0:
-            rate = (step + 1 - tic_step) / max(time.time() - tic, 1e-9)
-            values.update(lr=float(lr_schedule(step)), steps_per_sec=rate)
-            logger.write(step, values)
+            count = step + 1 - tic_step
+            means = {k: v / count for k, v in sums.items()}
+            rate = count / max(time.time() - tic, 1e-9)
+            logger.write(step, {**means, "lr": float(lr_schedule(step)), "steps_per_sec": rate})
             bar.write(
-                f"step {step}: loss {values['loss']:.4f}  grad_norm {values['grad_norm']:.3f}  "
+                f"step {step}: loss {means['loss']:.4f}  grad_norm {means['grad_norm']:.3f}  "
                 f"{rate:.1f} steps/s"
             )
+            sums.clear()
             tic, tic_step = time.time(), step + 1
 
     start = int(state.step)

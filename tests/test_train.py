@@ -133,6 +133,11 @@ def test_corrupt_checkpoint_is_skipped_with_a_warning(tmp_path):
     assert step == 1
     np.testing.assert_array_equal(state["w"], [1.0, 1.0, 1.0])
     assert (tmp_path / "2").is_dir()  # left on disk for the user to inspect
+    for f in (tmp_path / "1").rglob("*"):
+        if f.is_file():
+            f.write_bytes(b"garbage")
+    with pytest.warns(UserWarning, match="skipping unreadable checkpoint"):
+        assert ckpt.restore_latest(abstract) is None
 
 
 def test_incompatible_workdir_is_refused(tmp_path):

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import jax
 import matplotlib
+import matplotlib.ticker
 import numpy as np
 
 from jaxdiff import data, evaluate, samplers, train
@@ -139,6 +140,8 @@ def main():
     ax.axhline(floor["fd"], color="gray", ls="--", lw=1, label="real digits (train split)")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
     ax.set_xlabel("sampling steps S")
     ax.set_ylabel("digits Fréchet distance")
     ax.set_title(f"sample quality vs steps (run step {run.step}, {args.num} samples)", fontsize=9)

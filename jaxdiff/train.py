@@ -56,6 +56,7 @@ __all__ = [
     "make_optimizer",
     "ema_decay",
     "create_train_state",
+    "initial_state",
     "train_step",
     "Experiment",
     "build_experiment",
@@ -370,8 +371,10 @@ def build_sampler(config: ml_collections.ConfigDict, experiment: Experiment, **o
     return sample
 
 
-def _init_state(experiment: Experiment, key, *, rng) -> TrainState:
-    """A fresh :class:`TrainState`: parameters initialised from ``key``, run key ``rng``."""
+def initial_state(experiment: Experiment, key, *, rng) -> TrainState:
+    """A fresh :class:`TrainState` of an experiment: the model initialised from ``key`` on a
+    dummy batch of one example, the run key ``rng``. Use with ``jax.eval_shape`` for the
+    abstract state that a checkpoint is restored into."""
     x = jnp.zeros((1, *experiment.data_shape), jnp.float32)
     if isinstance(experiment.process, schedules.Schedule):
         c = jnp.zeros((1,), jnp.int32)  # a timestep
@@ -529,7 +532,7 @@ def _setup(config: ml_collections.ConfigDict, workdir: Path, devices) -> _Setup:
     mesh = Mesh(np.asarray(devices), ("data",))
     replicated = NamedSharding(mesh, PartitionSpec())
     init_key, state_key, sample_key = jax.random.split(jax.random.PRNGKey(config.seed), 3)
-    init = jax.jit(functools.partial(_init_state, experiment, rng=state_key), out_shardings=replicated)
+    init = jax.jit(functools.partial(initial_state, experiment, rng=state_key), out_shardings=replicated)
     abstract = jax.tree.map(
         lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated),
         jax.eval_shape(init, init_key),
@@ -743,7 +746,7 @@ def load_run(workdir) -> Run:
     experiment = build_experiment(config, data_shape=tuple(info["data_shape"]))
 
     key = jax.random.PRNGKey(0)
-    abstract = jax.eval_shape(functools.partial(_init_state, experiment, rng=key), key)
+    abstract = jax.eval_shape(functools.partial(initial_state, experiment, rng=key), key)
     checkpointer = Checkpointer(workdir / "checkpoints", asynchronous=False)
     try:
         restored = checkpointer.restore_latest(abstract)

@@ -156,7 +156,7 @@ config = cli.load_config_file("configs/toy2d_ddpm.py")
 cli.apply_overrides(config, {"model.features": "16", "model.num_blocks": "1", "model.dropout": "0.1"})
 exp = train.build_experiment(config, data_shape=(2,))
 batch = data.Batches(data.swiss_roll(), batch_size=16, seed=0)[3]
-init = train._init_state(exp, jax.random.PRNGKey(0), rng=jax.random.PRNGKey(1))
+init = train.initial_state(exp, jax.random.PRNGKey(0), rng=jax.random.PRNGKey(1))
 out = {}
 for n in (1, 8):
     step = train.make_train_step(exp, Mesh(np.array(jax.devices()[:n]), ("data",)), ema=0.9, ema_warmup=False)
@@ -199,7 +199,7 @@ def test_every_config_builds_and_traces(name, shape, overrides):
     cli.apply_overrides(config, overrides)
     exp = train.build_experiment(config, data_shape=shape)
     key = jax.random.PRNGKey(0)
-    state = jax.eval_shape(functools.partial(train._init_state, exp, rng=key), key)
+    state = jax.eval_shape(functools.partial(train.initial_state, exp, rng=key), key)
     step = train.make_train_step(exp, Mesh(np.array(jax.devices()[:1]), ("data",)), ema=0.999, ema_warmup=True)
     batch = {"x": jax.ShapeDtypeStruct((2, *shape), jnp.uint8 if len(shape) == 3 else jnp.float32)}
     _, metrics = jax.eval_shape(step, state, batch)

@@ -1,11 +1,12 @@
-"""The command line: ``jaxdiff train | sample | eval`` (also ``python -m jaxdiff``).
+"""The command line: ``jaxdiff train | sample | eval | stats`` (also ``python -m jaxdiff``).
 
 ::
 
     jaxdiff train [--config configs/NAME.py] [--workdir DIR] [--config.FIELD=VALUE ...]
     jaxdiff sample --workdir DIR [--sampler ddpm|ddim|dpm_solver|ode|langevin] [--steps N]
                    [--num N] [--seed S] [--output FILE.npz]
-    jaxdiff eval --workdir DIR [--seed S] [--output FILE.json]
+    jaxdiff eval --workdir DIR [--seed S] [--output FILE.json] [--ode] [--num_samples N] ...
+    jaxdiff stats --dataset NAME --output FILE.npz [--split S] [--weights FILE] [--download]
 
 ``jaxdiff train`` with no arguments trains the digits default into ``./runs/digits_ddpm``;
 rerunning it on a workdir resumes the run there. ``--config`` takes a config file or the name
@@ -149,6 +150,21 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--workdir", required=True)
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--output", default=None, help="FILE.json (default WORKDIR/eval.json)")
+    evaluate.add_argument("--split", default="test", help="dataset split for the bound")
+    evaluate.add_argument("--max_examples", type=int, default=None)
+    evaluate.add_argument("--variance", default=None, help="reverse variance (default: config's)")
+    evaluate.add_argument("--ode", action="store_true", help="also the probability-flow ODE NLL")
+    evaluate.add_argument("--num_samples", type=int, default=0, help="samples for FID / digits FD")
+    evaluate.add_argument("--sampler", default=None)
+    evaluate.add_argument("--steps", type=int, default=None)
+    evaluate.add_argument("--fid_stats", default=None, help="reference FID statistics (.npz)")
+    stats = sub.add_parser("stats", help="FID reference statistics of a dataset")
+    stats.add_argument("--dataset", required=True)
+    stats.add_argument("--split", default="train")
+    stats.add_argument("--output", required=True, help="FILE.npz")
+    stats.add_argument("--weights", default=None, help="FID Inception weights (.pth or .npz)")
+    stats.add_argument("--download", action="store_true", help="fetch the weights if missing")
+    stats.add_argument("--batch_size", type=int, default=200)
     return parser
 
 
@@ -219,9 +235,38 @@ def _eval(args) -> int:
     from jaxdiff import evaluate
 
     run = _load(args.workdir)
-    results = evaluate.evaluate_run(run, seed=args.seed)
+    results = evaluate.evaluate_run(
+        run,
+        seed=args.seed,
+        split=args.split,
+        max_examples=args.max_examples,
+        variance=args.variance,
+        ode=args.ode,
+        num_samples=args.num_samples,
+        sampler=args.sampler,
+        num_steps=args.steps,
+        fid_stats=args.fid_stats,
+    )
     output.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {output}")
+    return 0
+
+
+def _stats(args) -> int:
+    output = _new_file(Path(args.output), "output")
+    if output.suffix != ".npz":
+        raise UsageError(f"--output must end in .npz, got {output}")
+    from jaxdiff.metrics import fid
+
+    variables = fid.load_inception(args.weights, download=args.download)
+    result = fid.dataset_statistics(
+        args.dataset,
+        split=args.split,
+        variables=variables,
+        output=output,
+        batch_size=args.batch_size,
+    )
+    print(f"wrote {output}: {result.num} examples, {result.mu.shape[0]}-d features")
     return 0
 
 
@@ -236,8 +281,14 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args, _split_overrides(rest))
         if rest:
             raise UsageError(f"unrecognized arguments: {' '.join(rest)}")
-        return _sample(args) if args.command == "sample" else _eval(args)
-    except (UsageError, data.DataError, checkpoint.IncompatibleWorkdirError, ValueError) as e:
+        return {"sample": _sample, "eval": _eval, "stats": _stats}[args.command](args)
+    except (
+        UsageError,
+        data.DataError,
+        checkpoint.IncompatibleWorkdirError,
+        FileNotFoundError,
+        ValueError,
+    ) as e:
         print(f"jaxdiff {args.command}: error: {e}", file=sys.stderr)
         return 2
     except train.TrainingError as e:

@@ -605,30 +605,16 @@ def fid_from_samples(
 
 
 def _main(argv: list[str]) -> int:
+    """``python -m jaxdiff.metrics.fid download [--path P]``: fetch the weights once (reference
+    statistics are ``jaxdiff stats``)."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m jaxdiff.metrics.fid")
     sub = parser.add_subparsers(dest="command", required=True)
     get = sub.add_parser("download", help="download the FID Inception weights")
     get.add_argument("--path", default=None, help=f"default: {default_weights_path()}")
-    stats = sub.add_parser("stats", help="reference statistics of a dataset")
-    stats.add_argument("--dataset", required=True)
-    stats.add_argument("--split", default="train")
-    stats.add_argument("--output", required=True, help="FILE.npz")
-    stats.add_argument("--weights", default=None)
-    stats.add_argument("--batch_size", type=int, default=200)
     args = parser.parse_args(argv)
-    if args.command == "download":
-        print(download_weights(args.path))
-        return 0
-    result = dataset_statistics(
-        args.dataset,
-        split=args.split,
-        variables=load_inception(args.weights),
-        output=args.output,
-        batch_size=args.batch_size,
-    )
-    print(f"wrote {args.output}: {result.num} examples, {result.mu.shape[0]}-d features")
+    print(download_weights(args.path))
     return 0
 
 

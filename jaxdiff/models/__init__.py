@@ -1,6 +1,8 @@
-"""The DDPM U-Net (Flax), its presets, and loading diffusers ``UNet2DModel`` weights."""
+"""The DDPM U-Net (Flax), its presets, a small MLP denoiser for 2-D data, and loading diffusers
+``UNet2DModel`` weights."""
 
 from jaxdiff.models.convert import from_diffusers as from_diffusers
+from jaxdiff.models.mlp import MLP as MLP
 from jaxdiff.models.presets import ddpm_256 as ddpm_256
 from jaxdiff.models.presets import ddpm_cifar10 as ddpm_cifar10
 from jaxdiff.models.presets import ddpm_digits as ddpm_digits
@@ -19,6 +21,7 @@ __all__ = [
     "AttnBlock",
     "Downsample",
     "FourierEmbedding",
+    "MLP",
     "ResBlock",
     "SinusoidalEmbedding",
     "UNet",

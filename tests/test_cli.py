@@ -92,3 +92,12 @@ def test_one_step_end_to_end_on_tfds_mock_data(capsys, tmp_path):
         assert cli.main(["eval", "--workdir", str(workdir), "--output", str(report)]) == 0
         results = json.loads(report.read_text())
         assert results["step"] == 1 and np.isfinite(results["total_bpd"])
+
+
+def test_stats_without_fid_weights_is_one_line_and_writes_nothing(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("JAXDIFF_FID_WEIGHTS", str(tmp_path / "missing.pth"))
+    output = tmp_path / "stats.npz"
+    assert cli.main(["stats", "--dataset", "digits", "--output", str(output)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "FID Inception weights not found" in err
+    assert not output.exists()

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from jaxdiff import _checks
 from jaxdiff.diffusion import PREDICTIONS, extract, predict_eps_and_x0
 from jaxdiff.samplers._common import finish, run_chain
-from jaxdiff.samplers._inpaint import Inpaint, impute_vp, inpaint_spec
+from jaxdiff.samplers._inpaint import Inpaint, inpaint_spec, reverse_chain
 from jaxdiff.samplers._spacing import Spacing, respaced, uniform_timesteps
 from jaxdiff.schedules import Schedule
 
@@ -192,27 +192,15 @@ def _ddim_chain(
     clip_denoised,
     trajectory_every,
 ):
-    def step(x, i):
-        t = jnp.full(x.shape[:1], i, dtype=jnp.int32)
-        key = None if rng is None else jax.random.fold_in(rng, i)
-        if inpaint is not None:
-            key, key_known = jax.random.split(key)
-        x = ddim_step(
-            model_fn,
-            schedule,
-            x,
-            t,
-            key,
-            eta=0.0 if rng is None else eta,
-            prediction=prediction,
-            clip_denoised=clip_denoised,
-        )
-        if inpaint is not None:
-            x = impute_vp(schedule, x, t, inpaint, key_known)
-        return x
-
-    steps = jnp.arange(schedule.num_timesteps - 1, -1, -1)
-    return run_chain(step, x_T, steps, state=lambda x: x, trajectory_every=trajectory_every)
+    update = functools.partial(
+        ddim_step,
+        model_fn,
+        schedule,
+        eta=0.0 if rng is None else eta,
+        prediction=prediction,
+        clip_denoised=clip_denoised,
+    )
+    return reverse_chain(update, schedule, x_T, rng, inpaint, trajectory_every=trajectory_every)
 
 
 def ddim_invert_step(

@@ -11,8 +11,8 @@ import jax.numpy as jnp
 
 from jaxdiff import _checks
 from jaxdiff.diffusion import PREDICTIONS, VARIANCES, p_mean_variance
-from jaxdiff.samplers._common import finish, run_chain
-from jaxdiff.samplers._inpaint import Inpaint, impute_vp, inpaint_spec
+from jaxdiff.samplers._common import finish
+from jaxdiff.samplers._inpaint import Inpaint, inpaint_spec, reverse_chain
 from jaxdiff.samplers._spacing import Spacing, linspace_timesteps, respaced
 from jaxdiff.schedules import Schedule
 
@@ -134,24 +134,12 @@ def _ddpm_chain(
     clip_denoised,
     trajectory_every,
 ):
-    def step(x, i):
-        t = jnp.full(x.shape[:1], i, dtype=jnp.int32)
-        key = jax.random.fold_in(rng, i)
-        if inpaint is not None:
-            key, key_known = jax.random.split(key)
-        x = ddpm_step(
-            model_fn,
-            schedule,
-            x,
-            t,
-            key,
-            variance=variance,
-            prediction=prediction,
-            clip_denoised=clip_denoised,
-        )
-        if inpaint is not None:
-            x = impute_vp(schedule, x, t, inpaint, key_known)
-        return x
-
-    steps = jnp.arange(schedule.num_timesteps - 1, -1, -1)
-    return run_chain(step, x_T, steps, state=lambda x: x, trajectory_every=trajectory_every)
+    update = functools.partial(
+        ddpm_step,
+        model_fn,
+        schedule,
+        variance=variance,
+        prediction=prediction,
+        clip_denoised=clip_denoised,
+    )
+    return reverse_chain(update, schedule, x_T, rng, inpaint, trajectory_every=trajectory_every)

@@ -15,9 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdiff.diffusion import perturb_sigma, q_sample
+from jaxdiff.samplers._common import run_chain
 from jaxdiff.schedules import Schedule
 
-__all__ = ["Inpaint", "inpaint_spec", "impute", "impute_vp", "impute_sigma"]
+__all__ = ["Inpaint", "inpaint_spec", "impute", "impute_vp", "impute_sigma", "reverse_chain"]
 
 
 class Inpaint(NamedTuple):
@@ -88,3 +89,27 @@ def impute_sigma(x, sigma, inpaint: Inpaint, noise) -> jnp.ndarray:
       x: ``[B, ...]``; sigma: ``[B]`` the current noise level; noise: ``[B, ...]`` z ~ N(0, I).
     """
     return impute(x, inpaint.mask, perturb_sigma(inpaint.known, sigma, noise))
+
+
+def reverse_chain(update, schedule: Schedule, x_T, rng, inpaint: Inpaint | None, *, trajectory_every):
+    """Runs ``x = update(x, t, key)`` for t = T-1, ..., 0 of ``schedule`` as one scan, the key of
+    step t being ``fold_in(rng, t)`` (None without an rng), with the known pixels re-imposed
+    after every step (:func:`impute_vp`) when ``inpaint`` is given. Shared by the DDPM and DDIM
+    chains.
+
+    Returns:
+      ``(x_0, trajectory)`` as :func:`~jaxdiff.samplers._common.run_chain`.
+    """
+
+    def step(x, i):
+        t = jnp.full(x.shape[:1], i, dtype=jnp.int32)
+        key = None if rng is None else jax.random.fold_in(rng, i)
+        if inpaint is not None:
+            key, key_known = jax.random.split(key)
+        x = update(x, t, key)
+        if inpaint is not None:
+            x = impute_vp(schedule, x, t, inpaint, key_known)
+        return x
+
+    steps = jnp.arange(schedule.num_timesteps - 1, -1, -1)
+    return run_chain(step, x_T, steps, state=lambda x: x, trajectory_every=trajectory_every)

@@ -5,7 +5,8 @@ the 35.7M-parameter network of Ho et al. (2020), on a batch of 8 images of 32x32
 epsilon-prediction MSE loss. The same network is built in diffusers (``UNet2DModel`` with the
 config of google/ddpm-cifar10-32) and trained with ``torch.optim.Adam`` in the same run. The
 rounds alternate between the two frameworks; after warm-up (and, for JAX, compilation) the
-median of the timed steps is printed with the ratio.
+median of the timed steps is printed with the ratio, and likewise for the forward pass alone
+(the loss in train mode, without gradients), so that the backward pass's share shows.
 
 Needs torch and diffusers beside jaxdiff (not dependencies of jaxdiff), e.g.::
 
@@ -51,7 +52,8 @@ LEARNING_RATE = 2e-4
 
 
 def jax_step_fn(batch, key):
-    """A jitted jaxdiff train step over (params, opt_state, x, t, eps, key), and its initial state."""
+    """A jitted jaxdiff train step over (params, opt_state, x, t, eps, key), the jitted loss alone
+    over (params, x, t, eps, key), and the initial state."""
     model = ddpm_cifar10()
     optimizer = optax.adam(LEARNING_RATE)
     x = jnp.zeros((batch, 32, 32, 3))
@@ -69,7 +71,7 @@ def jax_step_fn(batch, key):
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
-    return step, params, opt_state
+    return step, jax.jit(loss_fn), params, opt_state
 
 
 def time_steps(run, steps):
@@ -96,7 +98,7 @@ def main():
     # jaxdiff
     key = jax.random.key(0)
     start = time.perf_counter()
-    step, params, opt_state = jax_step_fn(args.batch, key)
+    step, loss_only, params, opt_state = jax_step_fn(args.batch, key)
     init_s = time.perf_counter() - start
     jx, jt, jeps = jnp.asarray(x), jnp.asarray(t), jnp.asarray(eps)
     state = {"params": params, "opt": opt_state, "key": key}
@@ -107,6 +109,9 @@ def main():
             state["params"], state["opt"], jx, jt, jeps, dropout_key
         )
         loss.block_until_ready()
+
+    def jax_forward():
+        loss_only(state["params"], jx, jt, jeps, key).block_until_ready()
 
     start = time.perf_counter()
     jax_run()
@@ -132,13 +137,19 @@ def main():
         loss.backward()
         adam.step()
 
+    def torch_forward():
+        with torch.no_grad():
+            torch.mean((net(tx, tt).sample - teps) ** 2)
+
+    runs = (jax_run, torch_run, jax_forward, torch_forward)
     for _ in range(args.warmup):
-        jax_run()
-        torch_run()
-    jax_times, torch_times = [], []
+        for run in runs:
+            run()
+    times = [[] for _ in runs]
     for _ in range(args.steps):  # alternate, so that both see the same machine load
-        jax_times += time_steps(jax_run, 1)
-        torch_times += time_steps(torch_run, 1)
+        for run, run_times in zip(runs, times):
+            run_times += time_steps(run, 1)
+    jax_times, torch_times, jax_fwd_times, torch_fwd_times = times
 
     jax_ms, torch_ms = 1e3 * statistics.median(jax_times), 1e3 * statistics.median(torch_times)
     n_jax = sum(p.size for p in jax.tree.leaves(state["params"]))
@@ -159,6 +170,12 @@ def main():
         f"  diffusers (PyTorch)    {torch_ms:8.1f} ms  ({1e3 * min(torch_times):.1f}-{1e3 * max(torch_times):.1f})"
     )
     print(f"  ratio jaxdiff / diffusers = {jax_ms / torch_ms:.2f}")
+    jax_fwd_ms = 1e3 * statistics.median(jax_fwd_times)
+    torch_fwd_ms = 1e3 * statistics.median(torch_fwd_times)
+    print(f"forward pass alone (train-mode loss, no gradients), median of {args.steps}:")
+    print(f"  jaxdiff (JAX/XLA)      {jax_fwd_ms:8.1f} ms")
+    print(f"  diffusers (PyTorch)    {torch_fwd_ms:8.1f} ms")
+    print(f"  ratio jaxdiff / diffusers = {jax_fwd_ms / torch_fwd_ms:.2f}")
 
 
 if __name__ == "__main__":

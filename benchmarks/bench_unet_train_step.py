@@ -30,24 +30,8 @@ import torch
 from diffusers import UNet2DModel
 
 from jaxdiff.models import ddpm_cifar10
+from jaxdiff.models.convert import DDPM_CIFAR10_CONFIG
 
-# The config.json of google/ddpm-cifar10-32 (the published DDPM CIFAR-10 checkpoint).
-DDPM_CIFAR10_CONFIG = dict(
-    sample_size=32,
-    in_channels=3,
-    out_channels=3,
-    block_out_channels=(128, 256, 256, 256),
-    down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
-    up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
-    layers_per_block=2,
-    attention_head_dim=None,
-    downsample_padding=0,
-    flip_sin_to_cos=False,
-    freq_shift=1,
-    norm_eps=1e-6,
-    norm_num_groups=32,
-    dropout=0.1,
-)
 LEARNING_RATE = 2e-4
 
 

@@ -386,3 +386,24 @@ def test_label_without_num_classes_raises():
             jnp.zeros((1,), jnp.int32),
             y=jnp.zeros(1),
         )
+
+
+@pytest.mark.parametrize("padding", [((1, 1), (1, 1)), ((0, 2), (2, 0))])
+def test_conv2d_gradients_equal_xla_convolution_gradients(padding):
+    """The custom kernel gradient of ``conv2d`` (used at 32x32 and above on CPU) against
+    ``jax.grad`` of XLA's own convolution, in float64."""
+    from jaxdiff.models.unet import conv2d
+
+    with jax.enable_x64(True):
+        x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3), jnp.float64)
+        k = jax.random.normal(jax.random.key(1), (3, 3, 3, 4), jnp.float64)
+        w = jax.random.normal(jax.random.key(2), (2, 32, 32, 4), jnp.float64)
+        dn = ("NHWC", "HWIO", "NHWC")
+
+        def loss(conv):
+            return lambda x, k: jnp.sum(w * conv(x, k, (1, 1), padding, dimension_numbers=dn))
+
+        ours = jax.grad(loss(conv2d), argnums=(0, 1))(x, k)
+        xla = jax.grad(loss(jax.lax.conv_general_dilated), argnums=(0, 1))(x, k)
+        np.testing.assert_allclose(ours[0], xla[0], rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(ours[1], xla[1], rtol=1e-10, atol=1e-10)

@@ -26,7 +26,26 @@ import numpy as np
 
 from jaxdiff.models.unet import FourierEmbedding, SinusoidalEmbedding, UNet
 
-__all__ = ["from_diffusers"]
+__all__ = ["DDPM_CIFAR10_CONFIG", "from_diffusers"]
+
+# The config.json of google/ddpm-cifar10-32, the published DDPM CIFAR-10 checkpoint (Ho et al.
+# 2020) in diffusers' UNet2DModel format; ``from_diffusers`` builds ``ddpm_cifar10`` from it.
+DDPM_CIFAR10_CONFIG = dict(
+    sample_size=32,
+    in_channels=3,
+    out_channels=3,
+    block_out_channels=(128, 256, 256, 256),
+    down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
+    layers_per_block=2,
+    attention_head_dim=None,
+    downsample_padding=0,
+    flip_sin_to_cos=False,
+    freq_shift=1,
+    norm_eps=1e-6,
+    norm_num_groups=32,
+    dropout=0.1,
+)
 
 # The defaults of UNet2DModel.__init__, for the options an (older) config.json leaves out.
 _DIFFUSERS_DEFAULTS = {

@@ -97,7 +97,8 @@ def _conv2d_bwd(strides, pads, residuals, g):
         kernel,
     )
     _, out_h, out_w, _ = g.shape
-    if strides != (1, 1) or out_h * out_w < _ROW_GRAD_MIN_PIXELS:
+    # Only XLA:CPU's kernel gradient is slow; GPUs and TPUs keep their own.
+    if jax.default_backend() != "cpu" or strides != (1, 1) or out_h * out_w < _ROW_GRAD_MIN_PIXELS:
         return vjp(g)
     dx = vjp(g)[0]  # XLA keeps only the input gradient of this call
     kh, kw, c_in, c_out = kernel.shape

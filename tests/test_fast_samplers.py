@@ -171,6 +171,16 @@ def test_prediction_types_give_the_same_chain():
 # --- the probability-flow ODE -------------------------------------------------------------------
 
 
+def test_default_ode_sample_is_adaptive_heun_within_tolerance():
+    """The contract's defaults (method="heun", num_steps=None) adapt Heun's steps to rtol/atol."""
+    errors = {}
+    for tol in (1e-3, 1e-5):
+        out = samplers.ode_sample(GAUSS, SCHED, X_T, rtol=tol, atol=tol, return_info=True)
+        errors[tol] = flow_error(out.samples, X_T, ABAR[-1], ABAR[0])
+        print(f"\nadaptive Heun rtol=atol={tol:g}: NFE {int(out.nfe)}, error {errors[tol]:.2e}")
+    assert errors[1e-5] < 1e-3 and errors[1e-5] < errors[1e-3]
+
+
 def test_heun_converges_at_second_order():
     steps = [10, 20, 40]
     errors = [flow_error(samplers.ode_sample(GAUSS, SCHED, X_T, method="heun", num_steps=n),
@@ -360,8 +370,6 @@ def test_clear_errors():
         samplers.ode_sample(GAUSS, SCHED, X_T, method="rk4", num_steps=10)
     with pytest.raises(ValueError, match="method must be one of"):
         samplers.ode_likelihood(GAUSS, SCHED, X_T * 0, jax.random.key(0), method="euler")
-    with pytest.raises(ValueError, match="pass num_steps"):
-        samplers.ode_sample(GAUSS, SCHED, X_T, method="heun")
     with pytest.raises(ValueError, match="rtol must be positive"):
         samplers.ode_sample(GAUSS, SCHED, X_T, method="tsit5", rtol=0.0)
     with pytest.raises(ValueError, match="strictly decreasing"):

@@ -123,12 +123,16 @@ def heun_step(vector_field: Callable, y, t, t_next):
     return jax.tree.map(lambda a, b, c: a + 0.5 * dt * (b + c), y, d, d_next)
 
 
-def _resolve_method(method):
-    """``None`` for Heun, else the diffrax solver (a name or an explicit Runge-Kutta solver)."""
+def _resolve_method(method, num_steps):
+    """``None`` for fixed-step Heun, else the diffrax solver (a name or an explicit Runge-Kutta
+    solver). Heun without ``num_steps`` is adaptive: diffrax's Heun, whose embedded Euler step
+    estimates the error for the step-size controller."""
     if isinstance(method, diffrax.AbstractERK):
         return method
     _checks.one_of("method", method, ("heun",) + tuple(ADAPTIVE_METHODS))
-    return None if method == "heun" else ADAPTIVE_METHODS[method]()
+    if method == "heun":
+        return None if num_steps is not None else diffrax.Heun()
+    return ADAPTIVE_METHODS[method]()
 
 
 def _diffrax_nfe(solver, stats) -> jnp.ndarray:
@@ -184,8 +188,6 @@ def _worst_example_rms(tree) -> jnp.ndarray:
 def _ode_levels(num_steps, schedule, grid, solver, rtol, atol) -> jnp.ndarray:
     """Checks the solver options and returns the taus of the levels: the grid's, or only the
     end points T - 1 and 0 for an adaptive method without ``num_steps``."""
-    if solver is None and num_steps is None:
-        raise ValueError("method='heun' takes a fixed number of steps: pass num_steps")
     for name, tol in (("rtol", rtol), ("atol", atol)):
         if not isinstance(tol, jax.core.Tracer) and not float(tol) > 0:
             raise ValueError(f"{name} must be positive, got {tol}")
@@ -216,7 +218,8 @@ def ode_sample(
     to tau = 0 (abar_0 = 1 - beta_0), in the form of :func:`probability_flow`.
 
     ``method="heun"`` takes ``num_steps`` steps of :func:`heun_step` between the levels of
-    ``grid`` (Karras et al. 2022, Alg. 1; 2 model calls per step), one ``lax.scan``. An adaptive
+    ``grid`` (Karras et al. 2022, Alg. 1; 2 model calls per step), one ``lax.scan``; without
+    ``num_steps`` it adapts its steps to ``rtol``/``atol`` like the other methods. An adaptive
     method (``"tsit5"``, Tsitouras 2011; ``"dopri5"``, Dormand & Prince 1980; ``"dopri8"``;
     ``"bosh3"``; or a ``diffrax.AbstractERK`` instance) solves each example to the tolerances
     ``rtol``/``atol`` with a PID step-size controller, one ``diffeqsolve`` for the batch (the
@@ -228,8 +231,8 @@ def ode_sample(
       schedule: the training schedule (T >= 2 steps).
       x_T: ``[B, ...]`` starting noise, x at tau = T - 1.
       method: ``"heun"``, a name in :data:`ADAPTIVE_METHODS`, or a diffrax explicit RK solver.
-      num_steps: Heun's number of steps (required for it), in [1, T]; for an adaptive method
-        optional: the trajectory is then saved at that grid's levels.
+      num_steps: Heun's number of fixed steps, in [1, T] (None: adaptive Heun); for an
+        adaptive method optional: the trajectory is then saved at that grid's levels.
       rtol, atol: the adaptive solver's relative and absolute tolerances (on y = x / alpha).
       prediction: ``eps``, ``x0`` or ``v``.
       grid: the levels (see :func:`uniform_logsnr_grid`).
@@ -244,12 +247,12 @@ def ode_sample(
       Heun and an int scalar array for an adaptive method (plus 1 with ``denoise_to_zero``).
 
     Raises:
-      ValueError: for an unknown method, Heun without ``num_steps``, ``num_steps`` outside
+      ValueError: for an unknown method, ``num_steps`` outside
         [1, T], non-positive tolerances, an unknown prediction type or a bad grid.
     """
     _checks.batched("x_T", x_T)
     _checks.one_of("prediction", prediction, PREDICTIONS)
-    solver = _resolve_method(method)
+    solver = _resolve_method(method, num_steps)
     taus = _ode_levels(num_steps, schedule, grid, solver, rtol, atol)
     keep = trajectory_every if return_info and num_steps is not None else 0
     x, trajectory, nfe = _ode_chain(
@@ -476,7 +479,7 @@ def ode_likelihood(
         raise ValueError(
             f"x0 must be data in [-1, 1], got values in [{np.min(x0):.3g}, {np.max(x0):.3g}]"
         )
-    solver = _resolve_method(method)
+    solver = _resolve_method(method, num_steps)
     taus = _ode_levels(num_steps, schedule, grid, solver, rtol, atol)
     x0 = jnp.asarray(x0)
     return _likelihood(

@@ -250,7 +250,7 @@ def _learned_range_log_variance(schedule: Schedule, t, frac_output, ndim):
     """log Sigma = v log beta_t + (1 - v) log beta~_t with v = (output + 1) / 2
     (Nichol & Dhariwal 2021, eq. 15)."""
     frac = (frac_output + 1.0) / 2.0
-    max_log = extract(jnp.log(schedule.betas), t, ndim)
+    max_log = jnp.log(extract(schedule.betas, t, ndim))
     min_log = extract(schedule.posterior_log_variance_clipped, t, ndim)
     return frac * max_log + (1.0 - frac) * min_log
 
@@ -260,11 +260,10 @@ def _fixed_log_variance(schedule: Schedule, t, ndim, variance: str):
     ("fixed_large"; at t = 0 beta~_1 is used instead of beta_1, so the decoder term of the
     bound is not needlessly wide, as in Ho et al.'s code)."""
     if variance == "fixed_small":
-        log_var = schedule.posterior_log_variance_clipped
-    else:
-        first = schedule.posterior_variance[1] if schedule.num_timesteps > 1 else schedule.betas[0]
-        log_var = jnp.log(schedule.betas.at[0].set(first))
-    return extract(log_var, t, ndim)
+        return extract(schedule.posterior_log_variance_clipped, t, ndim)
+    first = schedule.posterior_variance[1] if schedule.num_timesteps > 1 else schedule.betas[0]
+    beta_t = extract(schedule.betas, t, ndim)
+    return jnp.log(jnp.where((t == 0).reshape(beta_t.shape), first, beta_t))
 
 
 def p_mean_variance(

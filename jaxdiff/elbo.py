@@ -24,6 +24,7 @@ from jaxdiff.schedules import Schedule
 __all__ = [
     "normal_kl",
     "discretized_gaussian_log_likelihood",
+    "mean_flat",
     "mean_flat_bits",
     "prior_bpd",
     "vb_terms_bpd",
@@ -86,9 +87,14 @@ def discretized_gaussian_log_likelihood(x, mean, log_scale) -> jnp.ndarray:
     )
 
 
+def mean_flat(x: jnp.ndarray) -> jnp.ndarray:
+    """Mean over all non-batch axes: ``[B, ...] -> [B]``."""
+    return jnp.mean(x, axis=tuple(range(1, x.ndim)))
+
+
 def mean_flat_bits(nats: jnp.ndarray) -> jnp.ndarray:
     """Mean over all non-batch axes, converted from nats to bits: ``[B, ...] -> [B]``."""
-    return jnp.mean(nats, axis=tuple(range(1, nats.ndim))) / math.log(2.0)
+    return mean_flat(nats) / math.log(2.0)
 
 
 def prior_bpd(schedule: Schedule, x0: jnp.ndarray) -> jnp.ndarray:

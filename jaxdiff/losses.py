@@ -26,6 +26,7 @@ from jaxdiff.diffusion import (
     split_learned_variance,
     training_target,
 )
+from jaxdiff.elbo import mean_flat as mean_flat
 from jaxdiff.elbo import vb_terms_bpd
 from jaxdiff.schedules import Schedule
 
@@ -43,11 +44,6 @@ __all__ = [
 ]
 
 WeightFn = Callable[[Schedule, jnp.ndarray, str], jnp.ndarray]
-
-
-def mean_flat(x: jnp.ndarray) -> jnp.ndarray:
-    """Mean over all non-batch axes: ``[B, ...] -> [B]``."""
-    return jnp.mean(x, axis=tuple(range(1, x.ndim)))
 
 
 def sample_timesteps(rng: jax.Array, batch: int, num_timesteps: int) -> jnp.ndarray:

@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdiff.data import to_model_range
 from jaxdiff.metrics.batching import as_array, map_batches
 
 __all__ = [
@@ -552,9 +553,8 @@ def preprocess(images, *, size: int = INCEPTION_SIZE) -> jnp.ndarray:
     images = jnp.asarray(images)
     if images.ndim != 4 or images.shape[-1] not in (1, 3):
         raise ValueError(f"images must have shape [B, H, W, 1 or 3], got {list(images.shape)}")
-    if images.dtype == jnp.uint8:
-        images = images.astype(jnp.float32) / 127.5 - 1.0
-    images = jnp.broadcast_to(images, (*images.shape[:3], 3)).astype(jnp.float32)
+    images = to_model_range(images)
+    images = jnp.broadcast_to(images, (*images.shape[:3], 3))
     shape = (images.shape[0], size, size, 3)
     return jax.image.resize(images, shape, method="bilinear", antialias=False)
 

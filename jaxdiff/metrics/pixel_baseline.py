@@ -12,10 +12,10 @@ Example::
 
 from __future__ import annotations
 
-import math
-
 import jax.numpy as jnp
 import numpy as np
+
+from jaxdiff.elbo import mean_flat_bits
 
 __all__ = ["fit_pixel_categoricals", "pixel_nll_bpd"]
 
@@ -77,4 +77,4 @@ def pixel_nll_bpd(log_probs, images) -> jnp.ndarray:
         images[..., None].astype(jnp.int32),
         axis=-1,
     )[..., 0]
-    return -jnp.mean(picked.reshape(images.shape[0], -1), axis=1) / math.log(2.0)
+    return -mean_flat_bits(picked)

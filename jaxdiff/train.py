@@ -41,6 +41,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxdiff import data as data_lib
 from jaxdiff import losses, samplers, schedules
+from jaxdiff import sharding as sharding_lib
 from jaxdiff.checkpoint import (
     Checkpointer,
     IncompatibleWorkdirError,
@@ -402,25 +403,31 @@ def _make_loss_fn(experiment: Experiment):
     return loss_fn
 
 
-def make_train_step(experiment: Experiment, mesh: Mesh, *, ema: float, ema_warmup: bool):
+def make_train_step(
+    experiment: Experiment, mesh: Mesh, *, ema: float, ema_warmup: bool, state_sharding=None
+):
     """The compiled step of a run: ``step_fn(state, batch) -> (state, metrics)``.
 
     One ``jax.jit`` over the whole mesh: the batch is sharded along the mesh's ``"data"`` axis,
-    the state and the metrics are replicated (XLA inserts the gradient all-reduce). Step ``s``
-    uses the key ``fold_in(state.rng, s)``, so the result does not depend on the device count
+    the metrics are replicated, and the state is laid out by ``state_sharding`` (a pytree of
+    shardings like the state, e.g. :func:`jaxdiff.sharding.state_shardings` for FSDP;
+    replicated when None). XLA inserts the collectives (the gradient all-reduce; with FSDP the
+    parameter all-gathers and gradient reduce-scatters). Step ``s`` uses the key
+    ``fold_in(state.rng, s)``, so the result does not depend on the device count or the layout
     beyond float rounding.
     """
-    replicated = NamedSharding(mesh, PartitionSpec())
+    replicated = sharding_lib.replicated(mesh)
     loss_fn = _make_loss_fn(experiment)
 
     def step_fn(state, batch):
         rng = jax.random.fold_in(state.rng, state.step)
         return train_step(state, batch, rng, loss_fn=loss_fn, ema=ema, ema_warmup=ema_warmup)
 
+    state_sharding = replicated if state_sharding is None else state_sharding
     return jax.jit(
         step_fn,
-        in_shardings=(replicated, NamedSharding(mesh, PartitionSpec("data"))),
-        out_shardings=(replicated, replicated),
+        in_shardings=(state_sharding, sharding_lib.batch_sharding(mesh)),
+        out_shardings=(state_sharding, replicated),
     )
 
 

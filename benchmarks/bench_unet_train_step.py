@@ -38,7 +38,7 @@ LEARNING_RATE = 2e-4
 def jax_step_fn(batch, key):
     """A jitted jaxdiff train step over (params, opt_state, x, t, eps, key), the jitted loss alone
     over (params, x, t, eps, key), and the initial state."""
-    model = ddpm_cifar10()
+    model = ddpm_cifar10(matmul_kernel_grad=jax.default_backend() == "cpu")  # models/conv.py
     optimizer = optax.adam(LEARNING_RATE)
     x = jnp.zeros((batch, 32, 32, 3))
     t = jnp.zeros((batch,), jnp.int32)

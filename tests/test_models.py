@@ -35,6 +35,9 @@ MINI = functools.partial(
 )
 
 
+DN = ("NHWC", "HWIO", "NHWC")
+
+
 def rel_err(a, b):
     return float(np.linalg.norm(np.asarray(a) - np.asarray(b)) / np.linalg.norm(np.asarray(b)))
 
@@ -390,20 +393,45 @@ def test_label_without_num_classes_raises():
 
 @pytest.mark.parametrize("padding", [((1, 1), (1, 1)), ((0, 2), (2, 0))])
 def test_conv2d_gradients_equal_xla_convolution_gradients(padding):
-    """The custom kernel gradient of ``conv2d`` (used at 32x32 and above on CPU) against
-    ``jax.grad`` of XLA's own convolution, in float64."""
-    from jaxdiff.models.unet import conv2d
+    """The matrix-product kernel gradient of ``conv2d``, forced (``min_pixels=0``) whatever the
+    backend, against ``jax.grad`` of XLA's own convolution, in float64."""
+    from jaxdiff.models import conv
 
     with jax.enable_x64(True):
-        x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3), jnp.float64)
+        x = jax.random.normal(jax.random.key(0), (2, 6, 7, 3), jnp.float64)
         k = jax.random.normal(jax.random.key(1), (3, 3, 3, 4), jnp.float64)
-        w = jax.random.normal(jax.random.key(2), (2, 32, 32, 4), jnp.float64)
-        dn = ("NHWC", "HWIO", "NHWC")
+        out = jax.eval_shape(
+            lambda: jax.lax.conv_general_dilated(x, k, (1, 1), padding, dimension_numbers=DN)
+        )
+        w = jax.random.normal(jax.random.key(2), out.shape, jnp.float64)
 
-        def loss(conv):
-            return lambda x, k: jnp.sum(w * conv(x, k, (1, 1), padding, dimension_numbers=dn))
+        def loss(fn):
+            return lambda x, k: jnp.sum(w * fn(x, k, (1, 1), padding, dimension_numbers=DN))
 
-        ours = jax.grad(loss(conv2d), argnums=(0, 1))(x, k)
+        forced = functools.partial(conv.conv2d, min_pixels=0)
+        ours = jax.grad(loss(forced), argnums=(0, 1))(x, k)
         xla = jax.grad(loss(jax.lax.conv_general_dilated), argnums=(0, 1))(x, k)
         np.testing.assert_allclose(ours[0], xla[0], rtol=1e-10, atol=1e-10)
         np.testing.assert_allclose(ours[1], xla[1], rtol=1e-10, atol=1e-10)
+        # the matrix products themselves, not XLA's fallback, produced the kernel gradient
+        g = jax.grad(lambda y: jnp.sum(w * y))(jnp.zeros(out.shape, jnp.float64))
+        np.testing.assert_allclose(
+            conv.kernel_grad_by_rows(x, g, k.shape, padding), xla[1], rtol=1e-10, atol=1e-10
+        )
+
+
+def test_unet_matmul_kernel_grad_is_an_explicit_option():
+    """``UNet(matmul_kernel_grad=True)`` routes every convolution through ``conv2d``'s custom
+    gradient, the default through XLA's, on any backend; the parameters are the same."""
+    x = jnp.zeros((1, 8, 8, 1))
+    t = jnp.zeros((1,), jnp.int32)
+    plain, fast = MINI(), MINI(matmul_kernel_grad=True)
+    variables = plain.init({"params": jax.random.key(1)}, x, t)
+    chex.assert_trees_all_equal_shapes(variables, fast.init({"params": jax.random.key(1)}, x, t))
+
+    def count(model, primitive):
+        return str(jax.make_jaxpr(model.apply)(variables, x, t)).count(primitive)
+
+    num_convs = count(plain, "conv_general_dilated")
+    assert num_convs == 14 and count(plain, "custom_vjp_call") == 0
+    assert count(fast, "custom_vjp_call") == num_convs

@@ -52,9 +52,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdiff.models.conv import conv2d
+
 __all__ = [
     "AttnBlock",
-    "conv2d",
     "Downsample",
     "FourierEmbedding",
     "ResBlock",
@@ -73,98 +74,14 @@ ModuleDef = Callable[..., nn.Module]
 default_init = nn.initializers.variance_scaling(1.0, "fan_avg", "uniform")
 zero_init = nn.initializers.zeros_init()
 
-_NHWC = ("NHWC", "HWIO", "NHWC")
-# Below this many output pixels per image XLA's own kernel gradient is as fast (measured on CPU).
-_ROW_GRAD_MIN_PIXELS = 32 * 32
 
+def _conv_module(matmul_kernel_grad: bool) -> ModuleDef:
+    """:class:`flax.linen.Conv`, with :func:`~jaxdiff.models.conv.conv2d` (kernel gradient as
+    matrix products, for CPUs) when ``matmul_kernel_grad`` is set."""
+    if matmul_kernel_grad:
+        return functools.partial(nn.Conv, conv_general_dilated=conv2d)
+    return nn.Conv
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _conv2d(x, kernel, strides, pads):
-    return jax.lax.conv_general_dilated(x, kernel, strides, pads, dimension_numbers=_NHWC)
-
-
-def _conv2d_fwd(x, kernel, strides, pads):
-    return _conv2d(x, kernel, strides, pads), (x, kernel)
-
-
-def _conv2d_bwd(strides, pads, residuals, g):
-    x, kernel = residuals
-    _, vjp = jax.vjp(
-        lambda x, kernel: jax.lax.conv_general_dilated(
-            x, kernel, strides, pads, dimension_numbers=_NHWC
-        ),
-        x,
-        kernel,
-    )
-    _, out_h, out_w, _ = g.shape
-    # Only XLA:CPU's kernel gradient is slow; GPUs and TPUs keep their own.
-    if jax.default_backend() != "cpu" or strides != (1, 1) or out_h * out_w < _ROW_GRAD_MIN_PIXELS:
-        return vjp(g)
-    dx = vjp(g)[0]  # XLA keeps only the input gradient of this call
-    kh, kw, c_in, c_out = kernel.shape
-    xp = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))  # [B, out_h + kh - 1, Wp, C_in]
-    # Kernel column j sees xp shifted by j along W: pad g by (j, kw - 1 - j) there instead, so
-    # that every kernel row i is one product of a contiguous slab of xp with all kw shifts of g.
-    g_shifts = jnp.concatenate(
-        [jnp.pad(g, ((0, 0), (0, 0), (j, kw - 1 - j), (0, 0))) for j in range(kw)], axis=-1
-    ).reshape(-1, kw * c_out)  # [B * out_h * Wp, kw * C_out]
-    rows = [g_shifts.T @ xp[:, i : i + out_h].reshape(-1, c_in) for i in range(kh)]
-    dkernel = jnp.stack(rows).reshape(kh, kw, c_out, c_in).transpose(0, 1, 3, 2)
-    return dx, dkernel
-
-
-_conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
-
-
-def conv2d(
-    lhs,
-    rhs,
-    window_strides,
-    padding,
-    *,
-    lhs_dilation=None,
-    rhs_dilation=None,
-    dimension_numbers=None,
-    feature_group_count=1,
-    precision=None,
-):
-    r"""``jax.lax.conv_general_dilated`` for NHWC/HWIO 2-D convolutions, same values and gradients.
-
-    For stride-1 convolutions with at least 32x32 output pixels, the gradient of the kernel,
-    :math:`\partial L/\partial W_{ij} = \sum_{b,h,w} x_{b,h+i,w+j}^\top\,
-    (\partial L/\partial y)_{b,h,w}`, is computed as ``kh`` matrix products (one per kernel
-    row) instead of XLA's CPU backward-filter convolution, which there is 2-4x slower than the
-    forward convolution (3x3 kernels, 128-256 channels). The forward pass and the input gradient
-    are XLA's; the kernel gradient agrees to float32 rounding. A drop-in
-    ``conv_general_dilated`` for :class:`flax.linen.Conv` (no dilation, no feature groups,
-    default precision).
-
-    Args:
-        lhs: images, [B, H, W, C_in].
-        rhs: kernel, [kh, kw, C_in, C_out].
-        window_strides: (sh, sw).
-        padding: "SAME", "VALID" or ((top, bottom), (left, right)).
-
-    Returns:
-        [B, H', W', C_out].
-    """
-    dilated = any(d != 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
-    if dilated or feature_group_count != 1 or precision is not None:
-        raise ValueError(
-            "conv2d: dilation, feature groups and precision are not supported, got "
-            f"lhs_dilation={lhs_dilation}, rhs_dilation={rhs_dilation}, "
-            f"feature_group_count={feature_group_count}, precision={precision}"
-        )
-    dn = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
-    if dn != jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC):
-        raise ValueError(f"conv2d: needs NHWC images and HWIO kernels, got {dimension_numbers}")
-    if isinstance(padding, str):
-        padding = jax.lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
-    pads = tuple(tuple(int(p) for p in pair) for pair in padding)
-    return _conv2d(lhs, rhs, tuple(window_strides), pads)
-
-
-Conv = functools.partial(nn.Conv, conv_general_dilated=conv2d)
 
 
 def sinusoidal_embedding(t, dim, *, flip_sin_to_cos=False, freq_shift=1.0, max_period=10000.0):
@@ -275,9 +192,11 @@ class ResBlock(nn.Module):
     scale_shift_norm: bool = False
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+    matmul_kernel_grad: bool = False
 
     @nn.compact
     def __call__(self, x, emb, train):
+        Conv = _conv_module(self.matmul_kernel_grad)  # noqa: N806
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         norm = dict(num_groups=self.num_groups, epsilon=self.norm_eps, **kw)
         h = nn.silu(nn.GroupNorm(name="norm_1", **norm)(x))
@@ -347,9 +266,11 @@ class Downsample(nn.Module):
     padding: tuple[int, int] = (0, 1)
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+    matmul_kernel_grad: bool = False
 
     @nn.compact
     def __call__(self, x):
+        Conv = _conv_module(self.matmul_kernel_grad)  # noqa: N806
         if not self.with_conv:
             return nn.avg_pool(x, (2, 2), strides=(2, 2))
         return Conv(
@@ -373,9 +294,11 @@ class Upsample(nn.Module):
     with_conv: bool = True
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+    matmul_kernel_grad: bool = False
 
     @nn.compact
     def __call__(self, x):
+        Conv = _conv_module(self.matmul_kernel_grad)  # noqa: N806
         b, height, width, c = x.shape
         x = jnp.broadcast_to(x[:, :, None, :, None, :], (b, height, 2, width, 2, c))
         x = x.reshape(b, 2 * height, 2 * width, c)
@@ -418,6 +341,8 @@ class UNet(nn.Module):
         divide_by_sigma: divide the output by the conditioning value sigma, so that the network
             output is a score ``f(x, sigma) / sigma`` (Song & Ermon, 2020, technique 3).
         remat: rematerialise each residual and attention block in the backward pass.
+        matmul_kernel_grad: compute every convolution's kernel gradient as matrix products
+            (:mod:`jaxdiff.models.conv`; faster on XLA:CPU, same values).
         dtype: computation dtype (e.g. ``jnp.bfloat16``).
         param_dtype: parameter dtype.
     """
@@ -439,6 +364,7 @@ class UNet(nn.Module):
     embedding: ModuleDef = SinusoidalEmbedding
     divide_by_sigma: bool = False
     remat: bool = False
+    matmul_kernel_grad: bool = False
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
@@ -532,6 +458,8 @@ class UNet(nn.Module):
         """
         attn_levels = self._check_inputs(x, t, y)
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        conv_kw = dict(matmul_kernel_grad=self.matmul_kernel_grad, **kw)
+        Conv = _conv_module(self.matmul_kernel_grad)  # noqa: N806
         norm = dict(num_groups=self.num_groups, norm_eps=self.norm_eps)
 
         emb_dim = 4 * self.ch
@@ -552,7 +480,7 @@ class UNet(nn.Module):
                 scale_shift_norm=self.scale_shift_norm,
                 name=name,
                 **norm,
-                **kw,
+                **conv_kw,
             )
             return block(h, emb, train)
 
@@ -575,7 +503,7 @@ class UNet(nn.Module):
                     self.resample_with_conv,
                     tuple(self.downsample_padding),
                     name=f"down_{level}_downsample",
-                    **kw,
+                    **conv_kw,
                 )(h)
                 skips.append(h)
 
@@ -594,7 +522,7 @@ class UNet(nn.Module):
                 if level in attn_levels:
                     h = attn(f"up_{level}_attn_{i}", h)
             if level != 0:
-                h = Upsample(self.resample_with_conv, name=f"up_{level}_upsample", **kw)(h)
+                h = Upsample(self.resample_with_conv, name=f"up_{level}_upsample", **conv_kw)(h)
 
         h = nn.silu(
             nn.GroupNorm(num_groups=self.num_groups, epsilon=self.norm_eps, name="norm_out", **kw)(

@@ -20,6 +20,9 @@ _SUBMODULES = (
       "evaluate",
       "metrics",
       "cli",
+      "analytic",
+      "checkpoint",
+      "state_dict",
 )
 
 __all__ = list(_SUBMODULES) + ["__version__"]

@@ -35,6 +35,7 @@ __all__ = [
     "Batches",
     "load_source",
     "digits",
+    "digits_split_indices",
     "swiss_roll",
     "gaussian_mixture",
     "two_moons",
@@ -73,6 +74,26 @@ class _ArraySource:
         return {k: a[index] for k, a in self._arrays.items()}
 
 
+NUM_DIGITS = 1797
+DIGITS_TEST_FRACTION = 0.2
+DIGITS_SPLIT_SEED = 0
+
+
+def digits_split_indices(split: str, *, num: int = NUM_DIGITS) -> np.ndarray:
+    """Indices of the digits ``split``: ``"train"`` (1,438), ``"test"`` (359) or ``"all"``.
+
+    The test split is the first 20 % of ``RandomState(0).permutation(1797)`` (NumPy's legacy
+    generator, whose stream is frozen), sorted; train is the rest.
+    """
+    if split == "all":
+        return np.arange(num)
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
+    perm = np.random.RandomState(DIGITS_SPLIT_SEED).permutation(num)
+    num_test = int(round(DIGITS_TEST_FRACTION * num))
+    return np.sort(perm[:num_test] if split == "test" else perm[num_test:])
+
+
 def digits(split: str = "all") -> _ArraySource:
     """scikit-learn's bundled handwritten digits (Alpaydin & Kaynak 1998): 1,797 images of 8x8.
 
@@ -81,7 +102,7 @@ def digits(split: str = "all") -> _ArraySource:
 
     Args:
       split: ``"all"``, or ``"train"`` / ``"test"`` (about 80 / 20 %) as fixed by
-        :func:`jaxdiff.metrics.digits.split_indices` (the split the evaluation uses).
+        :func:`digits_split_indices` (the split the evaluation uses).
     """
     from sklearn.datasets import load_digits
 
@@ -89,9 +110,7 @@ def digits(split: str = "all") -> _ArraySource:
     images = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
     labels = bunch.target.astype(np.int32)
     if split != "all":
-        from jaxdiff.metrics.digits import split_indices
-
-        keep = split_indices(split, num=len(labels))
+        keep = digits_split_indices(split, num=len(labels))
         images, labels = images[keep], labels[keep]
     return _ArraySource(x=images, label=labels)
 

@@ -28,6 +28,7 @@ import jax
 import numpy as np
 
 from jaxdiff import _checks, elbo
+from jaxdiff._compile import as_pytree_fn, static_partial
 from jaxdiff import data as data_lib
 from jaxdiff.metrics.batching import as_array, map_batches
 
@@ -72,19 +73,18 @@ def nll_per_example(
       ``[N, T]``, as :func:`jaxdiff.elbo.nll_bpd` returns them.
     """
 
-    def fn(batch, index):
-        x0 = data_lib.to_model_range(batch)
-        return elbo.nll_bpd(
-            model_fn,
-            schedule,
-            x0,
-            jax.random.fold_in(rng, index),
-            variance=variance,
-            prediction=prediction,
-            clip_denoised=clip_denoised,
-        )
+    fn = static_partial(
+        _nll_batch, variance=variance, prediction=prediction, clip_denoised=clip_denoised
+    )
+    args = (as_pytree_fn(model_fn), schedule, rng)
+    return map_batches(fn, as_array(data), batch_size=batch_size, mesh=mesh, args=args)
 
-    return map_batches(fn, as_array(data), batch_size=batch_size, mesh=mesh)
+
+def _nll_batch(model_fn, schedule, rng, batch, index, **options):
+    """The bound of one batch (fresh noise per batch); ``model_fn``'s parameters are arguments
+    of the compiled program, so one compilation serves every checkpoint."""
+    x0 = data_lib.to_model_range(batch)
+    return elbo.nll_bpd(model_fn, schedule, x0, jax.random.fold_in(rng, index), **options)
 
 
 def _stderr(values: np.ndarray) -> float:
@@ -140,17 +140,21 @@ def evaluate_ode_nll(
     Returns:
       ``ode_bpd``, ``ode_stderr_bpd`` and ``ode_num_examples``.
     """
-    from jaxdiff import samplers
-
-    def fn(batch, index):
-        x0 = data_lib.to_model_range(batch)
-        key = jax.random.fold_in(rng, index)
-        return samplers.ode_likelihood(model_fn, schedule, x0, key, **ode_kwargs)["bpd"]
-
-    bpd = np.asarray(map_batches(fn, as_array(data), batch_size=batch_size, mesh=mesh), np.float64)
+    fn = static_partial(_ode_batch, **ode_kwargs)
+    args = (as_pytree_fn(model_fn), schedule, rng)
+    bpd = map_batches(fn, as_array(data), batch_size=batch_size, mesh=mesh, args=args)
+    bpd = np.asarray(bpd, np.float64)
     return dict(
         ode_bpd=float(bpd.mean()), ode_stderr_bpd=_stderr(bpd), ode_num_examples=int(bpd.size)
     )
+
+
+def _ode_batch(model_fn, schedule, rng, batch, index, **ode_kwargs):
+    from jaxdiff import samplers
+
+    x0 = data_lib.to_model_range(batch)
+    key = jax.random.fold_in(rng, index)
+    return samplers.ode_likelihood(model_fn, schedule, x0, key, **ode_kwargs)["bpd"]
 
 
 def generate(
@@ -158,13 +162,16 @@ def generate(
 ) -> np.ndarray:
     """``num`` samples from ``sample_fn(variables, rng, n) -> [n, ...]`` (as
     :func:`jaxdiff.train.build_sampler` returns it), in batches sharded over the devices;
-    batch i uses ``fold_in(rng, i)``. Returns a numpy array ``[num, ...]``."""
+    batch i uses ``fold_in(rng, i)``. Returns a numpy array ``[num, ...]``. The variables are
+    arguments of the compiled program: one compilation per ``sample_fn`` and shapes."""
     _checks.positive_int("num", num)
+    fn = static_partial(_sample_batch, sample_fn)
+    rows = np.arange(num)
+    return map_batches(fn, rows, batch_size=min(batch_size, num), mesh=mesh, args=(variables, rng))
 
-    def fn(rows, index):
-        return sample_fn(variables, jax.random.fold_in(rng, index), rows.shape[0])
 
-    return map_batches(fn, np.arange(num), batch_size=min(batch_size, num), mesh=mesh)
+def _sample_batch(sample_fn, variables, rng, rows, index):
+    return sample_fn(variables, jax.random.fold_in(rng, index), rows.shape[0])
 
 
 def split_images(config, split: str) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Metrics of sample quality and likelihood baselines.
 
-* :mod:`jaxdiff.metrics.fid`: the Fréchet Inception Distance (Inception-v3 in Flax, its
-  standard weights, feature statistics, the Fréchet distance).
+* :mod:`jaxdiff.metrics.fid`: the Fréchet Inception Distance, from
+  :mod:`jaxdiff.metrics.frechet` (feature statistics, the Fréchet distance) and
+  :mod:`jaxdiff.metrics.inception` (Inception-v3 in Flax, its standard weights).
 * :mod:`jaxdiff.metrics.digits`: a download-free digits Fréchet distance and Inception-Score
   figure from a small classifier trained on the digits train split; the digits split itself.
 * :mod:`jaxdiff.metrics.pixel_baseline`: the independent-pixel categorical model's bits/dim.
@@ -12,10 +13,12 @@
 from jaxdiff.metrics import batching as batching
 from jaxdiff.metrics import digits as digits
 from jaxdiff.metrics import fid as fid
+from jaxdiff.metrics import frechet as frechet
+from jaxdiff.metrics import inception as inception
 from jaxdiff.metrics import pixel_baseline as pixel_baseline
 from jaxdiff.metrics.batching import map_batches as map_batches
-from jaxdiff.metrics.fid import Statistics as Statistics
-from jaxdiff.metrics.fid import feature_statistics as feature_statistics
-from jaxdiff.metrics.fid import frechet_distance as frechet_distance
+from jaxdiff.metrics.frechet import Statistics as Statistics
+from jaxdiff.metrics.frechet import feature_statistics as feature_statistics
+from jaxdiff.metrics.frechet import frechet_distance as frechet_distance
 from jaxdiff.metrics.pixel_baseline import fit_pixel_categoricals as fit_pixel_categoricals
 from jaxdiff.metrics.pixel_baseline import pixel_nll_bpd as pixel_nll_bpd

@@ -8,10 +8,16 @@ one program is compiled), every batch is laid out along the ``"data"`` axis of a
 Example::
 
     feats = map_batches(lambda x, i: net(x), images, batch_size=256)   # [N, D] numpy
+    feats = map_batches(features, images, batch_size=256, args=(variables,))
+
+The compiled program is cached on ``(fn, mesh)``: pass a module-level function (or a
+:func:`jaxdiff._compile.static_partial` of one) and the parameters through ``args``, and one
+compilation serves every parameter set of the same shapes.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import jax
@@ -51,25 +57,41 @@ def as_array(data, *, key: str = "x") -> np.ndarray:
     )
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled(fn: Callable, mesh: Mesh, num_args: int) -> Callable:
+    """``fn(*args, batch, index)`` jitted: ``args`` replicated, the batch and the results split
+    along ``"data"``. Cached, so equal ``fn`` share one compilation per shape."""
+    rows, replicated = NamedSharding(mesh, PartitionSpec("data")), NamedSharding(mesh, PartitionSpec())
+    return jax.jit(
+        fn, in_shardings=(*[replicated] * num_args, rows, replicated), out_shardings=rows
+    )
+
+
 def map_batches(
     fn: Callable,
     data: np.ndarray,
     *,
     batch_size: int,
     mesh: Mesh | None = None,
+    args: tuple = (),
 ):
-    """Applies ``fn(batch, batch_index)`` to consecutive batches and concatenates the results.
+    """Applies ``fn(*args, batch, batch_index)`` to consecutive batches and concatenates the
+    results.
 
-    ``fn`` is jitted once: the batch is sharded along the mesh's ``"data"`` axis, the results
-    come back sharded the same way. ``fn`` must map ``[batch_size, ...]`` to a pytree of
-    ``[batch_size, ...]`` arrays (one row per example); ``batch_index`` (an int32 scalar) lets it
-    derive a per-batch key with ``jax.random.fold_in``.
+    ``fn`` is jitted once per ``(fn, mesh)`` (and cached across calls): the batch is sharded
+    along the mesh's ``"data"`` axis, ``args`` are replicated, the results come back sharded
+    like the batch. ``fn`` must map ``[batch_size, ...]`` to a pytree of ``[batch_size, ...]``
+    arrays (one row per example); ``batch_index`` (an int32 scalar) lets it derive a per-batch
+    key with ``jax.random.fold_in``.
 
     Args:
-      fn: the per-batch function.
+      fn: the per-batch function (hashable; a module-level function compiles once for all
+        ``args`` of the same shapes).
       data: ``[N, ...]`` host array.
       batch_size: examples per batch (all devices together); a multiple of the mesh size.
       mesh: a mesh with a ``"data"`` axis; all devices when None.
+      args: pytrees passed before the batch (parameters, keys, schedules): arguments of the
+        compiled program, not constants.
 
     Returns:
       The pytree of results, each leaf a numpy array ``[N, ...]``.
@@ -85,10 +107,7 @@ def map_batches(
             f"batch_size={batch_size} must be divisible by the number of devices on the "
             f"'data' axis ({shards})"
         )
-    rows = NamedSharding(mesh, PartitionSpec("data"))
-    step = jax.jit(
-        fn, in_shardings=(rows, NamedSharding(mesh, PartitionSpec())), out_shardings=rows
-    )
+    step = _compiled(fn, mesh, len(args))
     num = data.shape[0]
     outputs = []
     for index, start in enumerate(range(0, num, batch_size)):
@@ -96,6 +115,6 @@ def map_batches(
         pad = batch_size - batch.shape[0]
         if pad:
             batch = np.concatenate([batch, np.repeat(batch[-1:], pad, axis=0)])
-        result = jax.device_get(step(batch, np.int32(index)))
+        result = jax.device_get(step(*args, batch, np.int32(index)))
         outputs.append(jax.tree.map(lambda a: a[: batch_size - pad], result))
     return jax.tree.map(lambda *parts: np.concatenate(parts), *outputs)

@@ -7,8 +7,9 @@ trained here on the digits train split, stands in for Inception.
   mean confidence and the class histogram -- whether samples are recognisable digits and
   cover all ten classes.
 
-The train/test split of the digits is defined here, once (:func:`split_indices`): a fixed
-permutation of the 1,797 images, 359 (20 %) for test and 1,438 for training.
+The train/test split of the digits is defined once, in :mod:`jaxdiff.data`
+(:func:`split_indices` here is :func:`jaxdiff.data.digits_split_indices`): a fixed permutation
+of the 1,797 images, 359 (20 %) for test and 1,438 for training.
 
 The classifier trains in seconds on a CPU and is cached (``~/.cache/jaxdiff``, or
 ``$JAXDIFF_CACHE``, or ``cache_dir=``); the cache name carries the training recipe, so a change
@@ -34,7 +35,7 @@ import optax
 
 from jaxdiff import data
 from jaxdiff.metrics.batching import as_array, map_batches
-from jaxdiff.metrics.fid import Statistics, feature_statistics, frechet_distance
+from jaxdiff.metrics.frechet import Statistics, feature_statistics, frechet_distance
 
 __all__ = [
     "NUM_DIGITS",
@@ -53,25 +54,11 @@ __all__ = [
     "sample_quality",
 ]
 
-NUM_DIGITS = 1797
-TEST_FRACTION = 0.2
-SPLIT_SEED = 0
+NUM_DIGITS = data.NUM_DIGITS
+TEST_FRACTION = data.DIGITS_TEST_FRACTION
+SPLIT_SEED = data.DIGITS_SPLIT_SEED
+split_indices = data.digits_split_indices
 _RECIPE = dict(seed=0, steps=300, batch_size=128, learning_rate=3e-3, weight_decay=1e-4)
-
-
-def split_indices(split: str, *, num: int = NUM_DIGITS) -> np.ndarray:
-    """Indices of the digits ``split``: ``"train"`` (1,438), ``"test"`` (359) or ``"all"``.
-
-    The test split is the first 20 % of ``RandomState(0).permutation(1797)`` (NumPy's legacy
-    generator, whose stream is frozen), sorted; train is the rest.
-    """
-    if split == "all":
-        return np.arange(num)
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
-    perm = np.random.RandomState(SPLIT_SEED).permutation(num)
-    num_test = int(round(TEST_FRACTION * num))
-    return np.sort(perm[:num_test] if split == "test" else perm[num_test:])
 
 
 def digits_split(split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -168,16 +155,16 @@ def load_classifier(cache_dir=None, *, retrain: bool = False):
 def classify(params, images, *, batch_size: int = 512, mesh=None) -> dict[str, np.ndarray]:
     """Class probabilities ``probs`` [N, 10] and ``features`` [N, 64] of ``images`` (uint8
     [N, 8, 8, 1] or floats in [-1, 1], or a data source)."""
-    model = DigitsClassifier()
-
-    def fn(x, index):
-        logits, features = model.apply({"params": params}, data.to_model_range(x))
-        return {"probs": jax.nn.softmax(logits), "features": features}
-
     images = as_array(images)
     if images.ndim != 4 or images.shape[1:] != (8, 8, 1):
         raise ValueError(f"images must have shape [N, 8, 8, 1], got {list(images.shape)}")
-    return map_batches(fn, images, batch_size=batch_size, mesh=mesh)
+    return map_batches(_classify, images, batch_size=batch_size, mesh=mesh, args=(params,))
+
+
+def _classify(params, images, index):
+    """One batch; the parameters are arguments, so one compilation serves all of them."""
+    logits, features = DigitsClassifier().apply({"params": params}, data.to_model_range(images))
+    return {"probs": jax.nn.softmax(logits), "features": features}
 
 
 def accuracy(params, split: str = "test") -> float:

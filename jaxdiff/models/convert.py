@@ -13,20 +13,27 @@ checkpoint at hand::
     model, variables = jaxdiff.models.from_diffusers(state_dict, config)
     eps = model.apply(variables, x_t, t)        # x_t NHWC in [-1, 1], t int32 [B]
 
-(from a PyTorch ``.bin`` file: ``{k: v.numpy() for k, v in torch.load(path).items()}``).
+or, from the ``unet/`` folder of such a checkpoint (safetensors or a PyTorch ``.bin``, read by
+:mod:`jaxdiff.state_dict` without PyTorch and without running code from the file)::
+
+    model, variables = jaxdiff.models.convert.load_diffusers("unet/")
+
 Nothing here imports torch or diffusers.
 """
 
 import functools
+import json
 import re
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxdiff.models.unet import FourierEmbedding, SinusoidalEmbedding, UNet
+from jaxdiff.state_dict import load_state_dict
 
-__all__ = ["DDPM_CIFAR10_CONFIG", "from_diffusers"]
+__all__ = ["DDPM_CIFAR10_CONFIG", "from_diffusers", "load_diffusers"]
 
 # The config.json of google/ddpm-cifar10-32, the published DDPM CIFAR-10 checkpoint (Ho et al.
 # 2020) in diffusers' UNet2DModel format; ``from_diffusers`` builds ``ddpm_cifar10`` from it.
@@ -325,3 +332,26 @@ def from_diffusers(state_dict, config):
     if wrong:
         raise ValueError(f"from_diffusers: parameters of the wrong shape for the config: {wrong}")
     return model, {"params": params}
+
+
+_DIFFUSERS_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+
+
+def load_diffusers(directory):
+    """:func:`from_diffusers` of a diffusers ``UNet2DModel`` folder: its ``config.json`` and
+    ``diffusion_pytorch_model.safetensors`` (or ``.bin``).
+
+    Raises:
+      FileNotFoundError: the folder lacks the config or the weights.
+      ValueError: a malformed weights file (:class:`jaxdiff.state_dict.UnsafeFileError`) or
+        weights that do not fit the config.
+    """
+    directory = Path(directory)
+    config_path = directory / "config.json"
+    weights = [directory / name for name in _DIFFUSERS_WEIGHTS if (directory / name).is_file()]
+    if not config_path.is_file() or not weights:
+        raise FileNotFoundError(
+            f"{directory} is not a diffusers UNet2DModel folder (needs config.json and one of "
+            f"{', '.join(_DIFFUSERS_WEIGHTS)})"
+        )
+    return from_diffusers(load_state_dict(weights[0]), json.loads(config_path.read_text()))

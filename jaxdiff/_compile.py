@@ -1,0 +1,106 @@
+"""Compile once per architecture: functions whose parameters are arguments, not constants.
+
+A jitted function that closes over a model's parameters (``functools.partial(model.apply,
+variables)`` as a static argument, or a fresh ``jax.jit`` per call) compiles anew for every
+parameter set and bakes the arrays into the program. The two helpers here turn such callables
+into jit-friendly values:
+
+* :func:`as_pytree_fn` makes ``model_fn`` a pytree: its arrays (the bound variables) are leaves,
+  passed to the compiled program as arguments; the function and its non-array arguments are
+  static and compared by value. Two ``partial(model.apply, variables)`` of equal modules with
+  same-shaped variables then hit one cached program.
+* :func:`static_partial` is ``functools.partial`` compared and hashed by value, for the static
+  function of a cached jit (``jax.jit`` caches on the function's hash and equality).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+
+__all__ = ["PytreeFn", "as_pytree_fn", "static_partial"]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Method:
+    """``getattr(obj, name)``, compared by the value of ``obj`` (a bound method compares its
+    ``__self__`` by identity, so two equal flax modules' ``apply`` would differ)."""
+
+    obj: Any
+    name: str
+
+    def __call__(self, *args, **kwargs):
+        return getattr(self.obj, self.name)(*args, **kwargs)
+
+
+def _by_value(fn: Callable) -> Callable:
+    if inspect.ismethod(fn):
+        try:
+            hash(fn.__self__)
+        except TypeError:
+            return fn
+        return _Method(fn.__self__, fn.__name__)
+    return fn
+
+
+def _is_array(x) -> bool:
+    return isinstance(x, (jax.Array, np.ndarray, np.generic)) or isinstance(x, jax.core.Tracer)
+
+
+@jax.tree_util.register_pytree_node_class
+class PytreeFn:
+    """``func(*args, **kwargs, *more)`` as a pytree: the array leaves of ``(args, kwargs)`` are
+    its children, ``func`` and every other leaf (Python numbers, strings, None) are static."""
+
+    def __init__(self, func: Callable, args: tuple = (), kwargs: dict | None = None):
+        self.func, self.args, self.kwargs = func, tuple(args), dict(kwargs or {})
+
+    def __call__(self, *more, **more_kwargs):
+        return self.func(*self.args, *more, **self.kwargs, **more_kwargs)
+
+    def tree_flatten(self):
+        leaves, treedef = jax.tree.flatten((self.args, self.kwargs))
+        arrays = [x for x in leaves if _is_array(x)]
+        static = tuple(None if _is_array(x) else x for x in leaves)
+        mask = tuple(_is_array(x) for x in leaves)
+        return arrays, (self.func, treedef, static, mask)
+
+    @classmethod
+    def tree_unflatten(cls, aux, arrays):
+        func, treedef, static, mask = aux
+        it = iter(arrays)
+        leaves = [next(it) if is_array else s for s, is_array in zip(static, mask)]
+        args, kwargs = jax.tree.unflatten(treedef, leaves)
+        return cls(func, args, kwargs)
+
+
+def as_pytree_fn(fn: Callable) -> PytreeFn:
+    """``fn`` (a ``functools.partial``, a ``jax.tree_util.Partial``, a bound method or any
+    callable) as a :class:`PytreeFn`, whose bound arrays become arguments of a jitted function
+    it is passed to."""
+    if isinstance(fn, PytreeFn):
+        return fn
+    if isinstance(fn, (functools.partial, jax.tree_util.Partial)):
+        inner = as_pytree_fn(fn.func)
+        return PytreeFn(inner.func, (*inner.args, *fn.args), {**inner.kwargs, **fn.keywords})
+    return PytreeFn(_by_value(fn))
+
+
+class static_partial(functools.partial):  # noqa: N801 - a functools.partial
+    """``functools.partial`` hashed and compared by its function and arguments (which must be
+    hashable), so that a jit keyed on it is shared by equal partials."""
+
+    def _key(self):
+        return (self.func, self.args, tuple(sorted(self.keywords.items())))
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def __eq__(self, other):
+        return isinstance(other, static_partial) and self._key() == other._key()

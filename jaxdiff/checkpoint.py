@@ -36,7 +36,7 @@ CONFIG_FILE = "config.json"
 
 # The config sections that fix the shapes and meaning of a checkpoint's parameters: a run can
 # only resume from (or be sampled with) a checkpoint whose config agrees on these.
-_STRUCTURAL = ("model", "diffusion", "data.dataset")
+_STRUCTURAL = ("family", "model", "diffusion", "data.dataset")
 
 
 class IncompatibleWorkdirError(ValueError):

@@ -1,0 +1,386 @@
+"""The diffusion family: a config's names resolved into callables, once.
+
+:func:`build_experiment` is the only place a name of the config is looked up: the model
+preset, the noise process (:data:`PROCESSES`, keyed by ``config.diffusion.kind``), the
+objective (:data:`OBJECTIVES`, keyed by kind and ``config.loss.name``), the optimizer and the
+sampler (:data:`SAMPLERS`). :func:`diffusion_family` wraps the result as the
+:class:`~jaxdiff.train.family.Family` the driver trains.
+
+A new objective is one function ``(config, process) -> objective(model_fn, x0, rng) -> [B]``
+added under its kind in :data:`OBJECTIVES`; a new noise process is one :class:`Process` entry.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from jax.sharding import Mesh
+
+from jaxdiff import data as data_lib
+from jaxdiff import losses, samplers, schedules
+from jaxdiff import sharding as sharding_lib
+from jaxdiff.diffusion import split_learned_variance
+from jaxdiff.train.family import Family, run_keys
+from jaxdiff.train.step import (
+    TrainState,
+    create_train_state,
+    learning_rate_schedule,
+    make_optimizer,
+    train_step,
+)
+
+__all__ = [
+    "Experiment",
+    "Process",
+    "PROCESSES",
+    "OBJECTIVES",
+    "SAMPLERS",
+    "build_experiment",
+    "build_sampler",
+    "initial_state",
+    "make_loss_fn",
+    "make_train_step",
+    "compile_train_step",
+    "diffusion_family",
+    "train_source",
+]
+
+
+class Experiment(NamedTuple):
+    """A config resolved into callables.
+
+    Attributes:
+      model: the flax module; called as ``model.apply(variables, x, c, train=...)``.
+      process: what the loss and the sampler take as their second argument: a
+        :class:`~jaxdiff.schedules.Schedule` (``diffusion.kind = "ddpm"``) or the NCSN noise
+        levels ``[L]`` (``"ncsn"``).
+      objective: ``objective(model_fn, x0, rng) -> [B]`` per-example losses.
+      prior: ``prior(rng, shape) -> x_T``, the sampler's starting point.
+      data_shape: the shape of one example (e.g. ``(8, 8, 1)``).
+      tx: the optax transformation.
+      lr_schedule: the learning-rate schedule object ``tx`` was built with (logged as ``lr``).
+      time_input: ``time_input(batch) -> [batch]``, a dummy conditioning input of the right
+        dtype (int32 timesteps or float noise levels), for initialising the model.
+    """
+
+    model: Any
+    process: Any
+    objective: Callable
+    prior: Callable
+    data_shape: tuple[int, ...]
+    tx: optax.GradientTransformation
+    lr_schedule: optax.Schedule | None = None
+    time_input: Callable = lambda n: jnp.zeros((n,), jnp.int32)  # noqa: E731
+
+
+def _normal_prior(rng, shape):
+    """x_T ~ N(0, I), where the reverse chain starts (Ho et al. 2020, Alg. 2)."""
+    return jax.random.normal(rng, shape)
+
+
+def _uniform_prior(rng, shape):
+    """Uniform noise over the data range, where Song & Ermon (2019) start annealed Langevin."""
+    return jax.random.uniform(rng, shape, minval=-1.0, maxval=1.0)
+
+
+class Process(NamedTuple):
+    """A noise process of ``config.diffusion``: ``build(config.diffusion)`` gives the process
+    object the losses and samplers take, ``prior`` draws where sampling starts, ``time_input``
+    a dummy conditioning input of the model's time dtype."""
+
+    build: Callable
+    prior: Callable
+    time_input: Callable
+
+
+PROCESSES: dict[str, Process] = {
+    "ddpm": Process(
+        build=lambda d: schedules.get(d.schedule, d.num_timesteps),
+        prior=_normal_prior,
+        time_input=lambda n: jnp.zeros((n,), jnp.int32),  # a timestep
+    ),
+    "ncsn": Process(
+        build=lambda d: schedules.geometric_sigmas(d.sigma_max, d.sigma_min, d.num_sigmas),
+        prior=_uniform_prior,
+        time_input=lambda n: jnp.ones((n,), jnp.float32),  # a noise level
+    ),
+}
+
+
+def _ddpm_objective(loss, cfg, schedule):
+    """``config.loss``: its fields other than ``name`` are the loss's keyword arguments
+    (``vlb_weight``; ``weighting`` names a weight function of :mod:`jaxdiff.losses`, e.g.
+    ``"min_snr"``, with ``gamma``)."""
+    options = dict(cfg.loss)
+    options.pop("name")
+    options["prediction"] = cfg.diffusion.prediction
+    if loss is not losses.simple_loss:
+        options["variance"] = cfg.diffusion.variance
+    if options.get("weighting"):
+        weight = getattr(losses, f"{options['weighting']}_weight", None)
+        if weight is None:
+            raise ValueError(
+                f"config.loss.weighting: no {options['weighting']}_weight in jaxdiff.losses"
+            )
+        gamma = options.pop("gamma", None)
+        options["weighting"] = weight if gamma is None else functools.partial(weight, gamma=gamma)
+    return lambda model_fn, x0, rng: loss(model_fn, schedule, x0, rng, **options)
+
+
+def _dsm_objective(cfg, sigmas):
+    return lambda score_fn, x0, rng: losses.dsm_loss(score_fn, sigmas, x0, rng)
+
+
+# kind -> loss name -> (config, process) -> objective(model_fn, x0, rng) -> [B]
+OBJECTIVES: dict[str, dict[str, Callable]] = {
+    "ddpm": {
+        "simple": functools.partial(_ddpm_objective, losses.simple_loss),
+        "vlb": functools.partial(_ddpm_objective, losses.vlb_loss),
+        "hybrid": functools.partial(_ddpm_objective, losses.hybrid_loss),
+    },
+    "ncsn": {"dsm": _dsm_objective},
+}
+
+
+def _resolve_model(cfg: ml_collections.ConfigDict, out_channels: int | None):
+    """``config.model.preset`` names a constructor in :mod:`jaxdiff.models` (``"ddpm_digits"``,
+    ``"UNet"``) or ``"module.Name"`` in a submodule (``"mlp.MLP"``); the other fields are its
+    keyword arguments, ``dtype`` given by name (``"bfloat16"``)."""
+    import jaxdiff.models
+
+    kwargs = dict(cfg)
+    preset = kwargs.pop("preset")
+    if "." in preset:
+        module_name, _, attr = preset.rpartition(".")
+        try:
+            module = importlib.import_module(f"jaxdiff.models.{module_name}")
+        except ImportError:
+            module = None
+    else:
+        module, attr = jaxdiff.models, preset
+    if module is None or not hasattr(module, attr):
+        raise ValueError(f"config.model.preset: no model {preset!r} in jaxdiff.models")
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+    kwargs["dtype"] = jnp.dtype(kwargs.get("dtype", "float32"))
+    if out_channels is not None:
+        kwargs["out_channels"] = out_channels
+    return getattr(module, attr)(**kwargs)
+
+
+def train_source(cfg):
+    """The dataset the run trains on (``config.data``)."""
+    return data_lib.load_source(
+        cfg.data.dataset,
+        split=cfg.data.split,
+        data_dir=cfg.data.data_dir,
+        download=cfg.data.get("download", False),
+    )
+
+
+def build_experiment(config: ml_collections.ConfigDict, *, data_shape=None) -> Experiment:
+    """Resolves a config into an :class:`Experiment` (the only place names are looked up).
+
+    Args:
+      config: the run's config.
+      data_shape: the shape of one example; read from the dataset when None.
+
+    Raises:
+      ValueError: for an unknown name or a bad combination of options.
+      jaxdiff.data.DataError: for an unknown or unavailable dataset.
+    """
+    if data_shape is None:
+        data_shape = np.shape(train_source(config)[0]["x"])
+    diff = config.diffusion
+    if diff.kind not in PROCESSES:
+        raise ValueError(f"config.diffusion.kind must be one of {sorted(PROCESSES)}, got {diff.kind!r}")
+    objectives = OBJECTIVES[diff.kind]
+    if config.loss.name not in objectives:
+        raise ValueError(
+            f"config.loss.name must be one of {sorted(objectives)} for config.diffusion.kind="
+            f"{diff.kind!r}, got {config.loss.name!r}"
+        )
+    learned = diff.get("variance", "fixed_small") in ("learned", "learned_range")
+    model = _resolve_model(config.model, 2 * data_shape[-1] if learned else None)
+    kind = PROCESSES[diff.kind]
+    process = kind.build(diff)
+    objective = objectives[config.loss.name](config, process)
+    opt = config.optim
+    lr = learning_rate_schedule(opt.learning_rate, opt.warmup_steps)
+    tx = make_optimizer(
+        learning_rate=lr, grad_clip=opt.grad_clip, b1=opt.b1, b2=opt.b2, eps=opt.eps
+    )
+    return Experiment(
+        model, process, objective, kind.prior, tuple(data_shape), tx, lr, kind.time_input
+    )
+
+
+def _mean_part(model_fn, variance: str):
+    """The model with a learned-variance output cut to its mean half, for the samplers that
+    use no variance (DDIM, DPM-Solver, the probability-flow ODE)."""
+
+    def mean_fn(x, t):
+        return split_learned_variance(model_fn(x, t), x.shape[-1], variance)[0]
+
+    return mean_fn
+
+
+# Each entry: (config, process) -> sample(model_fn, x_T, rng) -> x_0. ``config`` is
+# ``config.sampling`` merged with the diffusion options.
+SAMPLERS: dict[str, Callable] = {
+    "ddpm": lambda c, p: lambda f, x, rng: samplers.ddpm_sample(
+        f, p, x, rng, variance=c.variance, prediction=c.prediction, clip_denoised=c.clip_denoised,
+        num_steps=c.get("ddpm_num_steps"),
+    ),
+    "ddim": lambda c, p: lambda f, x, rng: samplers.ddim_sample(
+        _mean_part(f, c.variance), p, x, rng, num_steps=c.num_steps, eta=c.eta,
+        prediction=c.prediction, clip_denoised=c.clip_denoised,
+    ),
+    "dpm_solver": lambda c, p: lambda f, x, rng: samplers.dpm_solver_sample(
+        _mean_part(f, c.variance), p, x, num_steps=c.num_steps, order=c.order,
+        prediction=c.prediction,
+    ),
+    "ode": lambda c, p: lambda f, x, rng: samplers.ode_sample(
+        _mean_part(f, c.variance), p, x, method=c.method, num_steps=c.num_steps
+    ),
+    "langevin": lambda c, p: lambda f, x, rng: samplers.annealed_langevin(
+        f, p, x, rng, steps_per_sigma=c.steps_per_sigma, step_lr=c.step_lr
+    ),
+}
+
+
+def build_sampler(config: ml_collections.ConfigDict, experiment: Experiment, **overrides):
+    """Resolves ``config.sampling.sampler`` into ``sample(variables, rng, num) -> x_0``.
+
+    Args:
+      config: the run's config.
+      experiment: from :func:`build_experiment`.
+      **overrides: replace fields of ``config.sampling`` (``sampler="ddim"``, ``num_steps=50``).
+
+    Returns:
+      A function of the model variables, a key and the (static) number of samples, returning
+      ``[num, *data_shape]`` float samples in the model range. Jit it as a whole.
+    """
+    merged = ml_collections.ConfigDict(dict(config.sampling))
+    merged.update({k: v for k, v in overrides.items() if v is not None})
+    merged.prediction = config.diffusion.get("prediction", "eps")
+    merged.variance = config.diffusion.get("variance", "fixed_small")
+    if merged.sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {merged.sampler!r}; expected one of {sorted(SAMPLERS)}")
+    sample_chain = SAMPLERS[merged.sampler](merged, experiment.process)
+
+    def sample(variables, rng, num: int):
+        model_fn = functools.partial(experiment.model.apply, variables)
+        prior_key, chain_key = jax.random.split(rng)
+        x_t = experiment.prior(prior_key, (num, *experiment.data_shape))
+        return sample_chain(model_fn, x_t, chain_key)
+
+    return sample
+
+
+def initial_state(experiment: Experiment, key, *, rng) -> TrainState:
+    """A fresh :class:`TrainState` of an experiment: the model initialised from ``key`` on a
+    dummy batch of one example, the run key ``rng``. Use with ``jax.eval_shape`` for the
+    abstract state that a checkpoint is restored into."""
+    x = jnp.zeros((1, *experiment.data_shape), jnp.float32)
+    params = experiment.model.init({"params": key}, x, experiment.time_input(1))["params"]
+    return create_train_state(params, experiment.tx, rng)
+
+
+def make_loss_fn(experiment: Experiment):
+    """``loss_fn(params, batch, rng) -> [B]``: scales the batch to [-1, 1], binds the
+    parameters and a dropout key into ``model_fn`` and calls the objective."""
+
+    def loss_fn(params, batch, rng):
+        dropout_key, loss_key = jax.random.split(rng)
+        x0 = data_lib.to_model_range(batch["x"])
+
+        def model_fn(x, c):
+            return experiment.model.apply(
+                {"params": params}, x, c, train=True, rngs={"dropout": dropout_key}
+            )
+
+        return experiment.objective(model_fn, x0, loss_key)
+
+    return loss_fn
+
+
+def compile_train_step(pure_step: Callable, mesh: Mesh, *, state_sharding=None) -> Callable:
+    """A family's pure ``train_step(state, batch, rng)`` as the compiled step of a run:
+    ``step_fn(state, batch, run_key) -> (state, metrics, finite)``.
+
+    One ``jax.jit`` over the whole mesh: the batch is sharded along the mesh's ``"data"`` axis,
+    the metrics are replicated, and the state is laid out by ``state_sharding`` (a pytree of
+    shardings like the state, e.g. :func:`jaxdiff.sharding.state_shardings` for FSDP;
+    replicated when None). XLA inserts the collectives (the gradient all-reduce; with FSDP the
+    parameter all-gathers and gradient reduce-scatters). Step ``s`` uses the key
+    ``fold_in(run_key, s)``, so the result does not depend on the device count or the layout
+    beyond float rounding. ``finite`` is False when any metric or any float leaf of the new
+    state is NaN or Inf.
+    """
+    replicated = sharding_lib.replicated(mesh)
+    state_sharding = replicated if state_sharding is None else state_sharding
+
+    def step_fn(state, batch, run_key):
+        new_state, metrics = pure_step(state, batch, jax.random.fold_in(run_key, state.step))
+        floats = [
+            jnp.all(jnp.isfinite(leaf))
+            for leaf in jax.tree.leaves((new_state, metrics))
+            if jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.inexact)
+        ]
+        return new_state, metrics, jnp.all(jnp.stack(floats)) if floats else jnp.bool_(True)
+
+    return jax.jit(
+        step_fn,
+        in_shardings=(state_sharding, sharding_lib.batch_sharding(mesh), replicated),
+        out_shardings=(state_sharding, replicated, replicated),
+    )
+
+
+def _pure_step(experiment: Experiment, *, ema: float, ema_warmup: bool) -> Callable:
+    return functools.partial(
+        train_step,
+        loss_fn=make_loss_fn(experiment),
+        ema=ema,
+        ema_warmup=ema_warmup,
+        lr_schedule=experiment.lr_schedule,
+    )
+
+
+def make_train_step(
+    experiment: Experiment, mesh: Mesh, *, ema: float, ema_warmup: bool, state_sharding=None
+):
+    """The compiled step of a diffusion run, ``step_fn(state, batch) -> (state, metrics)``
+    (:func:`compile_train_step` of :func:`~jaxdiff.train.step.train_step`, keyed by
+    ``state.rng``; ``state_sharding`` as there)."""
+    pure = _pure_step(experiment, ema=ema, ema_warmup=ema_warmup)
+    compiled = compile_train_step(pure, mesh, state_sharding=state_sharding)
+
+    def step_fn(state, batch):
+        new_state, metrics, _ = compiled(state, batch, state.rng)
+        return new_state, metrics
+
+    return step_fn
+
+
+def diffusion_family(config: ml_collections.ConfigDict, data_shape) -> Family:
+    """The diffusion model of ``config`` as a :class:`~jaxdiff.train.family.Family`: the state
+    is a :class:`~jaxdiff.train.step.TrainState`, the step :func:`train_step` on the config's
+    objective, the samples the config's sampler on the EMA parameters."""
+    experiment = build_experiment(config, data_shape=data_shape)
+    _, run_key, _ = run_keys(config.seed)
+    tcfg = config.training
+    sample = build_sampler(config, experiment)
+    return Family(
+        init_state=functools.partial(initial_state, experiment, rng=run_key),
+        train_step=_pure_step(experiment, ema=tcfg.ema_decay, ema_warmup=tcfg.ema_warmup),
+        sample=lambda state, rng, num: sample({"params": state.ema_params}, rng, num),
+        data_shape=experiment.data_shape,
+    )

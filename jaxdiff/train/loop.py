@@ -1,0 +1,315 @@
+"""The training driver: any :class:`~jaxdiff.train.family.Family` on a device mesh, with
+deterministic batches, orbax checkpoints, metrics, sample grids, signals and exact resumption.
+
+Resuming is exact: batch ``s`` and the step's key are functions of ``(seed, s)`` alone, so a
+run restored from its step-``k`` checkpoint computes bit-for-bit what the uninterrupted run
+computes.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import ml_collections
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from jaxdiff import data as data_lib
+from jaxdiff.checkpoint import Checkpointer, IncompatibleWorkdirError, check_compatible, save_config
+from jaxdiff.train.experiment import compile_train_step, train_source
+from jaxdiff.train.family import Family, build_family, run_keys
+
+__all__ = ["RUN_INFO", "TrainingError", "Interrupted", "train"]
+
+RUN_INFO = "run.json"  # what a run needs besides its config: the shape of one example
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a non-finite loss, gradient or state); the message says which
+    step was the last finite one and what is kept on disk."""
+
+
+class Interrupted(Exception):
+    """Training stopped on SIGTERM or SIGINT after saving a checkpoint; ``args[0]`` is the signal."""
+
+
+class _StopSignals:
+    """Turns SIGTERM and SIGINT into a flag the loop checks after every step (so it can save a
+    checkpoint and exit cleanly); restores the previous handlers on exit."""
+
+    def __init__(self):
+        self.received: int | None = None
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.received = signum
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class _Logger:
+    """Metrics (means over each logging interval) as JSON lines (``metrics.jsonl``) and
+    TensorBoard events (``tensorboard/``), written by process 0 only."""
+
+    def __init__(self, workdir: Path, *, enabled: bool):
+        self.enabled = enabled
+        if enabled:
+            from tensorboardX import SummaryWriter
+
+            self._jsonl = open(workdir / "metrics.jsonl", "a")  # noqa: SIM115
+            self._tb = SummaryWriter(str(workdir / "tensorboard"))
+
+    def write(self, step: int, metrics: dict) -> None:
+        if not self.enabled:
+            return
+        self._jsonl.write(json.dumps({"step": step, **metrics}) + "\n")
+        self._jsonl.flush()
+        for key, value in metrics.items():
+            self._tb.add_scalar(f"train/{key}", value, step)
+
+    def close(self) -> None:
+        if self.enabled:
+            self._jsonl.close()
+            self._tb.close()
+
+
+def grid_path(workdir: Path, step: int) -> Path:
+    return workdir / "samples" / f"step_{step:07d}.png"
+
+
+def _initialize_distributed(config) -> None:
+    """``jax.distributed.initialize`` for multi-host runs (cluster settings auto-detected on
+    TPU pods, SLURM, ... or given in ``config.distributed``)."""
+    dist = config.get("distributed")
+    if dist is None or not dist.initialize:
+        return
+    kwargs = {k: dist[k] for k in ("coordinator_address", "num_processes", "process_id")}
+    jax.distributed.initialize(**{k: v for k, v in kwargs.items() if v is not None})
+
+
+class _Setup(NamedTuple):
+    """Everything :func:`train` needs, built and checked before anything is written."""
+
+    family: Family
+    batches: data_lib.Batches
+    mesh: Mesh
+    abstract_state: Any  # ShapeDtypeStructs with shardings, for restoring
+    init_fn: Callable  # () -> a fresh state on the mesh
+    step_fn: Callable  # (state, batch) -> (state, metrics, finite), compiled
+    grid_fn: Callable  # (state) -> [num_samples, *data_shape], compiled
+
+
+def _setup(config: ml_collections.ConfigDict, workdir: Path, devices) -> _Setup:
+    tcfg = config.training
+    if tcfg.batch_size % len(devices):
+        raise ValueError(
+            f"config.training.batch_size={tcfg.batch_size} is not divisible by the number of "
+            f"devices ({len(devices)})"
+        )
+    check_compatible(config, workdir)
+    source = train_source(config)
+    family = build_family(config, np.shape(source[0]["x"]))
+    batches = data_lib.Batches(
+        source,
+        batch_size=tcfg.batch_size,
+        seed=config.seed,
+        random_flip=config.data.random_flip,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+    )
+    mesh = Mesh(np.asarray(devices), ("data",))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    init_key, run_key, sample_key = run_keys(config.seed)
+    init = jax.jit(family.init_state, out_shardings=replicated)
+    abstract = jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated),
+        jax.eval_shape(init, init_key),
+    )
+    compiled = compile_train_step(family.train_step, mesh)
+    step_fn = lambda state, batch: compiled(state, batch, run_key)  # noqa: E731
+    num = config.sampling.num_samples
+    grid_fn = jax.jit(lambda state: family.sample(state, sample_key, num), out_shardings=replicated)
+    # Trace (without compiling) the step and the sampler now, so that a bad combination of
+    # model, data and sampler options fails here, before anything is written.
+    batch = {k: jax.ShapeDtypeStruct((tcfg.batch_size, *np.shape(v)), np.asarray(v).dtype)
+             for k, v in source[0].items()}
+    jax.eval_shape(step_fn, abstract, batch)
+    if num:
+        jax.eval_shape(grid_fn, abstract)
+    return _Setup(family, batches, mesh, abstract, lambda: init(init_key), step_fn, grid_fn)
+
+
+def _non_finite(values: dict[str, float], state_finite: bool) -> str | None:
+    """What went non-finite in a step, or None."""
+    bad = [f"{k} is {v}" for k, v in values.items() if not np.isfinite(v)]
+    if not state_finite:
+        bad.append("the updated state holds NaN or Inf")
+    return ", ".join(bad) or None
+
+
+def train(
+    config: ml_collections.ConfigDict,
+    workdir,
+    *,
+    devices=None,
+    log: Callable[[str], None] = print,
+):
+    """Trains (or resumes training) as ``config`` says and writes everything into ``workdir``.
+
+    Args:
+      config: the run's config (see ``configs/``).
+      workdir: the run directory; an existing run there is resumed from its latest readable
+        checkpoint.
+      devices: the devices to train on (all devices when None).
+      log: where progress lines go.
+
+    Returns:
+      The final train state (also saved as the last checkpoint).
+
+    Raises:
+      ValueError: a bad config (unknown names, a batch size not divisible by the number of
+        devices), an unknown dataset, or a workdir holding an incompatible run. Raised before
+        anything is written.
+      TrainingError: the loss, a metric or the updated state became NaN or Inf; that state is
+        not saved, and the message names the last finite step.
+      Interrupted: SIGTERM or SIGINT arrived; a checkpoint of the current step was saved.
+    """
+    _initialize_distributed(config)
+    workdir = Path(workdir)
+    run = _setup(config, workdir, jax.devices() if devices is None else list(devices))
+    tcfg = config.training
+    is_main = jax.process_index() == 0
+    workdir.mkdir(parents=True, exist_ok=True)
+    checkpointer = Checkpointer(workdir / "checkpoints", max_to_keep=tcfg.keep_checkpoints)
+    restored = checkpointer.restore_latest(run.abstract_state)
+    if restored is None and checkpointer.steps():
+        checkpointer.close()
+        raise IncompatibleWorkdirError(
+            f"none of the checkpoints in {checkpointer.directory} can be read; move them away "
+            f"or use another --workdir (they are left untouched)"
+        )
+    if restored is None:
+        state = run.init_fn()
+    else:
+        state = restored[1]
+        log(f"resuming from {checkpointer.directory / str(restored[0])}")
+    if is_main:
+        save_config(config, workdir)
+        info = {"data_shape": list(run.family.data_shape)}
+        (workdir / RUN_INFO).write_text(json.dumps(info) + "\n")
+    logger = _Logger(workdir, enabled=is_main)
+    batch_sharding = NamedSharding(run.mesh, PartitionSpec("data"))
+
+    def device_batch(step: int):
+        local = run.batches[step]
+        return {
+            k: jax.make_array_from_process_local_data(batch_sharding, v) for k, v in local.items()
+        }
+
+    def check_finite(step: int, values: dict, state_finite: bool) -> None:
+        problem = _non_finite(values, state_finite)
+        if problem is None:
+            return
+        checkpointer.wait()
+        kept = checkpointer.steps()
+        where = f"step {kept[-1]} in {checkpointer.directory}" if kept else "none was saved"
+        raise TrainingError(
+            f"non-finite values in the update of step {step} ({problem}); training stopped "
+            f"without saving that state. The last finite state was step {step}; last "
+            f"checkpoint: {where} (intact). Lower config.optim.learning_rate or check the data."
+        )
+
+    def grid(step: int, state) -> None:
+        if not config.sampling.num_samples:
+            return
+        samples = jax.device_get(run.grid_fn(state))
+        if is_main:
+            path = grid_path(workdir, step)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            data_lib.save_samples_png(samples, path)
+
+    from tqdm import tqdm
+
+    sums: dict[str, float] = {}  # metrics summed since the last log line
+
+    def report(step: int, metrics, finite, bar) -> None:
+        """Checks the metrics of ``step`` (reading them waits for that step only); every
+        ``log_every`` steps, logs their means since the last log line."""
+        nonlocal tic, tic_step
+        values = {k: float(v) for k, v in metrics.items()}
+        check_finite(step, values, bool(finite))
+        bar.set_postfix(loss=f"{values['loss']:.4f}", refresh=False)
+        for k, v in values.items():
+            sums[k] = sums.get(k, 0.0) + v
+        if step % tcfg.log_every == 0:
+            count = step + 1 - tic_step
+            means = {k: v / count for k, v in sums.items()}
+            if "lr" in values:  # the optimizer's own rate at this step, not a mean
+                means["lr"] = values["lr"]
+            rate = count / max(time.time() - tic, 1e-9)
+            logger.write(step, {**means, "steps_per_sec": rate})
+            extra = "".join(f"  {k} {means[k]:.3f}" for k in means if k not in ("loss", "lr"))
+            bar.write(f"step {step}: loss {means['loss']:.4f}{extra}  {rate:.1f} steps/s")
+            sums.clear()
+            tic, tic_step = time.time(), step + 1
+
+    start = int(state.step)
+    num_steps = tcfg.num_steps
+    tic, tic_step = time.time(), start
+    try:
+        with _StopSignals() as stop, tqdm(
+            total=num_steps, initial=start, disable=None, dynamic_ncols=True, leave=False
+        ) as bar:
+            pending = None  # the previous step's metrics, read one step late (async dispatch)
+            for step in range(start, num_steps):
+                state, metrics, finite = run.step_fn(state, device_batch(step))
+                if pending is not None:
+                    report(*pending, bar)
+                pending = (step, metrics, finite)
+                bar.update(1)
+                done = step + 1
+                if stop.received is not None or (
+                    done % tcfg.checkpoint_every == 0 and done < num_steps
+                ):
+                    report(*pending, bar)
+                    pending = None
+                    checkpointer.save(done, state)
+                if stop.received is not None:
+                    checkpointer.wait()
+                    log(
+                        f"received signal {stop.received}: saved checkpoint at step {done} in "
+                        f"{checkpointer.directory}; rerun the same command to resume"
+                    )
+                    raise Interrupted(stop.received)
+                if tcfg.sample_every and done % tcfg.sample_every == 0 and done < num_steps:
+                    report(*pending, bar)
+                    pending = None
+                    grid(done, state)
+            if pending is not None:
+                report(*pending, bar)
+        final = int(state.step)
+        if final not in checkpointer.steps():
+            checkpointer.save(final, state)
+        if not grid_path(workdir, final).exists():
+            grid(final, state)
+        checkpointer.wait()
+        grid_note = f"; samples in {grid_path(workdir, final)}" if config.sampling.num_samples else ""
+        log(f"done: step {final}; checkpoint in {checkpointer.directory / str(final)}{grid_note}")
+        return state
+    finally:
+        checkpointer.wait()
+        checkpointer.close()
+        logger.close()

@@ -29,6 +29,7 @@ import numpy as np
 from jaxdiff._compile import static_partial
 
 from jaxdiff.data import to_model_range
+from jaxdiff.metrics import frechet, inception
 from jaxdiff.metrics.batching import as_array, map_batches
 from jaxdiff.metrics.frechet import (
     Statistics,
@@ -52,22 +53,9 @@ from jaxdiff.metrics.inception import (
 from jaxdiff.state_dict import read_torch_state_dict
 
 __all__ = [
-    "FID_WEIGHTS_URL",
-    "FID_WEIGHTS_FILE",
-    "FID_WEIGHTS_SHA256_PREFIX",
-    "INCEPTION_SIZE",
-    "FEATURE_DIM",
-    "InceptionV3",
-    "Statistics",
-    "frechet_distance",
-    "feature_statistics",
-    "save_statistics",
-    "load_statistics",
-    "default_weights_path",
-    "download_weights",
+    *frechet.__all__,
+    *inception.__all__,
     "read_torch_state_dict",
-    "variables_from_state_dict",
-    "load_inception",
     "preprocess",
     "inception_features",
     "dataset_statistics",

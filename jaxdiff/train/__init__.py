@@ -24,6 +24,7 @@ run restored from its step-``k`` checkpoint computes bit-for-bit what the uninte
 computes.
 """
 
+from jaxdiff.train import experiment, family, loop, run, step
 from jaxdiff.train.experiment import OBJECTIVES as OBJECTIVES
 from jaxdiff.train.experiment import PROCESSES as PROCESSES
 from jaxdiff.train.experiment import SAMPLERS as SAMPLERS
@@ -34,6 +35,7 @@ from jaxdiff.train.experiment import build_sampler as build_sampler
 from jaxdiff.train.experiment import compile_train_step as compile_train_step
 from jaxdiff.train.experiment import diffusion_family as diffusion_family
 from jaxdiff.train.experiment import initial_state as initial_state
+from jaxdiff.train.experiment import make_loss_fn as make_loss_fn
 from jaxdiff.train.experiment import make_train_step as make_train_step
 from jaxdiff.train.family import FAMILIES as FAMILIES
 from jaxdiff.train.family import Family as Family
@@ -51,29 +53,9 @@ from jaxdiff.train.step import make_optimizer as make_optimizer
 from jaxdiff.train.step import train_step as train_step
 
 __all__ = [
-    "TrainState",
-    "learning_rate_schedule",
-    "make_optimizer",
-    "ema_decay",
-    "create_train_state",
-    "initial_state",
-    "train_step",
-    "Family",
-    "FAMILIES",
-    "build_family",
-    "Experiment",
-    "Process",
-    "PROCESSES",
-    "OBJECTIVES",
-    "build_experiment",
-    "build_sampler",
-    "compile_train_step",
-    "make_train_step",
-    "diffusion_family",
-    "SAMPLERS",
-    "TrainingError",
-    "Interrupted",
-    "train",
-    "Run",
-    "load_run",
+    *step.__all__,
+    *(name for name in family.__all__ if name != "run_keys"),
+    *(name for name in experiment.__all__ if name != "train_source"),
+    *(name for name in loop.__all__ if name != "RUN_INFO"),
+    *run.__all__,
 ]

@@ -312,35 +312,43 @@ def make_loss_fn(experiment: Experiment):
     return loss_fn
 
 
-def compile_train_step(pure_step: Callable, mesh: Mesh, *, state_sharding=None) -> Callable:
+def _all_finite(tree) -> jax.Array:
+    """True when every float leaf of ``tree`` is free of NaN and Inf."""
+    leaves = [leaf for leaf in jax.tree.leaves(tree) if jnp.issubdtype(leaf.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
+
+
+def compile_train_step(
+    pure_step: Callable, mesh: Mesh, *, run_key=None, state_sharding=None, check_finite=True
+) -> Callable:
     """A family's pure ``train_step(state, batch, rng)`` as the compiled step of a run:
-    ``step_fn(state, batch, run_key) -> (state, metrics, finite)``.
+    ``step_fn(state, batch) -> (state, metrics, finite)`` (without ``finite`` when
+    ``check_finite`` is False).
 
     One ``jax.jit`` over the whole mesh: the batch is sharded along the mesh's ``"data"`` axis,
     the metrics are replicated, and the state is laid out by ``state_sharding`` (a pytree of
     shardings like the state, e.g. :func:`jaxdiff.sharding.state_shardings` for FSDP;
     replicated when None). XLA inserts the collectives (the gradient all-reduce; with FSDP the
     parameter all-gathers and gradient reduce-scatters). Step ``s`` uses the key
-    ``fold_in(run_key, s)``, so the result does not depend on the device count or the layout
-    beyond float rounding. ``finite`` is False when any metric or any float leaf of the new
-    state is NaN or Inf.
+    ``fold_in(run_key, s)`` (``run_key`` None: ``state.rng``), so the result does not depend on
+    the device count or the layout beyond float rounding. ``finite`` is False when any metric
+    or any float leaf of the new state is NaN or Inf.
     """
     replicated = sharding_lib.replicated(mesh)
     state_sharding = replicated if state_sharding is None else state_sharding
 
-    def step_fn(state, batch, run_key):
-        new_state, metrics = pure_step(state, batch, jax.random.fold_in(run_key, state.step))
-        floats = [
-            jnp.all(jnp.isfinite(leaf))
-            for leaf in jax.tree.leaves((new_state, metrics))
-            if jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.inexact)
-        ]
-        return new_state, metrics, jnp.all(jnp.stack(floats)) if floats else jnp.bool_(True)
+    def step_fn(state, batch):
+        key = state.rng if run_key is None else run_key
+        new_state, metrics = pure_step(state, batch, jax.random.fold_in(key, state.step))
+        if not check_finite:
+            return new_state, metrics
+        return new_state, metrics, _all_finite((new_state, metrics))
 
+    outputs = (state_sharding, replicated, replicated)
     return jax.jit(
         step_fn,
-        in_shardings=(state_sharding, sharding_lib.batch_sharding(mesh), replicated),
-        out_shardings=(state_sharding, replicated, replicated),
+        in_shardings=(state_sharding, sharding_lib.batch_sharding(mesh)),
+        out_shardings=outputs if check_finite else outputs[:2],
     )
 
 
@@ -357,17 +365,11 @@ def _pure_step(experiment: Experiment, *, ema: float, ema_warmup: bool) -> Calla
 def make_train_step(
     experiment: Experiment, mesh: Mesh, *, ema: float, ema_warmup: bool, state_sharding=None
 ):
-    """The compiled step of a diffusion run, ``step_fn(state, batch) -> (state, metrics)``
-    (:func:`compile_train_step` of :func:`~jaxdiff.train.step.train_step`, keyed by
-    ``state.rng``; ``state_sharding`` as there)."""
+    """The compiled step of a diffusion run, ``step_fn(state, batch) -> (state, metrics)``:
+    :func:`compile_train_step` of :func:`~jaxdiff.train.step.train_step` on the experiment's
+    loss, keyed by ``state.rng``."""
     pure = _pure_step(experiment, ema=ema, ema_warmup=ema_warmup)
-    compiled = compile_train_step(pure, mesh, state_sharding=state_sharding)
-
-    def step_fn(state, batch):
-        new_state, metrics, _ = compiled(state, batch, state.rng)
-        return new_state, metrics
-
-    return step_fn
+    return compile_train_step(pure, mesh, state_sharding=state_sharding, check_finite=False)
 
 
 def diffusion_family(config: ml_collections.ConfigDict, data_shape) -> Family:

@@ -138,8 +138,7 @@ def _setup(config: ml_collections.ConfigDict, workdir: Path, devices) -> _Setup:
         lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated),
         jax.eval_shape(init, init_key),
     )
-    compiled = compile_train_step(family.train_step, mesh)
-    step_fn = lambda state, batch: compiled(state, batch, run_key)  # noqa: E731
+    step_fn = compile_train_step(family.train_step, mesh, run_key=run_key)
     num = config.sampling.num_samples
     grid_fn = jax.jit(lambda state: family.sample(state, sample_key, num), out_shardings=replicated)
     # Trace (without compiling) the step and the sampler now, so that a bad combination of

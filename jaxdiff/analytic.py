@@ -26,6 +26,12 @@ __all__ = [
     "mixture_eps_fn",
     "gaussian_eps_fn",
     "gaussian_flow_map",
+    "mixture_denoiser_fn",
+    "gaussian_denoiser_fn",
+    "mixture_velocity_fn",
+    "gaussian_velocity_fn",
+    "gaussian_edm_flow_map",
+    "gaussian_linear_flow_map",
 ]
 
 
@@ -130,6 +136,97 @@ def gaussian_flow_map(x, abar_from, abar_to, mean, variance) -> jnp.ndarray:
     Returns:
       ``[B, ...]`` the transported points.
     """
-    std_from = jnp.sqrt(abar_from * variance + 1.0 - abar_from)
-    std_to = jnp.sqrt(abar_to * variance + 1.0 - abar_to)
-    return jnp.sqrt(abar_to) * mean + std_to / std_from * (x - jnp.sqrt(abar_from) * mean)
+    return _gaussian_transport(
+        x,
+        (jnp.sqrt(abar_from) * mean, abar_from * variance + 1.0 - abar_from),
+        (jnp.sqrt(abar_to) * mean, abar_to * variance + 1.0 - abar_to),
+    )
+
+
+def _gaussian_transport(x, moments_from, moments_to) -> jnp.ndarray:
+    """The monotone (affine) map between two Gaussians that keeps the standardised coordinate:
+    m_to + sqrt(v_to / v_from) (x - m_from), with ``moments = (mean, variance)``. Every
+    deterministic flow of this module's Gaussian paths is this map between its marginals."""
+    (m_from, v_from), (m_to, v_to) = moments_from, moments_to
+    return m_to + jnp.sqrt(v_to / v_from) * (x - m_from)
+
+
+def mixture_denoiser_fn(weights, means, variances):
+    """The optimal denoiser D*(x; sigma) = E[x_0 | x_0 + sigma n = x] for mixture data, by
+    Tweedie's formula D* = x + sigma^2 grad log p_sigma(x) (Karras et al. 2022, eq. 3; Efron
+    2011). Returns ``denoiser_fn(x, sigma)`` with ``sigma`` a float ``[B]`` (0 allowed)."""
+    score_fn = mixture_score_fn(weights, means, variances)
+
+    def denoiser_fn(x, sigma):
+        sigma = jnp.broadcast_to(jnp.asarray(sigma, x.dtype), x.shape[:1])
+        return x + sigma.reshape((-1,) + (1,) * (x.ndim - 1)) ** 2 * score_fn(x, sigma)
+
+    return denoiser_fn
+
+
+def gaussian_denoiser_fn(mean, variance):
+    """The optimal denoiser for x_0 ~ N(mean, diag(variance)):
+
+    .. math:: D^*(x; \\sigma) = \\mu + \\frac{s^2}{s^2 + \\sigma^2} (x - \\mu)
+
+    (:func:`mixture_denoiser_fn` with one component). Linear in x."""
+    return mixture_denoiser_fn(jnp.ones((1,)), jnp.asarray(mean)[None], jnp.asarray(variance)[None])
+
+
+def mixture_velocity_fn(weights, means, variances):
+    """The optimal velocity of the linear path x_t = (1 - t) x_0 + t eps (Lipman et al. 2023;
+    Liu et al. 2023) for mixture data, v*(x, t) = E[eps - x_0 | x_t = x]:
+
+    .. math:: v^*(x, t) = \\sum_k r_k(x, t) \\Big(-\\mu_k + \\frac{t - (1 - t) s_k^2}{V_k}
+        \\big(x - (1 - t) \\mu_k\\big)\\Big), \\quad V_k = (1 - t)^2 s_k^2 + t^2,
+
+    the Gaussian conditional expectation within component k, weighted by the posterior
+    responsibilities r_k of the marginal components N((1 - t) mu_k, V_k I). Defined on all of
+    t in [0, 1] (for s_k > 0). Returns ``velocity_fn(x, t)`` with ``t`` a float ``[B]``."""
+    weights, means, variances = _as_components(weights, means, variances)
+
+    def one(x, t):  # x [...], t scalar
+        a, b = 1.0 - t, t
+        var = a**2 * variances + b**2  # [K, ...]
+        log_r = _component_log_probs(x[None], a * means, var)[0] + jnp.log(weights)
+        per_component = -means + (b - a * variances) / var * (x - a * means)
+        return jnp.tensordot(jax.nn.softmax(log_r), per_component, axes=1)
+
+    def velocity_fn(x, t):
+        return jax.vmap(one)(x, jnp.broadcast_to(jnp.asarray(t, x.dtype), x.shape[:1]))
+
+    return velocity_fn
+
+
+def gaussian_velocity_fn(mean, variance):
+    """The optimal velocity of the linear path for x_0 ~ N(mean, diag(variance)):
+    :func:`mixture_velocity_fn` with one component, linear in x."""
+    return mixture_velocity_fn(jnp.ones((1,)), jnp.asarray(mean)[None], jnp.asarray(variance)[None])
+
+
+def gaussian_edm_flow_map(x, sigma_from, sigma_to, mean, variance) -> jnp.ndarray:
+    """The exact map of EDM's probability-flow ODE dx/dsigma = (x - D*(x; sigma)) / sigma
+    (Karras et al. 2022, eq. 4 with s = 1, sigma(t) = t) between two noise levels, for Gaussian
+    data: the marginal at sigma is N(mu, s^2 + sigma^2), and the flow is the affine transport
+    between those marginals. sigma_to = 0 is the data.
+
+    Args:
+      x: ``[B, ...]`` points at level ``sigma_from``.
+      sigma_from, sigma_to: the noise levels.
+      mean, variance: the data's mean and variance (broadcastable to x's event shape).
+    """
+    return _gaussian_transport(
+        x, (mean, variance + sigma_from**2), (mean, variance + sigma_to**2)
+    )
+
+
+def gaussian_linear_flow_map(x, t_from, t_to, mean, variance) -> jnp.ndarray:
+    """The exact map of the flow dx/dt = v*(x, t) of the linear path x_t = (1 - t) x_0 + t eps
+    (:func:`gaussian_velocity_fn`) from time ``t_from`` to ``t_to``, for Gaussian data: the
+    affine transport between the marginals N((1 - t) mu, (1 - t)^2 s^2 + t^2). t_to = 0 is the
+    data, t_from = 1 the noise N(0, I)."""
+
+    def moments(t):
+        return (1.0 - t) * mean, (1.0 - t) ** 2 * variance + t**2
+
+    return _gaussian_transport(x, moments(t_from), moments(t_to))

@@ -41,6 +41,10 @@ __all__ = [
     "vlb_loss",
     "hybrid_loss",
     "dsm_loss",
+    "edm_loss",
+    "uniform_time",
+    "logit_normal_time",
+    "flow_matching_loss",
 ]
 
 WeightFn = Callable[[Schedule, jnp.ndarray, str], jnp.ndarray]
@@ -222,3 +226,100 @@ def dsm_loss(score_fn, sigmas: jnp.ndarray, x0: jnp.ndarray, rng: jax.Array) -> 
     _checks.same_shape("score", score, "x0", x0)
     scaled = score * sigma.reshape((-1,) + (1,) * (x0.ndim - 1)) + noise
     return 0.5 * jnp.sum(scaled**2, axis=tuple(range(1, x0.ndim)))
+
+
+def edm_loss(
+    denoiser_fn,
+    x0: jnp.ndarray,
+    rng: jax.Array,
+    *,
+    p_mean: float = -1.2,
+    p_std: float = 1.2,
+    sigma_data: float = 0.5,
+) -> jnp.ndarray:
+    """EDM's training loss (Karras et al. 2022, eq. 8 with Table 1's "Ours" column):
+
+    .. math:: \\lambda(\\sigma)\\, \\| D_\\theta(x_0 + \\sigma n; \\sigma) - x_0 \\|^2 / D,
+        \\quad \\ln \\sigma \\sim \\mathcal N(P_{mean}, P_{std}^2),\
+        \\lambda(\\sigma) = \\frac{\\sigma^2 + \\sigma_d^2}{(\\sigma \\sigma_d)^2}
+
+    (the mean over dimensions, as :func:`simple_loss`). With :func:`~jaxdiff.models.
+    edm_precondition`'s denoiser, lambda c_out^2 = 1: the raw network's target has unit weight.
+
+    Args:
+      denoiser_fn: ``denoiser_fn(x, sigma) -> [B, ...]``, sigma a float ``[B]``.
+      x0: ``[B, ...]`` data.
+      rng: key for sigma and the noise.
+      p_mean, p_std: the log-normal distribution of sigma.
+      sigma_data: sigma_d of the weighting.
+
+    Returns:
+      ``[B]`` losses.
+    """
+    _checks.batched("x0", x0)
+    if not (p_std >= 0 and sigma_data > 0):
+        raise ValueError(f"need p_std >= 0 and sigma_data > 0, got p_std={p_std}, sigma_data={sigma_data}")
+    sigma_key, noise_key = jax.random.split(rng)
+    sigma = jnp.exp(p_mean + p_std * jax.random.normal(sigma_key, x0.shape[:1], x0.dtype))
+    noise = jax.random.normal(noise_key, x0.shape, x0.dtype)
+    denoised = denoiser_fn(perturb_sigma(x0, sigma, noise), sigma)
+    _checks.same_shape("denoiser output", denoised, "x0", x0)
+    weight = (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
+    return weight * mean_flat((denoised - x0) ** 2)
+
+
+def uniform_time(rng: jax.Array, batch: int, dtype=jnp.float32) -> jnp.ndarray:
+    """t ~ U(0, 1), ``[B]`` (Lipman et al. 2023, eq. 23; Liu et al. 2023, eq. 1)."""
+    return jax.random.uniform(rng, (batch,), dtype)
+
+
+def logit_normal_time(
+    rng: jax.Array, batch: int, dtype=jnp.float32, *, mean: float = 0.0, std: float = 1.0
+) -> jnp.ndarray:
+    """t = sigmoid(u), u ~ N(mean, std^2): the logit-normal density of Esser et al. (2024),
+    eq. 19, which puts more training weight on the middle of the path (their best: mean 0, std
+    1). Other parameters as ``functools.partial(logit_normal_time, mean=..., std=...)``."""
+    return jax.nn.sigmoid(mean + std * jax.random.normal(rng, (batch,), dtype))
+
+
+_TIME_SAMPLING = {"uniform": uniform_time, "logit_normal": logit_normal_time}
+
+
+def flow_matching_loss(
+    velocity_fn, x0: jnp.ndarray, rng: jax.Array, *, time_sampling="uniform"
+) -> jnp.ndarray:
+    """Conditional flow matching on the linear path (Lipman et al. 2023, eqs. 9 and 23 with
+    sigma_min = 0; rectified flow, Liu et al. 2023, eq. 1), noise at t = 1:
+
+    .. math:: x_t = (1 - t)\\, x_0 + t\\, \\epsilon,\\quad
+        L = \\| v_\\theta(x_t, t) - (\\epsilon - x_0) \\|^2 / D
+
+    (the mean over dimensions). Its minimiser is v*(x, t) = E[eps - x_0 | x_t = x], the velocity
+    of a flow whose marginals are those of the path.
+
+    Args:
+      velocity_fn: ``velocity_fn(x_t, t) -> [B, ...]``, t a float ``[B]`` in [0, 1].
+      x0: ``[B, ...]`` data.
+      rng: key for t and the noise.
+      time_sampling: ``"uniform"`` (:func:`uniform_time`), ``"logit_normal"``
+        (:func:`logit_normal_time`), or any ``sample(rng, batch, dtype) -> t [B]``.
+
+    Returns:
+      ``[B]`` losses.
+    """
+    _checks.batched("x0", x0)
+    if isinstance(time_sampling, str):
+        _checks.one_of("time_sampling", time_sampling, _TIME_SAMPLING)
+        time_sampling = _TIME_SAMPLING[time_sampling]
+    elif not callable(time_sampling):
+        raise TypeError(
+            "time_sampling must be 'uniform', 'logit_normal' or a function "
+            f"(rng, batch, dtype) -> t, got {time_sampling!r}"
+        )
+    t_key, noise_key = jax.random.split(rng)
+    t = time_sampling(t_key, x0.shape[0], x0.dtype)
+    noise = jax.random.normal(noise_key, x0.shape, x0.dtype)
+    t_b = t.reshape((-1,) + (1,) * (x0.ndim - 1))
+    velocity = velocity_fn((1.0 - t_b) * x0 + t_b * noise, t)
+    _checks.same_shape("velocity", velocity, "x0", x0)
+    return mean_flat((velocity - (noise - x0)) ** 2)

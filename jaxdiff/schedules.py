@@ -30,6 +30,7 @@ __all__ = [
     "respace",
     "get",
     "geometric_sigmas",
+    "karras_sigmas",
 ]
 
 
@@ -284,4 +285,36 @@ def geometric_sigmas(sigma_max: float, sigma_min: float, num: int) -> jnp.ndarra
             f"need 0 < sigma_min < sigma_max, got sigma_min={sigma_min}, sigma_max={sigma_max}"
         )
     sigmas = np.exp(np.linspace(np.log(sigma_max), np.log(sigma_min), num))
+    return jnp.asarray(sigmas, dtype=jnp.result_type(float))
+
+
+def karras_sigmas(num: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> jnp.ndarray:
+    """The noise levels of Karras et al. (2022), eq. 5, followed by sigma_N = 0:
+
+    .. math:: \\sigma_{i < N} = \\Big(\\sigma_{\\max}^{1/\\rho} + \\frac{i}{N - 1}
+        \\big(\\sigma_{\\min}^{1/\\rho} - \\sigma_{\\max}^{1/\\rho}\\big)\\Big)^{\\rho},
+        \\quad \\sigma_N = 0
+
+    (rho = 7 there; rho = 1 is uniform in sigma, rho -> inf uniform in log sigma). With
+    ``num = 1`` the grid is [sigma_max, 0].
+
+    Args:
+      num: N, the number of nonzero levels (the number of sampler steps).
+      sigma_min, sigma_max: the smallest and largest nonzero levels, 0 < sigma_min <= sigma_max.
+      rho: the exponent, > 0.
+
+    Returns:
+      ``[num + 1]`` float array, decreasing, ending with 0.
+    """
+    if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 1:
+        raise ValueError(f"num must be a positive integer, got {num!r}")
+    if not (sigma_min > 0 and sigma_max >= sigma_min):
+        raise ValueError(
+            f"need 0 < sigma_min <= sigma_max, got sigma_min={sigma_min}, sigma_max={sigma_max}"
+        )
+    if not rho > 0:
+        raise ValueError(f"rho must be positive, got {rho}")
+    ramp = np.linspace(0.0, 1.0, num) if num > 1 else np.zeros(1)
+    lo, hi = sigma_min ** (1.0 / rho), sigma_max ** (1.0 / rho)
+    sigmas = np.append((hi + ramp * (lo - hi)) ** rho, 0.0)
     return jnp.asarray(sigmas, dtype=jnp.result_type(float))

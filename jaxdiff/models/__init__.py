@@ -1,7 +1,13 @@
-"""The DDPM U-Net (Flax), its presets, a small MLP denoiser for 2-D data, and loading diffusers
+"""The DDPM U-Net (Flax), its presets, the diffusion transformer DiT, EDM's preconditioning, a small MLP denoiser for 2-D data, and loading diffusers
 ``UNet2DModel`` weights."""
 
 from jaxdiff.models.convert import from_diffusers as from_diffusers
+from jaxdiff.models.dit import DiT as DiT
+from jaxdiff.models.dit import DiTBlock as DiTBlock
+from jaxdiff.models.dit import dit_cifar10 as dit_cifar10
+from jaxdiff.models.dit import dit_digits as dit_digits
+from jaxdiff.models.edm import edm_precondition as edm_precondition
+from jaxdiff.models.edm import edm_scalings as edm_scalings
 from jaxdiff.models.mlp import MLP as MLP
 from jaxdiff.models.presets import ddpm_256 as ddpm_256
 from jaxdiff.models.presets import ddpm_cifar10 as ddpm_cifar10
@@ -19,6 +25,8 @@ from jaxdiff.models.unet import sinusoidal_embedding as sinusoidal_embedding
 
 __all__ = [
     "AttnBlock",
+    "DiT",
+    "DiTBlock",
     "Downsample",
     "FourierEmbedding",
     "MLP",
@@ -29,6 +37,10 @@ __all__ = [
     "ddpm_256",
     "ddpm_cifar10",
     "ddpm_digits",
+    "dit_cifar10",
+    "dit_digits",
+    "edm_precondition",
+    "edm_scalings",
     "fourier_embedding",
     "from_diffusers",
     "ncsn_digits",

@@ -1,0 +1,305 @@
+"""EDM's samplers (Karras et al. 2022, "Elucidating the Design Space of Diffusion-Based
+Generative Models", Sec. 3-4): the probability-flow ODE of x = x_0 + sigma n,
+
+.. math:: \\frac{dx}{d\\sigma} = \\frac{x - D(x; \\sigma)}{\\sigma}
+
+(their eq. 4 with s(t) = 1, sigma(t) = t), solved by Heun's method on a decreasing grid of
+levels (Alg. 1), optionally with "churn": noise added before each step to climb to a higher
+level (Alg. 2).
+
+A model trained on another process samples here through the columns of their Table 1:
+:func:`vp_denoiser` for a DDPM eps-model on a discrete :class:`~jaxdiff.schedules.Schedule`
+(the state is the scaled x / alpha, with sigma = sigma_VP / alpha), :func:`ve_denoiser` for an
+NCSN score model.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdiff import _checks
+from jaxdiff.diffusion import PREDICTIONS, predict_eps_and_x0, x0_from_score_sigma
+from jaxdiff.samplers._common import finish, run_chain
+from jaxdiff.samplers._continuous import _at_levels, model_time, tau_from_log_snr
+from jaxdiff.samplers._flow import euler_step
+from jaxdiff.samplers._ode import heun_step
+from jaxdiff.schedules import Schedule
+
+__all__ = [
+    "edm_field",
+    "churn_gammas",
+    "edm_step",
+    "edm_sample",
+    "vp_sigma_range",
+    "vp_denoiser",
+    "ve_denoiser",
+]
+
+_METHODS = ("heun", "euler")
+
+
+def edm_field(denoiser_fn: Callable) -> Callable:
+    """The probability-flow ODE of EDM (Karras et al. 2022, eq. 4 with s = 1, sigma(t) = t):
+
+    .. math:: \\frac{dx}{d\\sigma} = \\frac{x - D(x; \\sigma)}{\\sigma}
+
+    Returns:
+      ``field(sigma, x) -> dx/dsigma`` with ``sigma`` a scalar > 0 and ``x`` ``[B, ...]``.
+    """
+
+    def field(sigma, x):
+        return (x - denoiser_fn(x, jnp.full(x.shape[:1], sigma, x.dtype))) / sigma
+
+    return field
+
+
+def churn_gammas(sigmas, *, churn, s_tmin, s_tmax) -> jnp.ndarray:
+    """The per-step churn of Karras et al. (2022), Alg. 2, line 3:
+
+    .. math:: \\gamma_i = \\min(S_{churn} / N, \\sqrt2 - 1) \\text{ if }
+        \\sigma_i \\in [S_{tmin}, S_{tmax}], \\text{ else } 0
+
+    Args:
+      sigmas: ``[N + 1]`` the levels.
+      churn, s_tmin, s_tmax: S_churn and the range of levels it applies to.
+
+    Returns:
+      ``[N]`` the gamma of each step.
+    """
+    sigmas = jnp.asarray(sigmas)
+    num = sigmas.shape[0] - 1
+    gamma = jnp.minimum(churn / num, math.sqrt(2.0) - 1.0)
+    inside = (sigmas[:-1] >= s_tmin) & (sigmas[:-1] <= s_tmax)
+    return jnp.where(inside, gamma, 0.0).astype(sigmas.dtype)
+
+
+def edm_step(
+    denoiser_fn: Callable,
+    x: jnp.ndarray,
+    sigma,
+    sigma_next,
+    rng=None,
+    *,
+    gamma=0.0,
+    s_noise=1.0,
+    method: str = "heun",
+) -> jnp.ndarray:
+    """One step of Karras et al. (2022), Alg. 2 (Alg. 1 when gamma = 0), lines 4-10:
+
+    .. math:: \\hat\\sigma = (1 + \\gamma) \\sigma,\\quad
+        \\hat x = x + \\sqrt{\\hat\\sigma^2 - \\sigma^2}\\, S_{noise}\\, z,
+
+    then one Heun step (:func:`~jaxdiff.samplers.heun_step`) of :func:`edm_field` from
+    sigma_hat to sigma_next, or an Euler step (``method="euler"``, and always when sigma_next
+    = 0, where the field is not defined: Alg. 1, line 6).
+
+    Args:
+      denoiser_fn: ``denoiser_fn(x, sigma) -> D(x; sigma)``, sigma a float ``[B]``.
+      x: ``[B, ...]`` the state at level ``sigma``.
+      sigma, sigma_next: scalar levels, sigma > sigma_next >= 0.
+      rng: key of z; ``None`` for no churn.
+      gamma: the step's churn (see :func:`churn_gammas`).
+      s_noise: S_noise, the scale of the added noise.
+      method: ``"heun"`` (2 model calls) or ``"euler"`` (1).
+
+    Returns:
+      ``[B, ...]`` the state at level ``sigma_next``.
+    """
+    _checks.one_of("method", method, _METHODS)
+    field = edm_field(denoiser_fn)
+    if rng is not None:
+        sigma_hat = sigma * (1.0 + gamma)
+        z = jax.random.normal(rng, x.shape, x.dtype)
+        x = x + sigma * jnp.sqrt(gamma * (2.0 + gamma)) * s_noise * z  # sqrt(sigma_hat^2 - sigma^2)
+        sigma = sigma_hat
+
+    def euler(y):
+        return euler_step(field, y, sigma, sigma_next)
+
+    if method == "euler":
+        return euler(x)
+    return jax.lax.cond(sigma_next > 0, lambda y: heun_step(field, y, sigma, sigma_next), euler, x)
+
+
+def _check_sigmas(sigmas) -> jnp.ndarray:
+    sigmas = jnp.asarray(sigmas)
+    if sigmas.ndim != 1 or sigmas.shape[0] < 2:
+        raise ValueError(f"sigmas must be a 1-D array of at least 2 levels, got shape {sigmas.shape}")
+    if not isinstance(sigmas, jax.core.Tracer):
+        values = np.asarray(sigmas)
+        if np.any(np.diff(values) >= 0) or values[-1] < 0 or not np.all(np.isfinite(values)):
+            raise ValueError(
+                "sigmas must be finite, strictly decreasing and >= 0 (e.g. karras_sigmas, "
+                f"ending with 0), got {values}"
+            )
+    return sigmas
+
+
+def _nfe(sigmas, method: str) -> int:
+    """Model calls per example: 2 per Heun step but 1 for a step onto sigma = 0 (one per
+    Euler step)."""
+    steps = sigmas.shape[0] - 1
+    if method == "euler":
+        return steps
+    if isinstance(sigmas, jax.core.Tracer):
+        return 2 * steps
+    return 2 * steps - int(np.sum(np.asarray(sigmas[1:]) == 0))
+
+
+def edm_sample(
+    denoiser_fn: Callable,
+    sigmas,
+    x_T: jnp.ndarray,
+    rng=None,
+    *,
+    churn=0.0,
+    s_tmin=0.0,
+    s_tmax=float("inf"),
+    s_noise=1.0,
+    method: str = "heun",
+    return_info: bool = False,
+    trajectory_every: int = 1,
+):
+    """Karras et al. (2022), Alg. 1 (``churn = 0``: the deterministic Heun sampler) and Alg. 2
+    (the stochastic sampler): :func:`edm_step` from ``sigmas[0]`` down to ``sigmas[-1]``,
+    compiled as one ``lax.scan``.
+
+    Args:
+      denoiser_fn: ``denoiser_fn(x, sigma) -> D(x; sigma)``, sigma a float ``[B]`` (e.g.
+        :func:`~jaxdiff.models.edm_precondition`, :func:`vp_denoiser`, :func:`ve_denoiser`).
+      sigmas: ``[N + 1]`` strictly decreasing levels, the last usually 0
+        (:func:`~jaxdiff.schedules.karras_sigmas`).
+      x_T: ``[B, ...]`` the start, x ~ N(0, sigmas[0]^2 I) (noise scaled by sigmas[0]).
+      rng: key of the churn noise (step i uses ``fold_in(rng, i)``); needed when churn > 0.
+      churn, s_tmin, s_tmax, s_noise: S_churn, S_tmin, S_tmax, S_noise of Alg. 2 (the
+        per-step gamma is :func:`churn_gammas`); may be traced.
+      method: ``"heun"`` (Alg. 1) or ``"euler"`` (the same steps with Euler's method; with a
+        DDPM model through :func:`vp_denoiser` on DDIM's levels it is DDIM).
+      return_info: return a :class:`~jaxdiff.samplers.SamplerOutput`.
+      trajectory_every: with ``return_info``, keep the state after every k-th step.
+
+    Returns:
+      ``[B, ...]`` the state at ``sigmas[-1]`` (the sample when it is 0), or a
+      :class:`SamplerOutput` with ``nfe`` = 2 N - 1 for Heun ending at 0 (N for Euler).
+
+    Raises:
+      ValueError: for bad sigmas, a negative churn or S_noise, churn without rng, or an
+        unknown method.
+    """
+    _checks.batched("x_T", x_T)
+    _checks.one_of("method", method, _METHODS)
+    sigmas = _check_sigmas(sigmas).astype(x_T.dtype)
+    for name, value in (("churn", churn), ("s_noise", s_noise)):
+        if not isinstance(value, jax.core.Tracer) and not float(value) >= 0:
+            raise ValueError(f"{name} must be >= 0, got {value}")
+    stochastic = isinstance(churn, jax.core.Tracer) or float(churn) > 0
+    if stochastic and rng is None:
+        raise ValueError("churn > 0 draws noise (Alg. 2): pass an rng key")
+    gammas = churn_gammas(sigmas, churn=churn, s_tmin=s_tmin, s_tmax=s_tmax)
+    x, trajectory = _edm_chain(
+        denoiser_fn,
+        sigmas,
+        gammas,
+        x_T,
+        rng if stochastic else None,
+        jnp.asarray(s_noise, x_T.dtype),
+        method=method,
+        trajectory_every=trajectory_every if return_info else 0,
+    )
+    return finish(x, trajectory, _nfe(sigmas, method), return_info=return_info)
+
+
+@functools.partial(jax.jit, static_argnames=("denoiser_fn", "method", "trajectory_every"))
+def _edm_chain(denoiser_fn, sigmas, gammas, x_T, rng, s_noise, *, method, trajectory_every):
+    def step(x, inputs):
+        i, sigma, sigma_next, gamma = inputs
+        key = None if rng is None else jax.random.fold_in(rng, i)
+        return edm_step(
+            denoiser_fn, x, sigma, sigma_next, key, gamma=gamma, s_noise=s_noise, method=method
+        )
+
+    steps = (jnp.arange(gammas.shape[0]), sigmas[:-1], sigmas[1:], gammas)
+    return run_chain(step, x_T, steps, state=lambda x: x, trajectory_every=trajectory_every)
+
+
+def vp_sigma_range(schedule: Schedule) -> tuple[float, float]:
+    """(sigma_min, sigma_max) of a discrete VP schedule in EDM's scaled form, sigma =
+    sqrt((1 - abar) / abar) at t = 0 and t = T - 1 (Karras et al. 2022, Table 1, VP column):
+    the range in which :func:`vp_denoiser` reads the model, e.g. for
+    ``karras_sigmas(N, *vp_sigma_range(schedule))``."""
+    sigma = np.exp(-0.5 * np.asarray(schedule.log_snr, np.float64))
+    return float(sigma[0]), float(sigma[-1])
+
+
+def _vp_denoise(model_fn, schedule, y, sigma, *, prediction, clip_denoised):
+    sigma = jnp.broadcast_to(jnp.asarray(sigma, y.dtype), y.shape[:1])
+    log_snr = -2.0 * jnp.log(sigma)
+    tau = tau_from_log_snr(schedule, log_snr)
+    alpha = jax.lax.rsqrt(1.0 + sigma**2).reshape((-1,) + (1,) * (y.ndim - 1))
+    x = alpha * y
+    out = model_fn(x, model_time(schedule, tau))
+    _checks.same_shape("model output", out, "x", x)
+    _, x0 = predict_eps_and_x0(
+        _at_levels(schedule, log_snr),
+        x,
+        jnp.arange(y.shape[0]),
+        out,
+        prediction=prediction,
+        clip_denoised=clip_denoised,
+    )
+    return x0
+
+
+def vp_denoiser(
+    model_fn: Callable, schedule: Schedule, *, prediction: str = "eps", clip_denoised: bool = False
+) -> Callable:
+    """A model trained on a discrete variance-preserving schedule as EDM's denoiser (Karras et
+    al. 2022, Table 1, VP column; Sec. 3, eq. 4 with s = alpha):
+
+    .. math:: D(y; \\sigma) = y - \\sigma\\, \\hat\\epsilon\\Big(\\frac{y}{\\sqrt{1 + \\sigma^2}},
+        \\tau(\\sigma)\\Big)
+
+    on the scaled state y = x / alpha with sigma = sigma_VP / alpha = exp(-log-SNR / 2)
+    (c_skip = 1, c_out = -sigma, c_in = 1 / sqrt(1 + sigma^2)), where tau(sigma) is the real
+    timestep of that level: the schedule's log-SNR interpolated (see
+    :mod:`jaxdiff.samplers._continuous`; their c_noise = (M - 1) sigma^{-1}(sigma)). The model
+    is called with a float t ``[B]``. An x_0- or v-model is converted the same way.
+
+    A chain started from x_T scaled by 1 / alpha_T, ``x_T * sqrt(1 + sigma_max^2)``, ends on
+    the data at sigma = 0, where y = x.
+
+    Args:
+      model_fn: ``model_fn(x_t, t) -> output`` of the model trained on ``schedule``.
+      schedule: its schedule; read the model inside :func:`vp_sigma_range`.
+      prediction: what the model predicts: ``eps``, ``x0`` or ``v``.
+      clip_denoised: clip the x_0 estimate to [-1, 1].
+
+    Returns:
+      ``denoiser_fn(y, sigma) -> [B, ...]``.
+    """
+    _checks.one_of("prediction", prediction, PREDICTIONS)
+    return functools.partial(
+        _vp_denoise, model_fn, schedule, prediction=prediction, clip_denoised=clip_denoised
+    )
+
+
+def _ve_denoise(score_fn, x, sigma):
+    sigma = jnp.broadcast_to(jnp.asarray(sigma, x.dtype), x.shape[:1])
+    return x0_from_score_sigma(x, sigma, score_fn(x, sigma))
+
+
+def ve_denoiser(score_fn: Callable) -> Callable:
+    """An NCSN score model s(x, sigma) (Song & Ermon 2019) as EDM's denoiser (Karras et al.
+    2022, Table 1, VE column: c_skip = 1, c_out = sigma, the network output being sigma times
+    the score), by Tweedie's formula D(x; sigma) = x + sigma^2 s(x, sigma).
+
+    Returns:
+      ``denoiser_fn(x, sigma) -> [B, ...]``; read it within the levels the model was trained on.
+    """
+    return functools.partial(_ve_denoise, score_fn)

@@ -58,10 +58,17 @@ def get_config() -> ml_collections.ConfigDict:
         steps_per_sigma=100,  # langevin
         step_lr=2e-5,  # langevin
     )
+    config.sharding = dict(
+        fsdp=False,  # shard parameters, EMA and optimizer state along the "data" axis (ZeRO-3)
+        min_size=1024,  # arrays with fewer elements stay replicated
+        model_parallel=1,  # devices of the "model" mesh axis (output features split over them)
+    )
     config.distributed = dict(
-        initialize=False,  # call jax.distributed.initialize (multi-host runs)
-        coordinator_address=placeholder(str),
+        initialize=False,  # call jax.distributed.initialize (several processes or hosts)
+        coordinator_address=placeholder(str),  # HOST:PORT of process 0; None: auto-detected
         num_processes=placeholder(int),
         process_id=placeholder(int),
+        heartbeat_timeout_seconds=30,  # a peer silent this long stops the job
+        initialization_timeout_seconds=300,  # waiting for all processes to join
     )
     return config

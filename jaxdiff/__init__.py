@@ -23,6 +23,8 @@ _SUBMODULES = (
       "analytic",
       "checkpoint",
       "state_dict",
+      "sharding",
+      "distributed",
 )
 
 __all__ = list(_SUBMODULES) + ["__version__"]

@@ -38,6 +38,7 @@ __all__ = [
     "state_shardings",
     "batch_sharding",
     "replicated",
+    "abstract",
 ]
 
 DATA, MODEL = "data", "model"
@@ -111,3 +112,12 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 def replicated(mesh: Mesh) -> NamedSharding:
     """A full copy on every device of the mesh."""
     return NamedSharding(mesh, PartitionSpec())
+
+
+def abstract(tree: Any, shardings: Any) -> Any:
+    """``jax.ShapeDtypeStruct`` leaves of ``tree`` carrying ``shardings``: the target that a
+    checkpoint is restored into, laid out on the current mesh whatever the mesh it was saved
+    from (orbax reads each device's part of every array)."""
+    return jax.tree.map(
+        lambda a, s: jax.ShapeDtypeStruct(np.shape(a), a.dtype, sharding=s), tree, shardings
+    )

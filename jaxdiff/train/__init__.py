@@ -11,13 +11,16 @@ The modules, from the inside out (every public name is importable from ``jaxdiff
 * :mod:`jaxdiff.train.experiment`: the diffusion family. :func:`build_experiment` resolves the
   names of a config (model preset, noise process, objective, sampler) into callables, once;
   new objectives join :data:`OBJECTIVES`, new processes :data:`PROCESSES`.
-* :mod:`jaxdiff.train.loop`: :func:`train`, the driver: a ``Mesh`` over all devices with a
-  ``"data"`` axis (the batch is sharded along it, the state replicated, one ``jax.jit``),
-  deterministic batches, orbax checkpoints (periodic, on SIGTERM/SIGINT, at the end),
-  metrics as JSON lines and TensorBoard events (the learning rate is the optimizer's own
-  schedule at each step), PNG sample grids, and a stop without saving on NaN/Inf.
+* :mod:`jaxdiff.train.loop`: :func:`train`, the driver: a mesh over all devices of all
+  processes (:mod:`jaxdiff.sharding`; the batch is split along its ``"data"`` axis, the state
+  replicated or, with ``config.sharding.fsdp``, sharded; one ``jax.jit``), deterministic
+  batches (each process loads its part), orbax checkpoints written by all processes together
+  (periodic, on SIGTERM/SIGINT at a step all processes agree on, at the end), metrics as JSON
+  lines and TensorBoard events (the learning rate is the optimizer's own schedule at each
+  step), PNG sample grids, and a stop without saving on NaN/Inf. Several processes:
+  :mod:`jaxdiff.distributed`.
 * :mod:`jaxdiff.train.run`: :func:`load_run` reopens a workdir (config, model, EMA
-  parameters) for sampling and evaluation.
+  parameters) for sampling and evaluation, on any number of devices.
 
 Resuming is exact: batch ``s`` and the step's key are functions of ``(seed, s)`` alone, so a
 run restored from its step-``k`` checkpoint computes bit-for-bit what the uninterrupted run
@@ -42,6 +45,7 @@ from jaxdiff.train.family import Family as Family
 from jaxdiff.train.family import build_family as build_family
 from jaxdiff.train.loop import Interrupted as Interrupted
 from jaxdiff.train.loop import TrainingError as TrainingError
+from jaxdiff.train.loop import mesh_and_layout as mesh_and_layout
 from jaxdiff.train.loop import train as train
 from jaxdiff.train.run import Run as Run
 from jaxdiff.train.run import load_run as load_run

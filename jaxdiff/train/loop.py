@@ -1,6 +1,13 @@
 """The training driver: any :class:`~jaxdiff.train.family.Family` on a device mesh, with
 deterministic batches, orbax checkpoints, metrics, sample grids, signals and exact resumption.
 
+The mesh spans every device of every process (:mod:`jaxdiff.sharding`): the batch is split
+along its ``"data"`` axis, each process loading only its part; the state is replicated or,
+with ``config.sharding.fsdp``, sharded. Checkpoints are written and restored by all processes
+together; a stop on SIGTERM/SIGINT happens at one step agreed by all of them
+(:mod:`jaxdiff.distributed`); the primary process alone writes logs, metrics, the config and
+sample grids.
+
 Resuming is exact: batch ``s`` and the step's key are functions of ``(seed, s)`` alone, so a
 run restored from its step-``k`` checkpoint computes bit-for-bit what the uninterrupted run
 computes.
@@ -8,8 +15,8 @@ computes.
 
 from __future__ import annotations
 
+import functools
 import json
-import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,14 +25,16 @@ from typing import Any, NamedTuple
 import jax
 import ml_collections
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 
 from jaxdiff import data as data_lib
+from jaxdiff import distributed
+from jaxdiff import sharding as sharding_lib
 from jaxdiff.checkpoint import Checkpointer, IncompatibleWorkdirError, check_compatible, save_config
 from jaxdiff.train.experiment import compile_train_step, train_source
 from jaxdiff.train.family import Family, build_family, run_keys
 
-__all__ = ["RUN_INFO", "TrainingError", "Interrupted", "train"]
+__all__ = ["RUN_INFO", "TrainingError", "Interrupted", "mesh_and_layout", "train"]
 
 RUN_INFO = "run.json"  # what a run needs besides its config: the shape of one example
 
@@ -37,27 +46,6 @@ class TrainingError(RuntimeError):
 
 class Interrupted(Exception):
     """Training stopped on SIGTERM or SIGINT after saving a checkpoint; ``args[0]`` is the signal."""
-
-
-class _StopSignals:
-    """Turns SIGTERM and SIGINT into a flag the loop checks after every step (so it can save a
-    checkpoint and exit cleanly); restores the previous handlers on exit."""
-
-    def __init__(self):
-        self.received: int | None = None
-        self._previous = {}
-
-    def __enter__(self):
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        self.received = signum
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
 
 
 class _Logger:
@@ -90,16 +78,6 @@ def grid_path(workdir: Path, step: int) -> Path:
     return workdir / "samples" / f"step_{step:07d}.png"
 
 
-def _initialize_distributed(config) -> None:
-    """``jax.distributed.initialize`` for multi-host runs (cluster settings auto-detected on
-    TPU pods, SLURM, ... or given in ``config.distributed``)."""
-    dist = config.get("distributed")
-    if dist is None or not dist.initialize:
-        return
-    kwargs = {k: dist[k] for k in ("coordinator_address", "num_processes", "process_id")}
-    jax.distributed.initialize(**{k: v for k, v in kwargs.items() if v is not None})
-
-
 class _Setup(NamedTuple):
     """Everything :func:`train` needs, built and checked before anything is written."""
 
@@ -112,12 +90,29 @@ class _Setup(NamedTuple):
     grid_fn: Callable  # (state) -> [num_samples, *data_shape], compiled
 
 
+def mesh_and_layout(config: ml_collections.ConfigDict, devices=None) -> tuple[Mesh, Callable]:
+    """The run's mesh over ``devices`` (all devices when None), and ``abstract_state ->
+    shardings`` as ``config.sharding`` says (FSDP or replicated; a ``"model"`` axis of
+    ``model_parallel`` devices). Runs saved before ``config.sharding`` existed are replicated."""
+    scfg = config.get("sharding") or ml_collections.ConfigDict()
+    mesh = sharding_lib.make_mesh(devices, model_parallel=scfg.get("model_parallel", 1))
+    return mesh, functools.partial(
+        sharding_lib.state_shardings,
+        mesh=mesh,
+        fsdp=scfg.get("fsdp", False),
+        min_size=scfg.get("min_size", 1024),
+    )
+
+
 def _setup(config: ml_collections.ConfigDict, workdir: Path, devices) -> _Setup:
     tcfg = config.training
-    if tcfg.batch_size % len(devices):
+    mesh, state_layout = mesh_and_layout(config, devices)
+    data_parallel = dict(mesh.shape)[sharding_lib.DATA]
+    if tcfg.batch_size % data_parallel:
         raise ValueError(
             f"config.training.batch_size={tcfg.batch_size} is not divisible by the number of "
-            f"devices ({len(devices)})"
+            f"devices ({len(devices)}) over config.sharding.model_parallel ({data_parallel} "
+            f"batch parts)"
         )
     check_compatible(config, workdir)
     source = train_source(config)
@@ -130,15 +125,12 @@ def _setup(config: ml_collections.ConfigDict, workdir: Path, devices) -> _Setup:
         process_index=jax.process_index(),
         process_count=jax.process_count(),
     )
-    mesh = Mesh(np.asarray(devices), ("data",))
-    replicated = NamedSharding(mesh, PartitionSpec())
+    replicated = sharding_lib.replicated(mesh)
     init_key, run_key, sample_key = run_keys(config.seed)
-    init = jax.jit(family.init_state, out_shardings=replicated)
-    abstract = jax.tree.map(
-        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated),
-        jax.eval_shape(init, init_key),
-    )
-    step_fn = compile_train_step(family.train_step, mesh, run_key=run_key)
+    shardings = state_layout(jax.eval_shape(family.init_state, init_key))
+    init = jax.jit(family.init_state, out_shardings=shardings)
+    abstract = sharding_lib.abstract(jax.eval_shape(init, init_key), shardings)
+    step_fn = compile_train_step(family.train_step, mesh, run_key=run_key, state_sharding=shardings)
     num = config.sampling.num_samples
     grid_fn = jax.jit(lambda state: family.sample(state, sample_key, num), out_shardings=replicated)
     # Trace (without compiling) the step and the sampler now, so that a bad combination of
@@ -186,11 +178,13 @@ def train(
         not saved, and the message names the last finite step.
       Interrupted: SIGTERM or SIGINT arrived; a checkpoint of the current step was saved.
     """
-    _initialize_distributed(config)
+    distributed.initialize(config.get("distributed"))
     workdir = Path(workdir)
     run = _setup(config, workdir, jax.devices() if devices is None else list(devices))
     tcfg = config.training
-    is_main = jax.process_index() == 0
+    is_main = distributed.is_primary()
+    if not is_main:
+        log = lambda _: None  # noqa: E731 - one voice: the primary's
     workdir.mkdir(parents=True, exist_ok=True)
     checkpointer = Checkpointer(workdir / "checkpoints", max_to_keep=tcfg.keep_checkpoints)
     restored = checkpointer.restore_latest(run.abstract_state)
@@ -210,7 +204,7 @@ def train(
         info = {"data_shape": list(run.family.data_shape)}
         (workdir / RUN_INFO).write_text(json.dumps(info) + "\n")
     logger = _Logger(workdir, enabled=is_main)
-    batch_sharding = NamedSharding(run.mesh, PartitionSpec("data"))
+    batch_sharding = sharding_lib.batch_sharding(run.mesh)
 
     def device_batch(step: int):
         local = run.batches[step]
@@ -261,7 +255,8 @@ def train(
             rate = count / max(time.time() - tic, 1e-9)
             logger.write(step, {**means, "steps_per_sec": rate})
             extra = "".join(f"  {k} {means[k]:.3f}" for k in means if k not in ("loss", "lr"))
-            bar.write(f"step {step}: loss {means['loss']:.4f}{extra}  {rate:.1f} steps/s")
+            if is_main:
+                bar.write(f"step {step}: loss {means['loss']:.4f}{extra}  {rate:.1f} steps/s")
             sums.clear()
             tic, tic_step = time.time(), step + 1
 
@@ -269,8 +264,9 @@ def train(
     num_steps = tcfg.num_steps
     tic, tic_step = time.time(), start
     try:
-        with _StopSignals() as stop, tqdm(
-            total=num_steps, initial=start, disable=None, dynamic_ncols=True, leave=False
+        with distributed.StopSignals() as stop, tqdm(
+            total=num_steps, initial=start, disable=None if is_main else True, dynamic_ncols=True,
+            leave=False,
         ) as bar:
             pending = None  # the previous step's metrics, read one step late (async dispatch)
             for step in range(start, num_steps):
@@ -280,13 +276,12 @@ def train(
                 pending = (step, metrics, finite)
                 bar.update(1)
                 done = step + 1
-                if stop.received is not None or (
-                    done % tcfg.checkpoint_every == 0 and done < num_steps
-                ):
+                stopping = stop.should_stop(done)  # the same in every process
+                if stopping or (done % tcfg.checkpoint_every == 0 and done < num_steps):
                     report(*pending, bar)
                     pending = None
                     checkpointer.save(done, state)
-                if stop.received is not None:
+                if stopping:
                     checkpointer.wait()
                     log(
                         f"received signal {stop.received}: saved checkpoint at step {done} in "

@@ -11,6 +11,7 @@ from pathlib import Path
 import jax
 import ml_collections
 
+from jaxdiff import sharding
 from jaxdiff.checkpoint import Checkpointer, load_config
 from jaxdiff.train.experiment import Experiment, build_experiment, initial_state
 from jaxdiff.train.loop import RUN_INFO
@@ -45,8 +46,11 @@ class Run:
         return self.experiment.process
 
 
-def load_run(workdir) -> Run:
+def load_run(workdir, *, devices=None) -> Run:
     """Loads a run's config and the EMA parameters of its latest readable checkpoint.
+
+    The state is restored replicated on ``devices`` (all devices when None), whatever the
+    number of devices and the layout (replicated or FSDP) it was trained with.
 
     Raises:
       FileNotFoundError: the workdir holds no run or no readable checkpoint.
@@ -57,7 +61,9 @@ def load_run(workdir) -> Run:
     experiment = build_experiment(config, data_shape=tuple(info["data_shape"]))
 
     key = jax.random.PRNGKey(0)
-    abstract = jax.eval_shape(functools.partial(initial_state, experiment, rng=key), key)
+    shapes = jax.eval_shape(functools.partial(initial_state, experiment, rng=key), key)
+    replicated = sharding.replicated(sharding.make_mesh(devices))
+    abstract = sharding.abstract(shapes, jax.tree.map(lambda _: replicated, shapes))
     checkpointer = Checkpointer(workdir / "checkpoints", asynchronous=False)
     try:
         restored = checkpointer.restore_latest(abstract)

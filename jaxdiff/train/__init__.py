@@ -45,7 +45,6 @@ from jaxdiff.train.family import Family as Family
 from jaxdiff.train.family import build_family as build_family
 from jaxdiff.train.loop import Interrupted as Interrupted
 from jaxdiff.train.loop import TrainingError as TrainingError
-from jaxdiff.train.loop import mesh_and_layout as mesh_and_layout
 from jaxdiff.train.loop import train as train
 from jaxdiff.train.run import Run as Run
 from jaxdiff.train.run import load_run as load_run

@@ -34,7 +34,7 @@ from jaxdiff.checkpoint import Checkpointer, IncompatibleWorkdirError, check_com
 from jaxdiff.train.experiment import compile_train_step, train_source
 from jaxdiff.train.family import Family, build_family, run_keys
 
-__all__ = ["RUN_INFO", "TrainingError", "Interrupted", "mesh_and_layout", "train"]
+__all__ = ["RUN_INFO", "TrainingError", "Interrupted", "train"]
 
 RUN_INFO = "run.json"  # what a run needs besides its config: the shape of one example
 
@@ -90,7 +90,7 @@ class _Setup(NamedTuple):
     grid_fn: Callable  # (state) -> [num_samples, *data_shape], compiled
 
 
-def mesh_and_layout(config: ml_collections.ConfigDict, devices=None) -> tuple[Mesh, Callable]:
+def _mesh_and_layout(config: ml_collections.ConfigDict, devices=None) -> tuple[Mesh, Callable]:
     """The run's mesh over ``devices`` (all devices when None), and ``abstract_state ->
     shardings`` as ``config.sharding`` says (FSDP or replicated; a ``"model"`` axis of
     ``model_parallel`` devices). Runs saved before ``config.sharding`` existed are replicated."""
@@ -106,7 +106,7 @@ def mesh_and_layout(config: ml_collections.ConfigDict, devices=None) -> tuple[Me
 
 def _setup(config: ml_collections.ConfigDict, workdir: Path, devices) -> _Setup:
     tcfg = config.training
-    mesh, state_layout = mesh_and_layout(config, devices)
+    mesh, state_layout = _mesh_and_layout(config, devices)
     data_parallel = dict(mesh.shape)[sharding_lib.DATA]
     if tcfg.batch_size % data_parallel:
         raise ValueError(

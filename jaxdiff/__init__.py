@@ -19,6 +19,7 @@ _SUBMODULES = (
       "train",
       "evaluate",
       "metrics",
+      "generative",
       "cli",
       "analytic",
       "checkpoint",

@@ -1,0 +1,366 @@
+"""The generative adversarial network (Goodfellow et al. 2014) as pure functions of logits.
+
+A discriminator is a function ``logit_fn(x) -> [B]`` with D(x) = sigmoid(logit). The value of
+the game (eq. 1), the two generator objectives, the optimal discriminator (Prop. 1), the R1
+penalty (Mescheder et al. 2018) and instance noise (Sønderby et al. 2017; Arjovsky & Bottou
+2017) are each one function here; :func:`train_step` alternates their optax updates.
+
+    V(D, G) = E_data log D(x) + E_z log(1 - D(G(z)))                (value)
+    D*(x)   = p_data(x) / (p_data(x) + p_g(x)),  V(D*, G) = 2 JSD(p_data || p_g) - log 4
+
+Example::
+
+    g, d = Generator(), Discriminator()
+    state = init_state(g, d, key, image_shape=(8, 8, 1), g_tx=optax.adam(2e-4, b1=0.5),
+                       d_tx=optax.adam(2e-4, b1=0.5))
+    step = jax.jit(functools.partial(train_step, generator=g, discriminator=d))
+    state, metrics = step(state, real_images, rng)
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxdiff import _checks
+
+__all__ = [
+    "value",
+    "discriminator_loss",
+    "minimax_generator_loss",
+    "nonsaturating_generator_loss",
+    "optimal_discriminator",
+    "r1_penalty",
+    "instance_noise",
+    "student_t_noise",
+    "linear_decay",
+    "Generator",
+    "Discriminator",
+    "MLPGenerator",
+    "MLPDiscriminator",
+    "GANState",
+    "init_state",
+    "train_step",
+    "sample",
+]
+
+
+# --- the objectives ------------------------------------------------------------------------------
+
+
+def value(real_logits, fake_logits) -> jnp.ndarray:
+    """The value of the minimax game, V(D, G) of Goodfellow et al. (2014), eq. 1, estimated on
+    samples (D = sigmoid(logit); log D = -softplus(-logit), log(1 - D) = -softplus(logit)):
+
+    .. math:: V(D, G) = \\mathbb E_{x \\sim p_{data}} \\log D(x)
+        + \\mathbb E_{z \\sim p_z} \\log(1 - D(G(z)))
+
+    Args:
+      real_logits: ``[N]`` logits of data samples; fake_logits: ``[M]`` of generated ones.
+
+    Returns:
+      scalar, in nats.
+    """
+    return -jnp.mean(jax.nn.softplus(-real_logits)) - jnp.mean(jax.nn.softplus(fake_logits))
+
+
+def discriminator_loss(real_logits, fake_logits) -> jnp.ndarray:
+    """-V(D, G): the discriminator ascends the value of eq. 1 (Goodfellow et al. 2014, Alg. 1),
+    i.e. minimises the binary cross-entropy of telling data (label 1) from samples (label 0)."""
+    return -value(real_logits, fake_logits)
+
+
+def minimax_generator_loss(fake_logits) -> jnp.ndarray:
+    """The generator's side of eq. 1 (Goodfellow et al. 2014): minimise
+    E_z log(1 - D(G(z))). Its gradient vanishes where D(G(z)) -> 0 (d/dlogit = -D)."""
+    return -jnp.mean(jax.nn.softplus(fake_logits))
+
+
+def nonsaturating_generator_loss(fake_logits) -> jnp.ndarray:
+    """The non-saturating generator objective (Goodfellow et al. 2014, Sec. 3): maximise
+    log D(G(z)) instead, i.e. minimise -E_z log D(G(z)); same fixed point, strong gradients
+    early in training (d/dlogit = -(1 - D) -> -1 where D(G(z)) -> 0)."""
+    return jnp.mean(jax.nn.softplus(-fake_logits))
+
+
+def optimal_discriminator(p_data, p_g) -> jnp.ndarray:
+    """D*(x) = p_data(x) / (p_data(x) + p_g(x)) (Goodfellow et al. 2014, Prop. 1), from the two
+    densities at x."""
+    return p_data / (p_data + p_g)
+
+
+def r1_penalty(logit_fn: Callable[[jnp.ndarray], jnp.ndarray], x) -> jnp.ndarray:
+    """The R1 gradient penalty of Mescheder et al. (2018), eq. 9, without its gamma / 2:
+
+    .. math:: \\lVert \\nabla_x \\mathrm{logit}(x) \\rVert^2 \\quad \\text{on data } x
+
+    Args:
+      logit_fn: ``[B, ...] -> [B]``, each logit a function of its own example only.
+      x: ``[B, ...]`` data.
+
+    Returns:
+      ``[B]`` squared gradient norms.
+    """
+    grads = jax.grad(lambda y: jnp.sum(logit_fn(y)))(x)
+    return jnp.sum(grads**2, axis=tuple(range(1, x.ndim)))
+
+
+def instance_noise(x, rng, *, scale, noise_fn: Callable = jax.random.normal) -> jnp.ndarray:
+    """Instance noise (Sønderby et al. 2017, Sec. 4; Arjovsky & Bottou 2017, Sec. 3.1):
+    x + scale * n, added to data and samples alike before the discriminator, so the two
+    distributions overlap and D* stays informative.
+
+    Args:
+      x: ``[B, ...]`` inputs of the discriminator.
+      rng: key.
+      scale: scalar standard scale of the noise (may be traced, e.g. annealed).
+      noise_fn: ``noise_fn(key, shape=...) -> array``: ``jax.random.normal`` (Gaussian) or
+        :func:`student_t_noise` (long tails).
+    """
+    return x + scale * noise_fn(rng, shape=x.shape)
+
+
+def student_t_noise(key, *, shape, df: float = 1.0) -> jnp.ndarray:
+    """Long-tailed instance noise: Student-t with ``df`` degrees of freedom (df = 1: Cauchy)."""
+    return jax.random.t(key, df, shape)
+
+
+def linear_decay(step, *, initial, num_steps) -> jnp.ndarray:
+    """initial * max(0, 1 - step / num_steps): instance noise annealed to zero over training
+    (Sønderby et al. 2017, Sec. 4); constant ``initial`` when ``num_steps`` is 0."""
+    if num_steps <= 0:
+        return jnp.asarray(initial, jnp.float32)
+    return initial * jnp.maximum(0.0, 1.0 - jnp.asarray(step, jnp.float32) / num_steps)
+
+
+# --- the networks --------------------------------------------------------------------------------
+
+
+class Generator(nn.Module):
+    """DCGAN-style generator (Radford et al. 2016): a dense projection to H/4 x W/4, two
+    stride-2 transposed convolutions with ReLU, and tanh; layer norm where DCGAN has batch norm,
+    so a sample is a pure function of (params, z). ``z [B, latent_dim] -> [B, H, W, C]`` in
+    [-1, 1]."""
+
+    latent_dim: int = 32
+    ch: int = 64
+    image_shape: Sequence[int] = (8, 8, 1)
+
+    @nn.compact
+    def __call__(self, z):
+        height, width, channels = self.image_shape
+        if height % 4 or width % 4:
+            raise ValueError(f"Generator: height and width must be divisible by 4, got {self.image_shape}")
+        h = nn.Dense(height // 4 * width // 4 * 2 * self.ch)(z)
+        h = nn.relu(nn.LayerNorm()(h)).reshape(z.shape[0], height // 4, width // 4, 2 * self.ch)
+        h = nn.relu(nn.LayerNorm()(nn.ConvTranspose(self.ch, (4, 4), strides=(2, 2))(h)))
+        h = nn.relu(nn.LayerNorm()(nn.ConvTranspose(self.ch // 2, (4, 4), strides=(2, 2))(h)))
+        return jnp.tanh(nn.Conv(channels, (3, 3))(h))
+
+
+class Discriminator(nn.Module):
+    """DCGAN-style discriminator: stride-2 convolutions with leaky ReLU (slope 0.2), no
+    normalisation (so each logit depends on its own example, as R1 needs) and a dense logit.
+    ``x [B, H, W, C] -> [B]``."""
+
+    ch: int = 64
+
+    @nn.compact
+    def __call__(self, x):
+        h = nn.leaky_relu(nn.Conv(self.ch, (3, 3))(x), 0.2)
+        h = nn.leaky_relu(nn.Conv(self.ch, (4, 4), strides=2)(h), 0.2)
+        h = nn.leaky_relu(nn.Conv(2 * self.ch, (4, 4), strides=2)(h), 0.2)
+        return nn.Dense(1)(h.reshape(h.shape[0], -1))[:, 0]
+
+
+class MLPGenerator(nn.Module):
+    """An MLP generator for low-dimensional data: ``z [B, latent_dim] -> [B, out_features]``."""
+
+    latent_dim: int = 8
+    features: int = 128
+    num_layers: int = 3
+    out_features: int = 2
+
+    @nn.compact
+    def __call__(self, z):
+        h = z
+        for _ in range(self.num_layers):
+            h = nn.relu(nn.Dense(self.features)(h))
+        return nn.Dense(self.out_features)(h)
+
+
+class MLPDiscriminator(nn.Module):
+    """An MLP discriminator for low-dimensional data: ``x [B, D] -> [B]`` logits."""
+
+    features: int = 128
+    num_layers: int = 3
+
+    @nn.compact
+    def __call__(self, x):
+        h = x
+        for _ in range(self.num_layers):
+            h = nn.leaky_relu(nn.Dense(self.features)(h), 0.2)
+        return nn.Dense(1)(h)[:, 0]
+
+
+# --- alternating updates -------------------------------------------------------------------------
+
+
+class GANState(flax.struct.PyTreeNode):
+    """The two players' parameters and optimizer states.
+
+    Attributes:
+      step: int32 scalar, generator updates done.
+      g_params, d_params: the generator's and the discriminator's parameters.
+      g_opt_state, d_opt_state: their optax states.
+      ema_g_params: exponential moving average of ``g_params`` (for sampling).
+      g_tx, d_tx: the optax transformations (static).
+    """
+
+    step: jnp.ndarray
+    g_params: Any
+    d_params: Any
+    g_opt_state: Any
+    d_opt_state: Any
+    ema_g_params: Any
+    g_tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
+    d_tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
+
+
+def init_state(
+    generator: nn.Module,
+    discriminator: nn.Module,
+    key,
+    *,
+    data_shape: Sequence[int],
+    g_tx: optax.GradientTransformation,
+    d_tx: optax.GradientTransformation,
+) -> GANState:
+    """A fresh :class:`GANState` at step 0 for data of shape ``data_shape`` (one example)."""
+    g_key, d_key = jax.random.split(key)
+    g_params = generator.init(g_key, jnp.zeros((1, generator.latent_dim)))["params"]
+    d_params = discriminator.init(d_key, jnp.zeros((1, *data_shape)))["params"]
+    return GANState(
+        step=jnp.zeros((), jnp.int32),
+        g_params=g_params,
+        d_params=d_params,
+        g_opt_state=g_tx.init(g_params),
+        d_opt_state=d_tx.init(d_params),
+        ema_g_params=g_params,
+        g_tx=g_tx,
+        d_tx=d_tx,
+    )
+
+
+def sample(generator: nn.Module, g_params, rng, num: int) -> jnp.ndarray:
+    """``num`` samples G(z), z ~ N(0, I)."""
+    _checks.positive_int("num", num)
+    z = jax.random.normal(rng, (num, generator.latent_dim))
+    return generator.apply({"params": g_params}, z)
+
+
+def _apply_update(tx, params, opt_state, grads):
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+
+def train_step(
+    state: GANState,
+    real,
+    rng,
+    *,
+    generator: nn.Module,
+    discriminator: nn.Module,
+    generator_loss: Callable = nonsaturating_generator_loss,
+    d_steps: int = 1,
+    r1_weight: float = 0.0,
+    noise_scale: Callable[[jnp.ndarray], jnp.ndarray] | None = None,
+    noise_fn: Callable = jax.random.normal,
+    ema: float = 0.999,
+) -> tuple[GANState, dict]:
+    """One round of Goodfellow et al. (2014), Alg. 1: ``d_steps`` discriminator updates (each
+    on the real batch and fresh samples), then one generator update, then the EMA of G.
+
+    The discriminator minimises :func:`discriminator_loss` + r1_weight / 2 * E :func:`r1_penalty`;
+    the generator minimises ``generator_loss`` (non-saturating or minimax). With
+    ``noise_scale``, :func:`instance_noise` of scale ``noise_scale(step)`` is added to every
+    input of the discriminator (data and samples).
+
+    Args:
+      state: the current :class:`GANState`.
+      real: ``[B, ...]`` a batch of data (in the generator's output range).
+      rng: the key of this step.
+      generator, discriminator: the flax modules.
+      generator_loss: :func:`nonsaturating_generator_loss` or :func:`minimax_generator_loss`.
+      d_steps: discriminator updates per generator update.
+      r1_weight: gamma of the R1 penalty (0: none).
+      noise_scale: ``step -> scale`` of the instance noise (None: none), e.g. a
+        ``functools.partial`` of :func:`linear_decay`.
+      noise_fn: the instance noise's distribution (see :func:`instance_noise`).
+      ema: decay of the generator's EMA.
+
+    Returns:
+      ``(new_state, metrics)``: scalar ``d_loss``, ``g_loss``, ``r1``, ``d_real`` and
+      ``d_fake`` (mean D on data and on samples, at the last discriminator update).
+    """
+    _checks.positive_int("d_steps", d_steps)
+    batch = real.shape[0]
+    scale = None if noise_scale is None else noise_scale(state.step)
+
+    def generate(g_params, key):
+        return sample(generator, g_params, key, batch)
+
+    def perturb(x, key):
+        return x if scale is None else instance_noise(x, key, scale=scale, noise_fn=noise_fn)
+
+    def d_objective(d_params, g_params, key):
+        fake_key, noise_real, noise_fake = jax.random.split(key, 3)
+        logit_fn = functools.partial(discriminator.apply, {"params": d_params})
+        fake = jax.lax.stop_gradient(generate(g_params, fake_key))
+        real_in = perturb(real, noise_real)
+        real_logits = logit_fn(real_in)
+        fake_logits = logit_fn(perturb(fake, noise_fake))
+        r1 = jnp.mean(r1_penalty(logit_fn, real_in)) if r1_weight else jnp.zeros(())
+        loss = discriminator_loss(real_logits, fake_logits) + 0.5 * r1_weight * r1
+        aux = {"r1": r1, "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
+               "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}
+        return loss, aux
+
+    def d_update(carry, key):
+        d_params, d_opt_state = carry
+        (loss, aux), grads = jax.value_and_grad(d_objective, has_aux=True)(
+            d_params, state.g_params, key
+        )
+        d_params, d_opt_state = _apply_update(state.d_tx, d_params, d_opt_state, grads)
+        return (d_params, d_opt_state), {"d_loss": loss, **aux}
+
+    d_keys, g_key = jax.random.split(rng)
+    (d_params, d_opt_state), d_metrics = jax.lax.scan(
+        d_update, (state.d_params, state.d_opt_state), jax.random.split(d_keys, d_steps)
+    )
+
+    def g_objective(g_params):
+        fake_key, noise_key = jax.random.split(g_key)
+        fake = perturb(generate(g_params, fake_key), noise_key)
+        return generator_loss(discriminator.apply({"params": d_params}, fake))
+
+    g_loss, g_grads = jax.value_and_grad(g_objective)(state.g_params)
+    g_params, g_opt_state = _apply_update(state.g_tx, state.g_params, state.g_opt_state, g_grads)
+    ema_g_params = optax.incremental_update(g_params, state.ema_g_params, 1.0 - ema)
+    new_state = state.replace(
+        step=state.step + 1,
+        g_params=g_params,
+        d_params=d_params,
+        g_opt_state=g_opt_state,
+        d_opt_state=d_opt_state,
+        ema_g_params=ema_g_params,
+    )
+    metrics = {k: v[-1] for k, v in d_metrics.items()}
+    return new_state, {**metrics, "g_loss": g_loss}

@@ -8,13 +8,19 @@ A workdir holds::
 Checkpoints are written asynchronously (training goes on while the files are written) and
 atomically: orbax writes into a temporary directory and renames it when complete, so a crash
 mid-save leaves no step directory behind. A step directory that cannot be restored all the
-same (deleted or truncated files) is skipped with a warning and the next older one is used.
+same (deleted or truncated files, a missing item folder) is skipped with a warning and the
+next older one is used; when training resumes it is moved into ``checkpoints_broken/`` for
+inspection, so that the run can pass that step again. A checkpoint whose arrays do not fit the
+config is a one-line :class:`IncompatibleWorkdirError`; a save that cannot be written (a full
+disk) is a one-line :class:`CheckpointWriteError`, with the older checkpoints intact.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any
@@ -23,9 +29,12 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
+from jaxdiff._io import OutputWriteError, write_text
+
 __all__ = [
     "CONFIG_FILE",
     "IncompatibleWorkdirError",
+    "CheckpointWriteError",
     "Checkpointer",
     "save_config",
     "load_config",
@@ -43,6 +52,10 @@ class IncompatibleWorkdirError(ValueError):
     """The workdir holds a run whose config differs in a way that makes its checkpoints unusable."""
 
 
+class CheckpointWriteError(OutputWriteError):
+    """A checkpoint could not be written (a full disk, no permission); not bad input."""
+
+
 class Checkpointer:
     """Periodic, asynchronous, keep-the-last-N checkpoints of a pytree (the train state).
 
@@ -55,10 +68,13 @@ class Checkpointer:
 
     def __init__(self, directory, *, max_to_keep: int = 3, asynchronous: bool = True):
         self.directory = Path(directory).absolute()
+        self._saving = None  # the step of the save in flight
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep, enable_async_checkpointing=asynchronous, create=False
         )
-        self._manager = ocp.CheckpointManager(self.directory, options=options)
+        self._manager = ocp.CheckpointManager(
+            self.directory, options=options, item_handlers=ocp.StandardCheckpointHandler()
+        )
 
     def steps(self) -> list[int]:
         """The steps of the complete checkpoints on disk, oldest first."""
@@ -66,46 +82,126 @@ class Checkpointer:
         return sorted(self._manager.all_steps())
 
     def save(self, step: int, state: Any) -> None:
-        """Starts saving ``state`` as checkpoint ``step`` (returns before the files are written)."""
-        self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
+        """Starts saving ``state`` as checkpoint ``step`` (returns before the files are written).
 
-    def restore_latest(self, abstract_state: Any) -> tuple[int, Any] | None:
+        Raises:
+          CheckpointWriteError: the files cannot be written (a full disk, no permission);
+            also raised by :meth:`wait` for a save that fails in the background. The older
+            checkpoints are left intact.
+        """
+        self.wait()  # a failure of the previous (background) save is reported as that step's
+        self._saving = step
+        try:
+            self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
+        except Exception as e:  # noqa: BLE001 - orbax wraps I/O errors in several types
+            raise self._write_error(step, e) from e
+
+    def _write_error(self, step, error: BaseException) -> CheckpointWriteError:
+        for tmp in self.directory.glob("*.orbax-checkpoint-tmp*"):  # no save is in flight now
+            shutil.rmtree(tmp, ignore_errors=True)
+        kept = sorted(int(p.name) for p in self.directory.glob("[0-9]*") if p.name.isdigit())
+        kept = [k for k in kept if k != step]
+        code = re.search(r"os_error_code='?(\d+)", str(error))  # tensorstore's errno
+        reason = os.strerror(int(code.group(1))) if code else _first_line(error)
+        return CheckpointWriteError(
+            f"could not write checkpoint {step} in {self.directory}: {reason}; the older "
+            f"checkpoints ({', '.join(map(str, kept)) or 'none'}) are intact. Free space (or fix "
+            f"the permissions) and rerun the same command to resume"
+        )
+
+    def restore_latest(self, abstract_state: Any, *, move_aside: bool = False):
         """Restores the newest checkpoint that can be read into ``abstract_state``.
 
         Args:
           abstract_state: a pytree of ``jax.ShapeDtypeStruct`` (with shardings) like the state.
+          move_aside: move the unreadable step directories newer than the restored one into
+            ``<directory>_broken/`` (kept for inspection), so that training can write those
+            steps again. Reading alone (sampling, evaluation) leaves them in place.
 
         Returns:
           ``(step, state)``, or None when there is no readable checkpoint. Unreadable step
-          directories are skipped with a warning (and left on disk).
+          directories are skipped with a warning.
+
+        Raises:
+          IncompatibleWorkdirError: a readable checkpoint holds arrays of other shapes than
+            ``abstract_state`` (the config does not match the checkpoints).
         """
+        skipped = []
         for step in reversed(self.steps()):
+            where = self.directory / str(step)
             try:
+                metadata = self._manager.item_metadata(step)
+                _check_metadata(metadata, abstract_state, where)
                 state = self._manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+            except IncompatibleWorkdirError:
+                raise
             except Exception as e:  # noqa: BLE001 - any failure to read means "skip it"
-                reason = str(e).splitlines()[0] if str(e) else type(e).__name__
                 warnings.warn(
-                    f"skipping unreadable checkpoint {self.directory / str(step)}: {reason[:200]}",
-                    stacklevel=2,
+                    f"skipping unreadable checkpoint {where}: {_first_line(e)[:200]}", stacklevel=2
                 )
+                skipped.append(step)
                 continue
-            _check_shapes(state, abstract_state, self.directory / str(step))
+            if move_aside:
+                for broken in skipped:
+                    self.move_aside(broken)
             return step, state
         return None
 
+    def move_aside(self, step: int) -> Path:
+        """Moves step directory ``step`` into ``<directory>_broken/`` (a new name if taken)."""
+        target_dir = self.directory.with_name(self.directory.name + "_broken")
+        target_dir.mkdir(exist_ok=True)
+        target = target_dir / str(step)
+        n = 1
+        while target.exists():
+            target, n = target_dir / f"{step}.{n}", n + 1
+        os.replace(self.directory / str(step), target)
+        warnings.warn(f"moved unreadable checkpoint {self.directory / str(step)} to {target}", stacklevel=2)
+        self._manager.reload()
+        return target
+
     def wait(self) -> None:
-        """Blocks until every started save is on disk."""
-        self._manager.wait_until_finished()
+        """Blocks until every started save is on disk.
+
+        Raises:
+          CheckpointWriteError: a background save failed.
+        """
+        try:
+            self._manager.wait_until_finished()
+        except Exception as e:  # noqa: BLE001
+            raise self._write_error(self._saving, e) from e
 
     def close(self) -> None:
-        self._manager.close()
+        try:
+            self._manager.close()
+        except Exception:  # noqa: BLE001, S110 - a failed background save was reported by wait()
+            pass
 
 
-def _check_shapes(state, abstract_state, where) -> None:
-    got = jax.tree.map(lambda a: (a.shape, a.dtype), state)
-    want = jax.tree.map(lambda a: (a.shape, a.dtype), abstract_state)
-    if got != want:
-        raise IncompatibleWorkdirError(f"checkpoint {where} does not match the model of the config")
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _leaf_specs(tree) -> list[tuple[tuple[int, ...], str]]:
+    return sorted((tuple(a.shape), str(a.dtype)) for a in jax.tree.leaves(tree))
+
+
+def _check_metadata(metadata, abstract_state, where) -> None:
+    """Compares a checkpoint's array shapes and dtypes (from its metadata, before reading any
+    data) with the state the config builds."""
+    tree = getattr(metadata, "tree", metadata)
+    saved = {getattr(a, "name", str(i)): (tuple(a.shape), str(a.dtype)) for i, a in enumerate(jax.tree.leaves(tree))}
+    want = _leaf_specs(abstract_state)
+    if sorted(saved.values()) == want:
+        return
+    extra = [name for name, spec in saved.items() if spec not in want]
+    detail = f"e.g. {extra[0]} {list(saved[extra[0]][0])}" if extra else "other arrays"
+    raise IncompatibleWorkdirError(
+        f"checkpoint {where} does not match the config ({len(saved)} arrays vs "
+        f"{len(want)} the config builds; {detail}): was {CONFIG_FILE} edited? Use the config the "
+        f"run was trained with, or another --workdir"
+    )
 
 
 def _as_plain(config: ml_collections.ConfigDict) -> dict:
@@ -115,10 +211,8 @@ def _as_plain(config: ml_collections.ConfigDict) -> dict:
 
 def save_config(config: ml_collections.ConfigDict, workdir) -> None:
     """Writes ``config.json`` into the workdir atomically (temporary file, then rename)."""
-    path = Path(workdir) / CONFIG_FILE
-    tmp = path.with_name(f".{CONFIG_FILE}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(_as_plain(config), indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    text = json.dumps(_as_plain(config), indent=2, sort_keys=True) + "\n"
+    write_text(Path(workdir) / CONFIG_FILE, text, overwrite=True)
 
 
 def load_config(workdir) -> ml_collections.ConfigDict:

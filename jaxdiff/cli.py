@@ -24,6 +24,8 @@ import argparse
 import ast
 import importlib.util
 import json
+import logging
+import os
 import sys
 from pathlib import Path
 
@@ -272,9 +274,14 @@ def _stats(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``jaxdiff``; returns the exit code (2 for bad input)."""
+    from_command_line = argv is None
     argv = sys.argv[1:] if argv is None else argv
     args, rest = _parser().parse_known_args(argv)
+    # orbax reports through absl logging, with tracebacks, what it also raises; the CLI turns
+    # those errors into one line each
+    logging.getLogger("absl").setLevel(logging.CRITICAL)
     from jaxdiff import checkpoint, data, train
+    from jaxdiff._io import OutputWriteError
 
     try:
         if args.command == "train":
@@ -293,6 +300,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except train.TrainingError as e:
         print(f"jaxdiff {args.command}: {e}", file=sys.stderr)
+        return 1
+    except OutputWriteError as e:
+        print(f"jaxdiff {args.command}: {e}", file=sys.stderr)
+        if from_command_line:
+            # Leave now: after a failed write, background writers (orbax, TensorBoard) would
+            # retry at exit and print tracebacks. What could be saved is saved and closed.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(1)
         return 1
 
 

@@ -29,6 +29,8 @@ import grain
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdiff._io import write_file
+
 __all__ = [
     "BUILTIN_DATASETS",
     "DataError",
@@ -362,24 +364,29 @@ def image_grid(images: np.ndarray, *, ncols: int | None = None, pad: int = 1) ->
     return grid
 
 
-def save_image_grid(images: np.ndarray, path, *, scale: int | None = None) -> None:
-    """Writes :func:`image_grid` of uint8 images as a PNG; small images are enlarged by an
-    integer factor (nearest neighbour) so the grid is at least ~400 pixels wide."""
+def save_image_grid(
+    images: np.ndarray, path, *, scale: int | None = None, overwrite: bool = True
+) -> None:
+    """Writes :func:`image_grid` of uint8 images as a PNG (atomically, see
+    :func:`jaxdiff._io.write_file`); small images are enlarged by an integer factor (nearest
+    neighbour) so the grid is at least ~400 pixels wide."""
     from PIL import Image
 
     grid = image_grid(images)
     if scale is None:
         scale = max(1, 400 // grid.shape[1])
     grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)
-    Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(path)
+    image = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
+    write_file(path, lambda f: image.save(f, format="PNG"), overwrite=overwrite)
 
 
-def save_samples_png(samples, path) -> None:
-    """Writes model samples as a PNG: images ``[N, H, W, C]`` in [-1, 1] as a grid, 2-D points
-    ``[N, 2]`` as a scatter plot."""
+def save_samples_png(samples, path, *, overwrite: bool = True) -> None:
+    """Writes model samples as a PNG (atomically; an existing file is replaced only with
+    ``overwrite``): images ``[N, H, W, C]`` in [-1, 1] as a grid, 2-D points ``[N, 2]`` as a
+    scatter plot."""
     samples = np.asarray(samples)
     if samples.ndim == 4:
-        save_image_grid(to_uint8(samples), path)
+        save_image_grid(to_uint8(samples), path, overwrite=overwrite)
         return
     if samples.ndim != 2 or samples.shape[1] != 2:
         raise ValueError(f"samples must be images [N, H, W, C] or points [N, 2], got {samples.shape}")
@@ -391,5 +398,7 @@ def save_samples_png(samples, path) -> None:
     fig, ax = plt.subplots(figsize=(4, 4))
     ax.scatter(samples[:, 0], samples[:, 1], s=2, alpha=0.5)
     ax.set_aspect("equal")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        write_file(path, lambda f: fig.savefig(f, format="png", dpi=100), overwrite=overwrite)
+    finally:
+        plt.close(fig)

@@ -30,6 +30,7 @@ from jax.sharding import Mesh
 from jaxdiff import data as data_lib
 from jaxdiff import distributed
 from jaxdiff import sharding as sharding_lib
+from jaxdiff._io import OutputWriteError, write_text
 from jaxdiff.checkpoint import Checkpointer, IncompatibleWorkdirError, check_compatible, save_config
 from jaxdiff.train.experiment import compile_train_step, train_source
 from jaxdiff.train.family import Family, build_family, run_keys
@@ -50,28 +51,76 @@ class Interrupted(Exception):
 
 class _Logger:
     """Metrics (means over each logging interval) as JSON lines (``metrics.jsonl``) and
-    TensorBoard events (``tensorboard/``), written by process 0 only."""
+    TensorBoard events (``tensorboard/``), written by process 0 only.
+
+    Each line is one ``write`` of a whole line; a partial last line (a crash or a full disk
+    mid-write) is cut off when the file is reopened. A failed write is an
+    :class:`~jaxdiff._io.OutputWriteError`.
+    """
 
     def __init__(self, workdir: Path, *, enabled: bool):
         self.enabled = enabled
-        if enabled:
-            from tensorboardX import SummaryWriter
+        if not enabled:
+            return
+        from tensorboardX import SummaryWriter
 
-            self._jsonl = open(workdir / "metrics.jsonl", "a")  # noqa: SIM115
+        self.path = workdir / "metrics.jsonl"
+        try:
+            _drop_partial_line(self.path)
+            self._jsonl = open(self.path, "a")  # noqa: SIM115
             self._tb = SummaryWriter(str(workdir / "tensorboard"))
+        except OSError as e:
+            raise OutputWriteError(f"could not open {self.path}: {e.strerror or e}") from e
 
     def write(self, step: int, metrics: dict) -> None:
         if not self.enabled:
             return
-        self._jsonl.write(json.dumps({"step": step, **metrics}) + "\n")
-        self._jsonl.flush()
-        for key, value in metrics.items():
-            self._tb.add_scalar(f"train/{key}", value, step)
+        try:
+            self._jsonl.write(json.dumps({"step": step, **metrics}) + "\n")
+            self._jsonl.flush()
+            for key, value in metrics.items():
+                self._tb.add_scalar(f"train/{key}", value, step)
+        except OSError as e:
+            raise OutputWriteError(f"could not write {self.path}: {e.strerror or e}") from e
 
-    def close(self) -> None:
-        if self.enabled:
+    def close(self, *, quiet: bool = False) -> None:
+        """Flushes and closes; with ``quiet`` (another error is being raised) a failure to
+        flush is dropped, and TensorBoard's writer is told it is closed so that it does not
+        retry at exit."""
+        if not self.enabled:
+            return
+        self.enabled = False
+        try:
             self._jsonl.close()
             self._tb.close()
+        except OSError as e:
+            _abandon(self._tb)
+            if not quiet:
+                raise OutputWriteError(f"could not write {self.path}: {e.strerror or e}") from e
+
+
+def _drop_partial_line(path: Path) -> None:
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    data = path.read_bytes()
+    if not data.endswith(b"\n"):
+        with open(path, "r+b") as f:
+            f.truncate(data.rfind(b"\n") + 1)
+
+
+def _abandon(tb) -> None:
+    """Stops tensorboardX's writer after a failed flush (it would retry, and print a traceback,
+    at exit). tensorboardX has no public call for this; it marks its event writers closed."""
+    for writer in getattr(tb, "all_writers", {}).values():
+        event_writer = getattr(writer, "event_writer", None)
+        worker = getattr(event_writer, "_worker", None)
+        if worker is not None:
+            try:
+                worker.stop()
+            except Exception:  # noqa: BLE001, S110 - best effort, the error is reported
+                pass
+        if event_writer is not None:
+            event_writer._closed = True
 
 
 def grid_path(workdir: Path, step: int) -> Path:
@@ -187,7 +236,11 @@ def train(
         log = lambda _: None  # noqa: E731 - one voice: the primary's
     workdir.mkdir(parents=True, exist_ok=True)
     checkpointer = Checkpointer(workdir / "checkpoints", max_to_keep=tcfg.keep_checkpoints)
-    restored = checkpointer.restore_latest(run.abstract_state)
+    try:
+        restored = checkpointer.restore_latest(run.abstract_state, move_aside=is_main)
+    except IncompatibleWorkdirError:
+        checkpointer.close()
+        raise
     if restored is None and checkpointer.steps():
         checkpointer.close()
         raise IncompatibleWorkdirError(
@@ -202,8 +255,12 @@ def train(
     if is_main:
         save_config(config, workdir)
         info = {"data_shape": list(run.family.data_shape)}
-        (workdir / RUN_INFO).write_text(json.dumps(info) + "\n")
-    logger = _Logger(workdir, enabled=is_main)
+        write_text(workdir / RUN_INFO, json.dumps(info) + "\n", overwrite=True)
+    try:
+        logger = _Logger(workdir, enabled=is_main)
+    except OutputWriteError:
+        checkpointer.close()
+        raise
     batch_sharding = sharding_lib.batch_sharding(run.mesh)
 
     def device_batch(step: int):
@@ -300,10 +357,12 @@ def train(
         if not grid_path(workdir, final).exists():
             grid(final, state)
         checkpointer.wait()
-        grid_note = f"; samples in {grid_path(workdir, final)}" if config.sampling.num_samples else ""
-        log(f"done: step {final}; checkpoint in {checkpointer.directory / str(final)}{grid_note}")
-        return state
-    finally:
-        checkpointer.wait()
-        checkpointer.close()
-        logger.close()
+    except BaseException:
+        checkpointer.close()  # waits for a save still in flight; its failure was raised above
+        logger.close(quiet=True)
+        raise
+    checkpointer.close()
+    logger.close()
+    grid_note = f"; samples in {grid_path(workdir, final)}" if config.sampling.num_samples else ""
+    log(f"done: step {final}; checkpoint in {checkpointer.directory / str(final)}{grid_note}")
+    return state

@@ -68,9 +68,10 @@ def make_optimizer(
     if not callable(learning_rate):
         learning_rate = learning_rate_schedule(learning_rate, warmup_steps)
     adam = optax.adam(learning_rate, b1=b1, b2=b2, eps=eps)
-    if grad_clip is None:
-        return adam
-    return optax.chain(optax.clip_by_global_norm(grad_clip), adam)
+    # One state structure with or without clipping, so that changing optim.grad_clip (which a
+    # resumed run may do) leaves the checkpoints readable.
+    clip = optax.identity() if grad_clip is None else optax.clip_by_global_norm(grad_clip)
+    return optax.chain(clip, adam)
 
 
 def ema_decay(step, *, decay: float, warmup: bool) -> jnp.ndarray:

@@ -79,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         cmd = [sys.executable, "-m", "jaxdiff", *command, *flags]
         procs.append(subprocess.Popen(cmd, env=_child_env(i, args)))
 
+    forwarded = []
+
     def forward(signum, frame):
+        forwarded.append(signum)
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
@@ -87,24 +90,23 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, forward)
 
-    failed_at = None
-    code = 0
-    while any(p.poll() is None for p in procs):
-        for i, p in enumerate(procs):
-            if p.returncode not in (None, 0) and code == 0:
-                code = _exit_code(p.returncode)
-                failed_at = time.monotonic()
-                print(f"jaxdiff.launch: process {i} exited with code {code}; waiting up to "
-                      f"{args.grace:.0f} s for the others to stop", file=sys.stderr, flush=True)
+    failed_at, code = None, 0
+    while True:
+        codes = [p.poll() for p in procs]  # poll every process, every time
+        for i, c in enumerate(codes):
+            if c not in (None, 0) and failed_at is None:
+                code, failed_at = _exit_code(c), time.monotonic()
+                if not forwarded:  # a failure, not a stop asked for
+                        print(f"jaxdiff.launch: process {i} exited with code {code}; waiting up to "
+                          f"{args.grace:.0f} s for the others to stop", file=sys.stderr, flush=True)
+        if all(c is not None for c in codes):
+            return code
         if failed_at is not None and time.monotonic() - failed_at > args.grace:
-            for i, p in enumerate(procs):
-                if p.poll() is None:
+            for i, (p, c) in enumerate(zip(procs, codes)):
+                if c is None:
                     print(f"jaxdiff.launch: killing process {i}", file=sys.stderr, flush=True)
                     p.kill()
         time.sleep(0.1)
-    if code == 0:
-        code = next((_exit_code(p.returncode) for p in procs if p.returncode), 0)
-    return code
 
 
 if __name__ == "__main__":

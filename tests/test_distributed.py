@@ -195,3 +195,21 @@ def test_a_killed_peer_stops_the_other_and_the_last_checkpoint_is_intact(tmp_pat
     assert complete and complete[-1] % 5 == 0
     step, state = _state(workdir, complete[-1])
     assert int(state.step) == step
+
+
+def test_bad_distributed_and_sharding_settings_are_one_line_errors(tmp_path, capsys):
+    base = ["train", "--config", "toy2d_ddpm", "--workdir", str(tmp_path / "run")]
+    bad = {
+        "--config.distributed.coordinator_address=localhost": "coordinator_address must be HOST:PORT",
+        "--config.distributed.process_id=2": "process_id must be in [0, num_processes=2)",
+        "--config.sharding.model_parallel=3": "model_parallel=3 must divide the number of devices",
+    }
+    for flag, message in bad.items():
+        dist = ["--config.distributed.initialize=True", "--config.distributed.num_processes=2"]
+        assert cli.main([*base, flag, *(dist if "distributed" in flag else [])]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(SystemExit) as e:
+        launch.main(["-n", "2", "--", "sample", "--workdir", str(tmp_path)])
+    assert e.value.code == 2 and "the command must be `train" in capsys.readouterr().err

@@ -9,6 +9,8 @@ into jit-friendly values:
   passed to the compiled program as arguments; the function and its non-array arguments are
   static and compared by value. Two ``partial(model.apply, variables)`` of equal modules with
   same-shaped variables then hit one cached program.
+* :func:`compiled` is ``jax.jit`` for a function whose first argument is a model function,
+  passed through :func:`as_pytree_fn`: the samplers and the bound use it.
 * :func:`static_partial` is ``functools.partial`` compared and hashed by value, for the static
   function of a cached jit (``jax.jit`` caches on the function's hash and equality).
 """
@@ -24,7 +26,7 @@ from typing import Any
 import jax
 import numpy as np
 
-__all__ = ["PytreeFn", "as_pytree_fn", "static_partial"]
+__all__ = ["PytreeFn", "as_pytree_fn", "compiled", "static_partial"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,14 +84,23 @@ class PytreeFn:
 
 def as_pytree_fn(fn: Callable) -> PytreeFn:
     """``fn`` (a ``functools.partial``, a ``jax.tree_util.Partial``, a bound method or any
-    callable) as a :class:`PytreeFn`, whose bound arrays become arguments of a jitted function
+    callable) as a :class:`PytreeFn` (a partial bound inside it too), whose bound arrays become
+    arguments of a jitted function
     it is passed to."""
     if isinstance(fn, PytreeFn):
         return fn
     if isinstance(fn, (functools.partial, jax.tree_util.Partial)):
         inner = as_pytree_fn(fn.func)
-        return PytreeFn(inner.func, (*inner.args, *fn.args), {**inner.kwargs, **fn.keywords})
+        args = tuple(_nested(a) for a in fn.args)
+        kwargs = {k: _nested(v) for k, v in fn.keywords.items()}
+        return PytreeFn(inner.func, (*inner.args, *args), {**inner.kwargs, **kwargs})
     return PytreeFn(_by_value(fn))
+
+
+def _nested(arg):
+    """A partial bound inside a partial (a model inside a wrapper) becomes a pytree too."""
+    is_partial = isinstance(arg, (functools.partial, jax.tree_util.Partial))
+    return as_pytree_fn(arg) if is_partial else arg
 
 
 class static_partial(functools.partial):  # noqa: N801 - a functools.partial
@@ -104,3 +115,21 @@ class static_partial(functools.partial):  # noqa: N801 - a functools.partial
 
     def __eq__(self, other):
         return isinstance(other, static_partial) and self._key() == other._key()
+
+
+def compiled(*, static_argnames: tuple = ()):
+    """``jax.jit`` for a chain whose first argument is a model function: the function is passed
+    as a :class:`PytreeFn`, so its parameters are arguments of the compiled program
+    and a new ``functools.partial(model.apply, variables)`` of the same architecture and shapes
+    runs the cached program."""
+
+    def decorate(chain):
+        jitted = jax.jit(chain, static_argnames=static_argnames)
+
+        @functools.wraps(chain)
+        def call(model_fn, *args, **kwargs):
+            return jitted(as_pytree_fn(model_fn), *args, **kwargs)
+
+        return call
+
+    return decorate

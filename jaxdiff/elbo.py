@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from jax.scipy.special import log_ndtr
 
 from jaxdiff import _checks
+from jaxdiff._compile import compiled
 from jaxdiff.diffusion import p_mean_variance, q_mean_variance, q_posterior, q_sample
 from jaxdiff.schedules import Schedule
 
@@ -188,6 +189,19 @@ def nll_bpd(
       L_{t-1} for t > 0); ``total = prior + decoder + diffusion``.
     """
     _checks.batched("x0", x0)
+    return _nll_bpd(
+        model_fn,
+        schedule,
+        jnp.asarray(x0),
+        rng,
+        variance=variance,
+        prediction=prediction,
+        clip_denoised=clip_denoised,
+    )
+
+
+@compiled(static_argnames=("variance", "prediction", "clip_denoised"))
+def _nll_bpd(model_fn, schedule, x0, rng, *, variance, prediction, clip_denoised):
     batch = x0.shape[0]
 
     def term(t_index):

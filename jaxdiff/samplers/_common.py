@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdiff import _checks
+from jaxdiff._compile import compiled as compiled
 
 
 class SamplerOutput(NamedTuple):
@@ -77,3 +78,4 @@ def finish(samples, trajectory, nfe, *, return_info: bool):
     if return_info:
         return SamplerOutput(samples, trajectory, nfe)
     return samples
+

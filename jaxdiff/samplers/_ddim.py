@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from jaxdiff import _checks
 from jaxdiff.diffusion import PREDICTIONS, extract, predict_eps_and_x0
-from jaxdiff.samplers._common import finish, run_chain
+from jaxdiff.samplers._common import compiled, finish, run_chain
 from jaxdiff.samplers._inpaint import Inpaint, inpaint_spec, reverse_chain
 from jaxdiff.samplers._spacing import Spacing, respaced, uniform_timesteps
 from jaxdiff.schedules import Schedule
@@ -177,9 +177,7 @@ def ddim_sample(
     return finish(x_0, trajectory, steps.num_timesteps, return_info=return_info)
 
 
-@functools.partial(
-    jax.jit, static_argnames=("model_fn", "prediction", "clip_denoised", "trajectory_every")
-)
+@compiled(static_argnames=("prediction", "clip_denoised", "trajectory_every"))
 def _ddim_chain(
     model_fn,
     schedule: Schedule,
@@ -269,7 +267,7 @@ def ddim_invert(
     return finish(x_T, trajectory, steps.num_timesteps, return_info=return_info)
 
 
-@functools.partial(jax.jit, static_argnames=("model_fn", "prediction", "trajectory_every"))
+@compiled(static_argnames=("prediction", "trajectory_every"))
 def _ddim_invert_chain(model_fn, schedule: Schedule, x_0, *, prediction, trajectory_every):
     def step(x, i):
         t = jnp.full(x.shape[:1], i, dtype=jnp.int32)

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from jaxdiff import _checks
 from jaxdiff.diffusion import PREDICTIONS, VARIANCES, p_mean_variance
-from jaxdiff.samplers._common import finish
+from jaxdiff.samplers._common import compiled, finish
 from jaxdiff.samplers._inpaint import Inpaint, inpaint_spec, reverse_chain
 from jaxdiff.samplers._spacing import Spacing, linspace_timesteps, respaced
 from jaxdiff.schedules import Schedule
@@ -118,10 +118,7 @@ def ddpm_sample(
     return finish(x_0, trajectory, schedule.num_timesteps, return_info=return_info)
 
 
-@functools.partial(
-    jax.jit,
-    static_argnames=("model_fn", "variance", "prediction", "clip_denoised", "trajectory_every"),
-)
+@compiled(static_argnames=("variance", "prediction", "clip_denoised", "trajectory_every"))
 def _ddpm_chain(
     model_fn,
     schedule: Schedule,

@@ -26,7 +26,7 @@ import numpy as np
 
 from jaxdiff import _checks
 from jaxdiff.diffusion import PREDICTIONS
-from jaxdiff.samplers._common import finish, run_chain
+from jaxdiff.samplers._common import compiled, finish, run_chain
 from jaxdiff.samplers._continuous import (
     Grid,
     alpha_sigma,
@@ -253,12 +253,7 @@ def dpm_solver_sample(
     return finish(x, trajectory, num_steps + int(denoise_to_zero), return_info=return_info)
 
 
-@functools.partial(
-    jax.jit,
-    static_argnames=(
-        "model_fn", "prediction", "clip_denoised", "denoise_to_zero", "trajectory_every"
-    ),
-)
+@compiled(static_argnames=("prediction", "clip_denoised", "denoise_to_zero", "trajectory_every"))
 def _dpm_solver_chain(
     model_fn,
     schedule,

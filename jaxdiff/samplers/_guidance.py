@@ -12,6 +12,8 @@ from collections.abc import Callable
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdiff._compile import PytreeFn, as_pytree_fn
+
 __all__ = ["guided_output", "classifier_free_guidance"]
 
 
@@ -78,14 +80,14 @@ def classifier_free_guidance(
         ) from None
     labels = jnp.concatenate([y, jnp.broadcast_to(jnp.asarray(null_label, y.dtype), y.shape)])
 
-    def guided_fn(x_t, t):
-        if x_t.shape[0] != y.shape[0]:
-            raise ValueError(
-                f"x_t has batch size {x_t.shape[0]} but y has {y.shape[0]} labels"
-            )
-        t = jnp.broadcast_to(t, x_t.shape[:1])
-        out = model_fn(jnp.concatenate([x_t, x_t]), jnp.concatenate([t, t]), labels)
-        cond, uncond = jnp.split(out, 2)
-        return guided_output(cond, uncond, scale)
+    return PytreeFn(_guided, (as_pytree_fn(model_fn), labels, scale))
 
-    return guided_fn
+
+def _guided(model_fn, labels, scale, x_t, t):
+    """The guided output of :func:`classifier_free_guidance` on the doubled batch."""
+    if 2 * x_t.shape[0] != labels.shape[0]:
+        raise ValueError(f"x_t has batch size {x_t.shape[0]} but y has {labels.shape[0] // 2} labels")
+    t = jnp.broadcast_to(t, x_t.shape[:1])
+    out = model_fn(jnp.concatenate([x_t, x_t]), jnp.concatenate([t, t]), labels)
+    cond, uncond = jnp.split(out, 2)
+    return guided_output(cond, uncond, scale)

@@ -12,7 +12,7 @@ import numpy as np
 
 from jaxdiff import _checks
 from jaxdiff.diffusion import x0_from_score_sigma
-from jaxdiff.samplers._common import finish, run_chain
+from jaxdiff.samplers._common import compiled, finish, run_chain
 from jaxdiff.samplers._inpaint import Inpaint, impute, impute_sigma, inpaint_spec
 
 __all__ = ["langevin_update", "langevin_step", "annealed_langevin", "langevin"]
@@ -164,9 +164,7 @@ def langevin(
     )
 
 
-@functools.partial(
-    jax.jit, static_argnames=("score_fn", "steps_per_sigma", "denoise_last", "trajectory_every")
-)
+@compiled(static_argnames=("steps_per_sigma", "denoise_last", "trajectory_every"))
 def _langevin_chain(
     score_fn,
     sigmas,

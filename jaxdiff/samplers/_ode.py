@@ -27,7 +27,7 @@ import numpy as np
 
 from jaxdiff import _checks
 from jaxdiff.diffusion import PREDICTIONS
-from jaxdiff.samplers._common import finish, run_chain
+from jaxdiff.samplers._common import compiled, finish, run_chain
 from jaxdiff.samplers._continuous import (
     Grid,
     alpha_sigma,
@@ -272,18 +272,12 @@ def ode_sample(
     return finish(x, trajectory, nfe, return_info=return_info)
 
 
-@functools.partial(
-    jax.jit,
-    static_argnames=(
-        "model_fn",
-        "solver",
+@compiled(static_argnames=("solver",
         "prediction",
         "clip_denoised",
         "denoise_to_zero",
         "max_steps",
-        "trajectory_every",
-    ),
-)
+        "trajectory_every"))
 def _ode_chain(
     model_fn,
     schedule,
@@ -499,18 +493,12 @@ def ode_likelihood(
     )
 
 
-@functools.partial(
-    jax.jit,
-    static_argnames=(
-        "model_fn",
-        "num_probes",
+@compiled(static_argnames=("num_probes",
         "dequantize",
         "trace",
         "solver",
         "prediction",
-        "max_steps",
-    ),
-)
+        "max_steps"))
 def _likelihood(
     model_fn,
     schedule,

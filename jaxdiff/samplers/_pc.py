@@ -19,7 +19,7 @@ import numpy as np
 
 from jaxdiff import _checks
 from jaxdiff.diffusion import PREDICTIONS, extract, predict_eps_and_x0, score_from_eps
-from jaxdiff.samplers._common import finish, run_chain
+from jaxdiff.samplers._common import compiled, finish, run_chain
 from jaxdiff.samplers._langevin import langevin_update
 from jaxdiff.samplers._spacing import Spacing, linspace_timesteps, respaced
 from jaxdiff.schedules import Schedule
@@ -214,10 +214,7 @@ def pc_sample(
     return finish(x_0, trajectory, nfe, return_info=return_info)
 
 
-@functools.partial(
-    jax.jit,
-    static_argnames=("model_fn", "predictor", "corrector_steps", "prediction", "trajectory_every"),
-)
+@compiled(static_argnames=("predictor", "corrector_steps", "prediction", "trajectory_every"))
 def _pc_chain(
     model_fn, schedule, x_T, rng, snr, *, predictor, corrector_steps, prediction, trajectory_every
 ):

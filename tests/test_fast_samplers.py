@@ -94,7 +94,7 @@ def test_first_order_chain_on_ddims_timesteps_is_ddim_sample():
     final denoising call reproduces the independent ddim_sample."""
     ddim_grid = lambda schedule, n: jnp.arange(n, -1, -1) * 50.0  # noqa: E731
     ours = samplers.dpm_solver_sample(GAUSS, SCHED, X_T, num_steps=19, order=1, grid=ddim_grid,
-                                      denoise_to_zero=True, return_info=True)
+                                      denoise_last=True, return_info=True)
     theirs = samplers.ddim_sample(GAUSS, SCHED, X_T, num_steps=20)
     np.testing.assert_allclose(ours.samples, theirs, rtol=1e-4, atol=1e-4)
     assert ours.nfe == 20

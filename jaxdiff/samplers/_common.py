@@ -20,7 +20,8 @@ class SamplerOutput(NamedTuple):
       samples: ``[B, ...]`` the final state (x_0).
       trajectory: ``[N, B, ...]`` the state after every ``trajectory_every``-th step (the last
         entry is the final state), or ``None`` when ``trajectory_every=0``.
-      nfe: number of model evaluations per example (an int, or an int array for adaptive solvers).
+      nfe: number of model evaluations per example, an int32 scalar array for every sampler
+        (an adaptive solver's count is only known on the device).
     """
 
     samples: jnp.ndarray
@@ -76,6 +77,6 @@ def run_chain(
 def finish(samples, trajectory, nfe, *, return_info: bool):
     """The sampler's return value: x_0 alone, or a :class:`SamplerOutput`."""
     if return_info:
-        return SamplerOutput(samples, trajectory, nfe)
+        return SamplerOutput(samples, trajectory, jnp.asarray(nfe, jnp.int32))
     return samples
 

@@ -18,7 +18,7 @@ levels, so they work with a real-valued timestep ``tau`` in [0, T - 1]:
 The ODE is solved from ``tau = T - 1`` (the papers' x_T) to ``tau = 0``: its end point is the
 level abar_0 = 1 - beta_0 of the papers' x_1, the last level the network was trained on, and
 the data in the sense of DPM-Solver's ``t_0 = 1 / N`` and of Song et al.'s ``eps = 1e-5``. The
-samplers' ``denoise_to_zero=True`` adds one model call that takes the x_0 estimate there, as the
+samplers' ``denoise_last=True`` adds one model call that takes the x_0 estimate there, as the
 last DDIM/DDPM step does (abar = 1).
 
 A *grid* is a function ``grid(schedule, num_steps) -> [num_steps + 1]`` of strictly
@@ -48,6 +48,9 @@ __all__ = [
     "alpha_sigma",
     "model_eps_x0",
     "real_time_model",
+    "call_real_time",
+    "integer_time_grid",
+    "is_integer_grid",
     "uniform_time_grid",
     "uniform_logsnr_grid",
     "quadratic_time_grid",
@@ -116,22 +119,32 @@ def model_eps_x0(
     *,
     prediction: str = "eps",
     clip_denoised: bool = False,
+    integer_time: bool = False,
 ):
     """Calls the network at the real timestep ``tau`` and reads its output as eps and x_0.
 
     Args:
-      model_fn: ``model_fn(x, t)``; ``t`` is :func:`model_time` at ``tau``, a float ``[B]``.
+      model_fn: ``model_fn(x, t)``; ``t`` is :func:`model_time` at ``tau``: a float ``[B]``, or
+        with ``integer_time`` the int32 model timestep (``tau`` then lies on the integers).
       schedule: the schedule the model was trained with.
       x: ``[B, ...]`` the state at level ``tau``.
       tau: scalar real timestep in [0, T - 1].
       prediction: what the network predicts: ``eps``, ``x0`` or ``v``.
       clip_denoised: clip the x_0 estimate to [-1, 1] (and recompute eps from it).
+      integer_time: call the network with int32 timesteps (a grid on the integers).
 
     Returns:
       ``(eps, x0)``, each ``[B, ...]``.
+
+    Raises:
+      TypeError: in one line naming :func:`real_time_model`, when ``model_fn`` cannot take a
+        float t (e.g. it indexes a table by t).
     """
     t = jnp.full(x.shape[:1], model_time(schedule, tau), dtype=schedule.betas.dtype)
-    out = model_fn(x, t)
+    if integer_time:
+        out = model_fn(x, jnp.round(t).astype(jnp.int32))
+    else:
+        out = call_real_time(model_fn, x, t)
     _checks.same_shape("model output", out, "x", x)
     level = _at_levels(schedule, continuous_log_snr(schedule, tau))
     return predict_eps_and_x0(
@@ -142,6 +155,22 @@ def model_eps_x0(
         prediction=prediction,
         clip_denoised=clip_denoised,
     )
+
+
+def call_real_time(model_fn: Callable, x, t):
+    """``model_fn(x, t)`` with a float ``t`` ``[B]``, for the continuous-time solvers; a model
+    that cannot take one gets a single line that names the fix instead of JAX's deep error."""
+    try:
+        return model_fn(x, t)
+    except (TypeError, ValueError) as err:
+        if "integer" not in str(err):
+            raise
+        raise TypeError(
+            "model_fn cannot take a real-valued t (it raised: "
+            f"{str(err).splitlines()[0]}); the continuous-time solvers call it with a float t [B]: "
+            "wrap a table-based model with jaxdiff.samplers.real_time_model, or sample on the "
+            "integer timesteps (ddpm, ddim, pc, dpm_solver with its default grid)"
+        ) from None
 
 
 def real_time_model(make_model: Callable[[Schedule], Callable], schedule: Schedule) -> Callable:
@@ -167,6 +196,30 @@ def real_time_model(make_model: Callable[[Schedule], Callable], schedule: Schedu
         return make_model(levels)(x, jnp.arange(x.shape[0]))
 
     return model_fn
+
+
+def integer_time_grid(schedule: Schedule, num_steps: int) -> jnp.ndarray:
+    """``num_steps`` near-equal steps on the integer timesteps from T - 1 to 0, so the network is
+    called with int32 t (as diffusers' multistep DPM-Solver spaces its timesteps "linspace").
+
+    Raises:
+      ValueError: if ``num_steps`` > T - 1 (the integers cannot give more distinct levels).
+    """
+    last = schedule.num_timesteps - 1
+    if num_steps > last:
+        raise ValueError(
+            f"num_steps must be at most T - 1 = {last} on the integer timesteps, got {num_steps}; "
+            "pass grid=uniform_logsnr_grid for real-valued levels"
+        )
+    return jnp.round(jnp.linspace(last, 0.0, num_steps + 1, dtype=schedule.betas.dtype))
+
+
+def is_integer_grid(taus) -> bool:
+    """Whether concrete grid levels all lie on the integers (traced levels: False)."""
+    if isinstance(taus, jax.core.Tracer):
+        return False
+    values = np.asarray(taus)
+    return bool(np.all(values == np.round(values)))
 
 
 def uniform_time_grid(schedule: Schedule, num_steps: int) -> jnp.ndarray:

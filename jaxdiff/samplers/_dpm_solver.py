@@ -32,8 +32,9 @@ from jaxdiff.samplers._continuous import (
     alpha_sigma,
     continuous_log_snr,
     grid_times,
+    integer_time_grid,
+    is_integer_grid,
     model_eps_x0,
-    uniform_logsnr_grid,
 )
 from jaxdiff.schedules import Schedule
 
@@ -136,12 +137,14 @@ def dpm_solver_pp_step(
     order,
     prediction: str = "eps",
     clip_denoised: bool = False,
+    integer_time: bool = False,
 ) -> DPMSolverState:
     """One step of multistep DPM-Solver++: a model call at (``state.x``, ``tau``) and the
     :func:`dpm_solver_pp_update` of ``order`` from ``tau`` to ``tau_next``.
 
     Args:
-      model_fn: ``model_fn(x, t)`` with ``t`` a float ``[B]`` (see :func:`model_time`).
+      model_fn: ``model_fn(x, t)`` with ``t`` a float ``[B]`` (see :func:`model_time`), or
+        int32 with ``integer_time``.
       schedule: the schedule the model was trained with.
       state: the carry; its x is at level ``tau``.
       tau, tau_next: scalar real timesteps, ``tau > tau_next`` (from T - 1 to 0).
@@ -150,6 +153,7 @@ def dpm_solver_pp_step(
       prediction: ``eps``, ``x0`` or ``v``.
       clip_denoised: clip the data prediction to [-1, 1] (static thresholding,
         Saharia et al. 2022, as DPM-Solver++ allows for data prediction).
+      integer_time: ``tau`` lies on the integers: call the network with int32 t.
 
     Returns:
       The state at ``tau_next``.
@@ -157,7 +161,13 @@ def dpm_solver_pp_step(
     if isinstance(order, int):
         _check_order(order)
     _, x0 = model_eps_x0(
-        model_fn, schedule, state.x, tau, prediction=prediction, clip_denoised=clip_denoised
+        model_fn,
+        schedule,
+        state.x,
+        tau,
+        prediction=prediction,
+        clip_denoised=clip_denoised,
+        integer_time=integer_time,
     )
     x0_preds = jnp.concatenate([x0[None], state.x0_preds[:-1]])
     log_snr = continuous_log_snr(schedule, tau)
@@ -196,39 +206,42 @@ def dpm_solver_sample(
     num_steps: int,
     order: int = 2,
     prediction: str = "eps",
-    grid: Grid = uniform_logsnr_grid,
+    grid: Grid = integer_time_grid,
     lower_order_final: bool = True,
     clip_denoised: bool = False,
-    denoise_to_zero: bool = False,
+    denoise_last: bool = False,
     return_info: bool = False,
     trajectory_every: int = 1,
 ):
     """Samples with multistep DPM-Solver++ (Lu et al. 2022b, Alg. 2 and its order-3 analogue),
     one ``lax.scan`` over the steps.
 
-    The chain visits the levels ``grid(schedule, num_steps)`` (by default equal steps in
-    log-SNR from tau = T - 1 to tau = 0) with one model call per step, and returns the state at
-    the last level, abar_0 = 1 - beta_0 for the built-in grids.
+    The chain visits the levels ``grid(schedule, num_steps)`` (by default near-equal steps on
+    the integer timesteps from T - 1 to 0) with one model call per step, and returns the state
+    at the last level, abar_0 = 1 - beta_0 for the built-in grids.
 
     Args:
-      model_fn: ``model_fn(x_t, t) -> output`` of the model trained on ``schedule``; ``t`` is a
-        float ``[B]`` (fractional between the training timesteps, see :func:`model_time`).
+      model_fn: ``model_fn(x_t, t) -> output`` of the model trained on ``schedule``; ``t`` is
+        int32 ``[B]`` when the grid lies on the integers (the default), else a float ``[B]``
+        (fractional between the training timesteps, see :func:`model_time`).
       schedule: the training schedule (T >= 2 steps).
       x_T: ``[B, ...]`` starting noise, x at tau = T - 1.
       num_steps: number of steps (= model calls), in [1, T].
       order: 1 (DDIM), 2 (DPM-Solver++(2M)) or 3.
       prediction: what the network predicts: ``eps``, ``x0`` or ``v``.
       grid: the levels, ``grid(schedule, num_steps) -> [num_steps + 1]`` decreasing taus:
-        :func:`uniform_logsnr_grid`, :func:`uniform_time_grid` or :func:`quadratic_time_grid`.
+        :func:`integer_time_grid`, or real-valued ones (:func:`uniform_logsnr_grid`, equal
+        steps in log-SNR as Lu et al. 2022a recommend; :func:`uniform_time_grid`,
+        :func:`quadratic_time_grid`).
       lower_order_final: lower the order over the last steps of chains shorter than 10 steps.
       clip_denoised: clip every data prediction to [-1, 1].
-      denoise_to_zero: one more model call at the end that returns its x_0 estimate (abar = 1).
+      denoise_last: one more model call at the end that returns its x_0 estimate (abar = 1).
       return_info: return a :class:`SamplerOutput` (samples, trajectory, nfe).
       trajectory_every: with ``return_info``, keep the state after every k-th step (0: none).
 
     Returns:
       ``[B, ...]`` the samples, or a :class:`SamplerOutput` with
-      ``nfe = num_steps + denoise_to_zero``.
+      ``nfe = num_steps + denoise_last``.
 
     Raises:
       ValueError: for an order other than 1, 2 or 3, ``num_steps`` outside [1, T], an unknown
@@ -238,6 +251,9 @@ def dpm_solver_sample(
     _checks.one_of("prediction", prediction, PREDICTIONS)
     _check_order(order)
     taus = grid_times(schedule, num_steps, grid)
+    integer_time = is_integer_grid(taus) or (
+        isinstance(taus, jax.core.Tracer) and grid is integer_time_grid
+    )
     orders = dpm_solver_orders(num_steps, order, lower_order_final=lower_order_final)
     x, trajectory = _dpm_solver_chain(
         model_fn,
@@ -247,13 +263,18 @@ def dpm_solver_sample(
         jnp.asarray(orders),
         prediction=prediction,
         clip_denoised=clip_denoised,
-        denoise_to_zero=denoise_to_zero,
+        denoise_last=denoise_last,
+        integer_time=integer_time,
         trajectory_every=trajectory_every if return_info else 0,
     )
-    return finish(x, trajectory, num_steps + int(denoise_to_zero), return_info=return_info)
+    return finish(x, trajectory, num_steps + int(denoise_last), return_info=return_info)
 
 
-@compiled(static_argnames=("prediction", "clip_denoised", "denoise_to_zero", "trajectory_every"))
+@compiled(
+    static_argnames=(
+        "prediction", "clip_denoised", "denoise_last", "integer_time", "trajectory_every"
+    )
+)
 def _dpm_solver_chain(
     model_fn,
     schedule,
@@ -263,7 +284,8 @@ def _dpm_solver_chain(
     *,
     prediction,
     clip_denoised,
-    denoise_to_zero,
+    denoise_last,
+    integer_time,
     trajectory_every,
 ):
     def step(state, inputs):
@@ -277,6 +299,7 @@ def _dpm_solver_chain(
             order=order,
             prediction=prediction,
             clip_denoised=clip_denoised,
+            integer_time=integer_time,
         )
 
     state, trajectory = run_chain(
@@ -287,9 +310,15 @@ def _dpm_solver_chain(
         trajectory_every=trajectory_every,
     )
     x = state.x
-    if denoise_to_zero:
+    if denoise_last:
         _, x = model_eps_x0(
-            model_fn, schedule, x, taus[-1], prediction=prediction, clip_denoised=clip_denoised
+            model_fn,
+            schedule,
+            x,
+            taus[-1],
+            prediction=prediction,
+            clip_denoised=clip_denoised,
+            integer_time=integer_time,
         )
     return x, trajectory
 

@@ -209,7 +209,7 @@ def ode_sample(
     prediction: str = "eps",
     grid: Grid = uniform_logsnr_grid,
     clip_denoised: bool = False,
-    denoise_to_zero: bool = False,
+    denoise_last: bool = False,
     max_steps: int = 4096,
     return_info: bool = False,
     trajectory_every: int = 1,
@@ -237,14 +237,14 @@ def ode_sample(
       prediction: ``eps``, ``x0`` or ``v``.
       grid: the levels (see :func:`uniform_logsnr_grid`).
       clip_denoised: clip the x_0 estimate to [-1, 1] at every model call.
-      denoise_to_zero: one more model call that returns its x_0 estimate at the end (abar = 1).
+      denoise_last: one more model call that returns its x_0 estimate at the end (abar = 1).
       max_steps: the adaptive solver's step budget (it raises beyond it).
       return_info: return a :class:`SamplerOutput` (samples, trajectory, nfe).
       trajectory_every: with ``return_info``, the state after every k-th step or grid level.
 
     Returns:
       ``[B, ...]`` samples, or a :class:`SamplerOutput` whose ``nfe`` is ``2 num_steps`` for
-      Heun and an int scalar array for an adaptive method (plus 1 with ``denoise_to_zero``).
+      Heun and an int scalar array for an adaptive method (plus 1 with ``denoise_last``).
 
     Raises:
       ValueError: for an unknown method, ``num_steps`` outside
@@ -265,7 +265,7 @@ def ode_sample(
         solver=solver,
         prediction=prediction,
         clip_denoised=clip_denoised,
-        denoise_to_zero=denoise_to_zero,
+        denoise_last=denoise_last,
         max_steps=max_steps,
         trajectory_every=keep,
     )
@@ -275,7 +275,7 @@ def ode_sample(
 @compiled(static_argnames=("solver",
         "prediction",
         "clip_denoised",
-        "denoise_to_zero",
+        "denoise_last",
         "max_steps",
         "trajectory_every"))
 def _ode_chain(
@@ -289,7 +289,7 @@ def _ode_chain(
     solver,
     prediction,
     clip_denoised,
-    denoise_to_zero,
+    denoise_last,
     max_steps,
     trajectory_every,
 ):
@@ -322,7 +322,7 @@ def _ode_chain(
         if ys is not None:  # [N, B, ...], scaled back to x
             trajectory = ys * alphas[saved].reshape((-1,) + (1,) * (ys.ndim - 1))
     x = alphas[-1] * y
-    if denoise_to_zero:
+    if denoise_last:
         _, x = model_eps_x0(
             model_fn, schedule, x, taus[-1], prediction=prediction, clip_denoised=clip_denoised
         )

@@ -208,9 +208,7 @@ def _sample(args) -> int:
     grid_path = _new_file(output.with_suffix(".png"), "grid")
     run = _load(args.workdir)
     sampler = args.sampler or run.config.sampling.sampler
-    steps_field = {"langevin": "steps_per_sigma", "ddpm": "ddpm_num_steps"}.get(sampler, "num_steps")
-    steps = {steps_field: args.steps}
-    sample = train.build_sampler(run.config, run.experiment, sampler=sampler, **steps)
+    sample = train.build_sampler(run.config, run.experiment, sampler=sampler, num_steps=args.steps)
     fn = jax.jit(lambda v, rng: sample(v, rng, args.num))
     x = jax.device_get(fn(run.variables, jax.random.PRNGKey(args.seed)))
     samples = data.to_uint8(x) if x.ndim == 4 else x  # images as uint8; points as floats

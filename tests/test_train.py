@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 import flax.struct
 import jax
@@ -15,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdiff import checkpoint, cli, train
+from jaxdiff import checkpoint, cli, samplers, train
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -260,3 +261,47 @@ def test_the_driver_trains_any_family(tmp_path, monkeypatch):
     for s in range(4, 6):
         mu = mu - 0.5 * (mu - batches[s]["x"].mean(axis=0))
     np.testing.assert_allclose(resumed.mu, mu, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "sampler, direct",
+    [
+        ("ddpm", lambda f, p, x, rng, n: samplers.ddpm_sample(f, p, x, rng, num_steps=n,
+                                                              clip_denoised=False)),
+        ("ddim", lambda f, p, x, rng, n: samplers.ddim_sample(f, p, x, rng, num_steps=n)),
+    ],
+)
+def test_build_sampler_honours_num_steps_for_every_sampler(sampler, direct):
+    """``num_steps`` (the CLI's --steps) reaches each sampler's own step field: the result is
+    the library sampler's with that many steps, from the same prior draw and chain key."""
+    config = tiny_config()
+    exp = train.build_experiment(config, data_shape=(2,))
+    key = jax.random.PRNGKey(0)
+    params = train.initial_state(exp, key, rng=key).params
+    params = jax.tree.map(lambda p: p + 0.01 * jnp.ones_like(p), params)  # a non-zero output layer
+    sample = train.build_sampler(config, exp, sampler=sampler, num_steps=5)
+    got = sample({"params": params}, key, 4)
+    prior_key, chain_key = jax.random.split(key)
+    x_T = exp.prior(prior_key, (4, 2))
+    model_fn = functools.partial(exp.model.apply, {"params": params})
+    np.testing.assert_allclose(got, direct(model_fn, exp.process, x_T, chain_key, 5), rtol=1e-5,
+                               atol=1e-6)
+    assert not np.allclose(got, direct(model_fn, exp.process, x_T, chain_key, 10), atol=1e-3)
+
+
+def test_build_sampler_maps_num_steps_of_langevin_to_steps_per_sigma():
+    config = cli.load_config_file("digits_ncsn")
+    exp = train.build_experiment(config, data_shape=(8, 8, 1))
+    key = jax.random.PRNGKey(0)
+    state = jax.eval_shape(functools.partial(train.initial_state, exp, rng=key), key)
+    seen = []
+    original = samplers.annealed_langevin
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["steps_per_sigma"])
+        return original(*args, **kwargs)
+
+    with mock.patch.object(samplers, "annealed_langevin", spy):
+        sample = train.build_sampler(config, exp, num_steps=7)
+        jax.eval_shape(lambda p: sample({"params": p}, key, 2), state.ema_params)
+    assert seen == [7]

@@ -256,20 +256,31 @@ SAMPLERS: dict[str, Callable] = {
 }
 
 
+# The config field that holds each sampler's number of steps (``num_steps`` for the others):
+# ``build_sampler(..., num_steps=N)`` sets it, so ``--steps N`` means the same for every sampler.
+STEP_FIELDS = {"ddpm": "ddpm_num_steps", "langevin": "steps_per_sigma"}
+
+
 def build_sampler(config: ml_collections.ConfigDict, experiment: Experiment, **overrides):
     """Resolves ``config.sampling.sampler`` into ``sample(variables, rng, num) -> x_0``.
 
     Args:
       config: the run's config.
       experiment: from :func:`build_experiment`.
-      **overrides: replace fields of ``config.sampling`` (``sampler="ddim"``, ``num_steps=50``).
+      **overrides: replace fields of ``config.sampling`` (``sampler="ddim"``); ``num_steps``
+        sets the chosen sampler's step count, whatever its field (:data:`STEP_FIELDS`: the
+        respaced steps of ddpm, the steps per noise level of langevin).
 
     Returns:
       A function of the model variables, a key and the (static) number of samples, returning
       ``[num, *data_shape]`` float samples in the model range. Jit it as a whole.
     """
     merged = ml_collections.ConfigDict(dict(config.sampling))
-    merged.update({k: v for k, v in overrides.items() if v is not None})
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    sampler = overrides.get("sampler", merged.sampler)
+    if "num_steps" in overrides:
+        overrides[STEP_FIELDS.get(sampler, "num_steps")] = overrides.pop("num_steps")
+    merged.update(overrides)
     merged.prediction = config.diffusion.get("prediction", "eps")
     merged.variance = config.diffusion.get("variance", "fixed_small")
     if merged.sampler not in SAMPLERS:

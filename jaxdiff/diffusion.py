@@ -24,6 +24,13 @@ __all__ = [
     "q_sample",
     "q_mean_variance",
     "q_posterior",
+    "x0_from_eps",
+    "eps_from_x0",
+    "v_from_eps_x0",
+    "eps_x0_from_v",
+    "score_from_eps_alpha_sigma",
+    "velocity_from_eps_x0",
+    "eps_x0_from_output",
     "predict_x0_from_eps",
     "predict_eps_from_x0",
     "predict_x0_from_v",
@@ -50,6 +57,14 @@ def extract(values: jnp.ndarray, t: jnp.ndarray, ndim: int) -> jnp.ndarray:
     """Gathers ``values[t]`` ([T] -> [B]) and reshapes it to ``[B, 1, ..., 1]`` of rank ``ndim``."""
     out = jnp.take(values, t, axis=0)
     return out.reshape(out.shape + (1,) * (ndim - 1))
+
+
+def _alpha_sigma(schedule: Schedule, t, ndim: int):
+    """sqrt(abar_t) and sqrt(1 - abar_t), gathered to ``[B, 1, ...]`` of rank ``ndim``."""
+    return (
+        extract(schedule.sqrt_alphas_cumprod, t, ndim),
+        extract(schedule.sqrt_one_minus_alphas_cumprod, t, ndim),
+    )
 
 
 def _check_xt(schedule: Schedule, x, t, name: str = "x_t") -> None:
@@ -119,49 +134,93 @@ def q_posterior(schedule: Schedule, x0: jnp.ndarray, x_t: jnp.ndarray, t: jnp.nd
 # --- conversions between eps, x0, v and the score --------------------------------------------
 
 
+# --- conversions over (alpha, sigma): every Gaussian path x = alpha x_0 + sigma eps ------------
+# alpha and sigma broadcast against x ([B, 1, ...] or scalars). The discrete-schedule forms
+# below gather them from the tables and call these.
+
+
+def x0_from_eps(x, eps, alpha, sigma) -> jnp.ndarray:
+    """x_0 = (x - sigma eps) / alpha, the path x = alpha x_0 + sigma eps solved for x_0."""
+    return (x - sigma * eps) / alpha
+
+
+def eps_from_x0(x, x0, alpha, sigma) -> jnp.ndarray:
+    """eps = (x - alpha x_0) / sigma."""
+    return (x - alpha * x0) / sigma
+
+
+def v_from_eps_x0(eps, x0, alpha, sigma) -> jnp.ndarray:
+    """v = alpha eps - sigma x_0 (Salimans & Ho 2022, Sec. 4)."""
+    return alpha * eps - sigma * x0
+
+
+def eps_x0_from_v(x, v, alpha, sigma):
+    """(eps, x_0) from v: x_0 = (alpha x - sigma v) / r, eps = (sigma x + alpha v) / r with
+    r = alpha^2 + sigma^2 (= 1 for a variance-preserving path; Salimans & Ho 2022, Sec. 4)."""
+    r = alpha**2 + sigma**2
+    return (sigma * x + alpha * v) / r, (alpha * x - sigma * v) / r
+
+
+def score_from_eps_alpha_sigma(eps, sigma) -> jnp.ndarray:
+    """grad_x log q(x) ~= -eps / sigma (Vincent 2011; Song et al. 2021, Sec. 3.3)."""
+    return -eps / sigma
+
+
+def velocity_from_eps_x0(eps, x0, dalpha, dsigma) -> jnp.ndarray:
+    """dx/dt = alpha'(t) x_0 + sigma'(t) eps along the path; eps - x_0 on the linear flow path
+    x = (1 - t) x_0 + t eps (Lipman et al. 2023; Liu et al. 2023)."""
+    return dalpha * x0 + dsigma * eps
+
+
+def eps_x0_from_output(out, x, alpha, sigma, *, prediction: str = "eps", clip_denoised: bool = False):
+    """Reads a network output at a point x of the path as (eps, x_0), for any prediction type
+    (eps, x0, v); with ``clip_denoised`` x_0 is clipped to [-1, 1] and eps recomputed from it.
+
+    Returns:
+      ``(eps, x0)``, each of ``x``'s shape.
+    """
+    _checks.one_of("prediction", prediction, PREDICTIONS)
+    if prediction == "eps":
+        eps, x0 = out, x0_from_eps(x, out, alpha, sigma)
+    elif prediction == "x0":
+        eps, x0 = eps_from_x0(x, out, alpha, sigma), out
+    else:
+        eps, x0 = eps_x0_from_v(x, out, alpha, sigma)
+    if clip_denoised:
+        x0 = jnp.clip(x0, -1.0, 1.0)
+        eps = eps_from_x0(x, x0, alpha, sigma)
+    return eps, x0
+
+
+
 def predict_x0_from_eps(schedule: Schedule, x_t, t, eps) -> jnp.ndarray:
     """x_0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t) (Ho et al. 2020, eq. 4 solved for x_0)."""
-    nd = x_t.ndim
-    return x_t / extract(schedule.sqrt_alphas_cumprod, t, nd) - eps * extract(
-        schedule.sqrt_one_minus_alphas_cumprod / schedule.sqrt_alphas_cumprod, t, nd
-    )
+    return x0_from_eps(x_t, eps, *_alpha_sigma(schedule, t, x_t.ndim))
 
 
 def predict_eps_from_x0(schedule: Schedule, x_t, t, x0) -> jnp.ndarray:
     """eps = (x_t - sqrt(abar_t) x_0) / sqrt(1 - abar_t) (Ho et al. 2020, eq. 4 solved for eps)."""
-    nd = x_t.ndim
-    return (x_t - extract(schedule.sqrt_alphas_cumprod, t, nd) * x0) / extract(
-        schedule.sqrt_one_minus_alphas_cumprod, t, nd
-    )
+    return eps_from_x0(x_t, x0, *_alpha_sigma(schedule, t, x_t.ndim))
 
 
 def v_from_x0_eps(schedule: Schedule, x0, t, eps) -> jnp.ndarray:
     """The velocity v = sqrt(abar_t) eps - sqrt(1 - abar_t) x_0 (Salimans & Ho 2022, Sec. 4)."""
-    nd = x0.ndim
-    return extract(schedule.sqrt_alphas_cumprod, t, nd) * eps - extract(
-        schedule.sqrt_one_minus_alphas_cumprod, t, nd
-    ) * x0
+    return v_from_eps_x0(eps, x0, *_alpha_sigma(schedule, t, x0.ndim))
 
 
 def predict_x0_from_v(schedule: Schedule, x_t, t, v) -> jnp.ndarray:
     """x_0 = sqrt(abar_t) x_t - sqrt(1 - abar_t) v (Salimans & Ho 2022, Sec. 4)."""
-    nd = x_t.ndim
-    return extract(schedule.sqrt_alphas_cumprod, t, nd) * x_t - extract(
-        schedule.sqrt_one_minus_alphas_cumprod, t, nd
-    ) * v
+    return eps_x0_from_v(x_t, v, *_alpha_sigma(schedule, t, x_t.ndim))[1]
 
 
 def predict_eps_from_v(schedule: Schedule, x_t, t, v) -> jnp.ndarray:
     """eps = sqrt(1 - abar_t) x_t + sqrt(abar_t) v (Salimans & Ho 2022, Sec. 4)."""
-    nd = x_t.ndim
-    return extract(schedule.sqrt_one_minus_alphas_cumprod, t, nd) * x_t + extract(
-        schedule.sqrt_alphas_cumprod, t, nd
-    ) * v
+    return eps_x0_from_v(x_t, v, *_alpha_sigma(schedule, t, x_t.ndim))[0]
 
 
 def score_from_eps(schedule: Schedule, t, eps) -> jnp.ndarray:
     """grad_x log q(x_t) ~= -eps / sqrt(1 - abar_t) (Song et al. 2021, Sec. 3.3 / Vincent 2011)."""
-    return -eps / extract(schedule.sqrt_one_minus_alphas_cumprod, t, eps.ndim)
+    return score_from_eps_alpha_sigma(eps, extract(schedule.sqrt_one_minus_alphas_cumprod, t, eps.ndim))
 
 
 def eps_from_score(schedule: Schedule, t, score) -> jnp.ndarray:
@@ -188,18 +247,10 @@ def predict_eps_and_x0(
     Returns:
       ``(eps, x0)``, each ``[B, ...]``.
     """
-    _checks.one_of("prediction", prediction, PREDICTIONS)
-    if prediction == "eps":
-        eps, x0 = model_output, predict_x0_from_eps(schedule, x_t, t, model_output)
-    elif prediction == "x0":
-        eps, x0 = predict_eps_from_x0(schedule, x_t, t, model_output), model_output
-    else:
-        eps = predict_eps_from_v(schedule, x_t, t, model_output)
-        x0 = predict_x0_from_v(schedule, x_t, t, model_output)
-    if clip_denoised:
-        x0 = jnp.clip(x0, -1.0, 1.0)
-        eps = predict_eps_from_x0(schedule, x_t, t, x0)
-    return eps, x0
+    alpha, sigma = _alpha_sigma(schedule, t, x_t.ndim)
+    return eps_x0_from_output(
+        model_output, x_t, alpha, sigma, prediction=prediction, clip_denoised=clip_denoised
+    )
 
 
 def training_target(schedule: Schedule, x0, t, noise, *, prediction: str = "eps") -> jnp.ndarray:

@@ -19,6 +19,8 @@ import flax.struct
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdiff.processes import vp_alpha_sigma
+
 __all__ = [
     "Schedule",
     "from_betas",
@@ -74,6 +76,40 @@ class Schedule:
     def log_snr(self) -> jnp.ndarray:
         """log(abar_t / (1 - abar_t)), the log signal-to-noise ratio of x_t (Kingma et al. 2021)."""
         return jnp.log(self.alphas_cumprod) - self.log_one_minus_alphas_cumprod
+
+    # --- the schedule as a process of :mod:`jaxdiff.processes`, in real time tau -------------
+    # At an integer tau = k the level is step k; in between the log-SNR is linear in tau (as
+    # Lu et al. 2022a, Sec. 3.4, interpolate a discrete schedule; they interpolate
+    # log sqrt(abar), which agrees at the integers).
+
+    @property
+    def t_noise(self) -> float:
+        """tau = T - 1, the papers' x_T."""
+        return float(self.num_timesteps - 1)
+
+    @property
+    def t_data(self) -> float:
+        """tau = 0, the papers' x_1 (abar_0 = 1 - beta_0), the last level the network saw."""
+        return 0.0
+
+    def _index(self) -> jnp.ndarray:
+        return jnp.arange(self.num_timesteps, dtype=self.alphas_cumprod.dtype)
+
+    def log_snr_at(self, tau) -> jnp.ndarray:
+        """The log-SNR at real timesteps ``tau`` in [0, T - 1] (T >= 2)."""
+        return jnp.interp(tau, self._index(), self.log_snr)
+
+    def alpha_sigma(self, tau):
+        """sqrt(abar) and sqrt(1 - abar) at real timesteps ``tau``."""
+        return vp_alpha_sigma(self.log_snr_at(tau))
+
+    def time_at_log_snr(self, log_snr) -> jnp.ndarray:
+        """The inverse of :meth:`log_snr_at` (the log-SNR decreases strictly in tau)."""
+        return jnp.interp(log_snr, self.log_snr[::-1], self._index()[::-1])
+
+    def model_time(self, tau) -> jnp.ndarray:
+        """The network's time input at ``tau``: :attr:`timesteps` interpolated linearly (float)."""
+        return jnp.interp(tau, self._index(), self.timesteps.astype(self.betas.dtype))
 
 
 def from_betas(betas) -> Schedule:

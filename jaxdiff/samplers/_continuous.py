@@ -37,7 +37,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdiff import _checks
-from jaxdiff.diffusion import predict_eps_and_x0
+from jaxdiff.diffusion import eps_x0_from_output
+from jaxdiff.processes import vp_alpha_sigma
 from jaxdiff.schedules import Schedule
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "model_eps_x0",
     "real_time_model",
     "call_real_time",
+    "vp_scale",
     "integer_time_grid",
     "is_integer_grid",
     "uniform_time_grid",
@@ -57,42 +59,33 @@ __all__ = [
     "karras_grid",
 ]
 
-Grid = Callable[[Schedule, int], jnp.ndarray]
+Grid = Callable[..., jnp.ndarray]  # grid(process, num_steps) -> [num_steps + 1] times
 
 
-def _index(schedule: Schedule) -> jnp.ndarray:
-    return jnp.arange(schedule.num_timesteps, dtype=schedule.alphas_cumprod.dtype)
+def continuous_log_snr(process, tau) -> jnp.ndarray:
+    """The log-SNR of ``process`` at real times ``tau`` (a discrete schedule's values, linear in
+    between: :meth:`~jaxdiff.schedules.Schedule.log_snr_at`)."""
+    return process.log_snr_at(tau)
 
 
-def continuous_log_snr(schedule: Schedule, tau) -> jnp.ndarray:
-    """The log-SNR log(abar / (1 - abar)) at the real timestep ``tau``: the schedule's values,
-    linear in between (Kingma et al. 2021, for the log-SNR; the interpolation of a discrete
-    schedule as in Lu et al. 2022a, Sec. 3.4).
-
-    Args:
-      schedule: the discrete schedule (T >= 2).
-      tau: array of real timesteps in [0, T - 1].
-
-    Returns:
-      The log-SNR, of ``tau``'s shape.
-    """
-    return jnp.interp(tau, _index(schedule), schedule.log_snr)
+def tau_from_log_snr(process, log_snr) -> jnp.ndarray:
+    """The inverse of :func:`continuous_log_snr`."""
+    return process.time_at_log_snr(log_snr)
 
 
-def tau_from_log_snr(schedule: Schedule, log_snr) -> jnp.ndarray:
-    """The inverse of :func:`continuous_log_snr` (the log-SNR decreases strictly in tau)."""
-    return jnp.interp(log_snr, schedule.log_snr[::-1], _index(schedule)[::-1])
+def model_time(process, tau) -> jnp.ndarray:
+    """The network's time input at ``tau`` (a schedule's model timesteps interpolated, float)."""
+    return process.model_time(tau)
 
 
-def model_time(schedule: Schedule, tau) -> jnp.ndarray:
-    """The network's time input at ``tau``: ``schedule.timesteps`` interpolated linearly (float)."""
-    return jnp.interp(tau, _index(schedule), schedule.timesteps.astype(schedule.betas.dtype))
+alpha_sigma = vp_alpha_sigma
 
 
-def alpha_sigma(log_snr):
-    """alpha = sqrt(abar) and sigma = sqrt(1 - abar) from the log-SNR l = log(abar / (1 - abar)):
-    abar = sigmoid(l), 1 - abar = sigmoid(-l) (Kingma et al. 2021), in log space."""
-    return jnp.exp(0.5 * jax.nn.log_sigmoid(log_snr)), jnp.exp(0.5 * jax.nn.log_sigmoid(-log_snr))
+def vp_scale(process, tau) -> jnp.ndarray:
+    """alpha_vp / alpha at ``tau``: the factor from the process's x to the variance-preserving
+    x of the same log-SNR, in which the solvers step (1 for a VP process). Both share x_0 and
+    eps, so the model is called on the process's own x."""
+    return vp_alpha_sigma(process.log_snr_at(tau))[0] / process.alpha_sigma(tau)[0]
 
 
 def _at_levels(schedule: Schedule, log_snr) -> Schedule:
@@ -113,7 +106,7 @@ def _at_levels(schedule: Schedule, log_snr) -> Schedule:
 
 def model_eps_x0(
     model_fn: Callable,
-    schedule: Schedule,
+    process,
     x: jnp.ndarray,
     tau,
     *,
@@ -126,9 +119,11 @@ def model_eps_x0(
     Args:
       model_fn: ``model_fn(x, t)``; ``t`` is :func:`model_time` at ``tau``: a float ``[B]``, or
         with ``integer_time`` the int32 model timestep (``tau`` then lies on the integers).
-      schedule: the schedule the model was trained with.
-      x: ``[B, ...]`` the state at level ``tau``.
-      tau: scalar real timestep in [0, T - 1].
+      process: the process the model was trained on (a :class:`Schedule` or one of
+        :mod:`jaxdiff.processes`).
+      x: ``[B, ...]`` the state at level ``tau`` in the variance-preserving scaling of the
+        solvers (x of the process times alpha_vp / alpha: unchanged for a schedule).
+      tau: scalar time (for a schedule a real timestep in [0, T - 1]).
       prediction: what the network predicts: ``eps``, ``x0`` or ``v``.
       clip_denoised: clip the x_0 estimate to [-1, 1] (and recompute eps from it).
       integer_time: call the network with int32 timesteps (a grid on the integers).
@@ -140,21 +135,15 @@ def model_eps_x0(
       TypeError: in one line naming :func:`real_time_model`, when ``model_fn`` cannot take a
         float t (e.g. it indexes a table by t).
     """
-    t = jnp.full(x.shape[:1], model_time(schedule, tau), dtype=schedule.betas.dtype)
+    alpha, sigma = process.alpha_sigma(tau)
+    x = x / vp_scale(process, tau)
+    t = jnp.full(x.shape[:1], process.model_time(tau), dtype=x.dtype)
     if integer_time:
         out = model_fn(x, jnp.round(t).astype(jnp.int32))
     else:
         out = call_real_time(model_fn, x, t)
     _checks.same_shape("model output", out, "x", x)
-    level = _at_levels(schedule, continuous_log_snr(schedule, tau))
-    return predict_eps_and_x0(
-        level,
-        x,
-        jnp.zeros(x.shape[:1], jnp.int32),
-        out,
-        prediction=prediction,
-        clip_denoised=clip_denoised,
-    )
+    return eps_x0_from_output(out, x, alpha, sigma, prediction=prediction, clip_denoised=clip_denoised)
 
 
 def call_real_time(model_fn: Callable, x, t):
@@ -203,8 +192,14 @@ def integer_time_grid(schedule: Schedule, num_steps: int) -> jnp.ndarray:
     called with int32 t (as diffusers' multistep DPM-Solver spaces its timesteps "linspace").
 
     Raises:
-      ValueError: if ``num_steps`` > T - 1 (the integers cannot give more distinct levels).
+      ValueError: if ``schedule`` is not a discrete :class:`Schedule`, or ``num_steps`` > T - 1
+        (the integers cannot give more distinct levels).
     """
+    if not isinstance(schedule, Schedule):
+        raise ValueError(
+            f"integer_time_grid needs a discrete Schedule, got {type(schedule).__name__}; "
+            "pass grid=uniform_logsnr_grid for a continuous process"
+        )
     last = schedule.num_timesteps - 1
     if num_steps > last:
         raise ValueError(
@@ -222,61 +217,81 @@ def is_integer_grid(taus) -> bool:
     return bool(np.all(values == np.round(values)))
 
 
-def uniform_time_grid(schedule: Schedule, num_steps: int) -> jnp.ndarray:
-    """``num_steps`` equal steps in tau from T - 1 to 0 (DPM-Solver's ``time_uniform``
-    in Lu et al.'s code)."""
-    return jnp.linspace(schedule.num_timesteps - 1, 0.0, num_steps + 1, dtype=schedule.betas.dtype)
+def _ends(process):
+    """(t_noise, t_data) of a process as float arrays (float64 under x64)."""
+    dtype = jnp.result_type(float)
+    return jnp.asarray(process.t_noise, dtype), jnp.asarray(process.t_data, dtype)
 
 
-def uniform_logsnr_grid(schedule: Schedule, num_steps: int) -> jnp.ndarray:
-    """``num_steps`` equal steps in the log-SNR from tau = T - 1 to tau = 0 (DPM-Solver's
-    ``logSNR`` spacing, Lu et al. 2022a, Sec. 3.3, recommended there for pixel-space models)."""
-    log_snr = schedule.log_snr
-    return tau_from_log_snr(schedule, jnp.linspace(log_snr[-1], log_snr[0], num_steps + 1))
+def uniform_time_grid(process, num_steps: int) -> jnp.ndarray:
+    """``num_steps`` equal steps in time from ``t_noise`` to ``t_data`` (T - 1 to 0 for a
+    schedule; DPM-Solver's ``time_uniform`` in Lu et al.'s code)."""
+    start, end = _ends(process)
+    return jnp.linspace(start, end, num_steps + 1)
 
 
-def quadratic_time_grid(schedule: Schedule, num_steps: int) -> jnp.ndarray:
-    """tau_i = (T - 1) (1 - i / N)^2: steps that shrink quadratically towards the data
-    (DPM-Solver's ``time_quadratic`` in Lu et al.'s code; DDIM's quadratic selection,
+def uniform_logsnr_grid(process, num_steps: int) -> jnp.ndarray:
+    """``num_steps`` equal steps in the log-SNR from ``t_noise`` to ``t_data`` (DPM-Solver's
+    ``logSNR`` spacing, Lu et al. 2022a, Sec. 3.3, recommended there for pixel-space models).
+    The ends are kept exactly."""
+    start, end = _ends(process)
+    log_snrs = jnp.linspace(process.log_snr_at(start), process.log_snr_at(end), num_steps + 1)
+    inner = process.time_at_log_snr(log_snrs[1:-1])
+    return jnp.concatenate([start[None], inner, end[None]])
+
+
+def quadratic_time_grid(process, num_steps: int) -> jnp.ndarray:
+    """t_i = t_data + (t_noise - t_data) (1 - i / N)^2: steps that shrink quadratically towards
+    the data (DPM-Solver's ``time_quadratic`` in Lu et al.'s code; DDIM's quadratic selection,
     Song, Meng & Ermon 2021, App. D.2)."""
-    u = jnp.linspace(1.0, 0.0, num_steps + 1, dtype=schedule.betas.dtype)
-    return (schedule.num_timesteps - 1) * u**2
+    start, end = _ends(process)
+    u = jnp.linspace(1.0, 0.0, num_steps + 1, dtype=start.dtype)
+    return end + (start - end) * u**2
 
 
-def karras_grid(schedule: Schedule, num_steps: int, *, rho: float = 7.0) -> jnp.ndarray:
-    """Levels equally spaced in sigma~^(1 / rho), sigma~ = sigma / alpha, from tau = T - 1 to
-    tau = 0 (Karras et al. 2022, eq. 5; rho = 7 there). Use ``functools.partial`` for another
-    rho."""
-    sigma_max, sigma_min = jnp.exp(-0.5 * schedule.log_snr[-1]), jnp.exp(-0.5 * schedule.log_snr[0])
-    u = jnp.linspace(0.0, 1.0, num_steps + 1, dtype=schedule.betas.dtype)
+def karras_grid(process, num_steps: int, *, rho: float = 7.0) -> jnp.ndarray:
+    """Levels equally spaced in sigma~^(1 / rho), sigma~ = sigma / alpha, from ``t_noise`` to
+    ``t_data`` (Karras et al. 2022, eq. 5; rho = 7 there). Use ``functools.partial`` for
+    another rho. The ends are kept exactly."""
+    start, end = _ends(process)
+    sigma_max = jnp.exp(-0.5 * process.log_snr_at(start))
+    sigma_min = jnp.exp(-0.5 * process.log_snr_at(end))
+    u = jnp.linspace(0.0, 1.0, num_steps + 1, dtype=start.dtype)
     sigmas = (sigma_max ** (1 / rho) + u * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
-    return tau_from_log_snr(schedule, -2.0 * jnp.log(sigmas))
+    inner = process.time_at_log_snr(-2.0 * jnp.log(sigmas[1:-1]))
+    return jnp.concatenate([start[None], inner, end[None]])
 
 
-def grid_times(schedule: Schedule, num_steps: int, grid: Grid) -> jnp.ndarray:
-    """Evaluates and checks a grid: ``[num_steps + 1]`` decreasing taus in [0, T - 1].
+def grid_times(process, num_steps: int, grid: Grid) -> jnp.ndarray:
+    """Evaluates and checks a grid: ``[num_steps + 1]`` times decreasing from ``t_noise`` to
+    ``t_data`` of the process (for a schedule, taus in [0, T - 1]).
 
     Raises:
-      ValueError: for ``num_steps`` not in [1, T], a schedule with T < 2, or (when the schedule
-        is concrete) a grid of the wrong shape, not strictly decreasing, or outside [0, T - 1].
+      ValueError: for ``num_steps`` < 1 (or > T for a schedule), a schedule with T < 2, or
+        (when concrete) a grid of the wrong shape, not strictly decreasing, or outside the
+        process's time interval.
       TypeError: if ``grid`` is not callable.
     """
-    num = schedule.num_timesteps
-    if num < 2:
-        raise ValueError(f"the ODE samplers need a schedule with at least 2 steps, got {num}")
-    _checks.positive_int("num_steps", num_steps, maximum=num)
+    maximum = None
+    if isinstance(process, Schedule):
+        maximum = process.num_timesteps
+        if maximum < 2:
+            raise ValueError(f"the ODE samplers need a schedule with at least 2 steps, got {maximum}")
+    _checks.positive_int("num_steps", num_steps, maximum=maximum)
     if not callable(grid):
         raise TypeError(
-            "grid must be a function (schedule, num_steps) -> [num_steps + 1] decreasing "
-            f"timesteps such as uniform_logsnr_grid, got {grid!r}"
+            "grid must be a function (process, num_steps) -> [num_steps + 1] decreasing "
+            f"times such as uniform_logsnr_grid, got {grid!r}"
         )
-    taus = jnp.asarray(grid(schedule, num_steps))
+    taus = jnp.asarray(grid(process, num_steps))
     if taus.shape != (num_steps + 1,):
         raise ValueError(f"grid must return shape [{num_steps + 1}], got {taus.shape}")
     if not isinstance(taus, jax.core.Tracer):
         values = np.asarray(taus)
-        if np.any(np.diff(values) >= 0) or values.min() < 0 or values.max() > num - 1:
+        lo, hi = float(process.t_data), float(process.t_noise)
+        slack = 1e-6 * max(1.0, abs(hi))
+        if np.any(np.diff(values) >= 0) or values.min() < lo - slack or values.max() > hi + slack:
             raise ValueError(
-                f"grid must return strictly decreasing timesteps in [0, {num - 1}], got {values}"
+                f"grid must return strictly decreasing times in [{lo:g}, {hi:g}], got {values}"
             )
     return taus

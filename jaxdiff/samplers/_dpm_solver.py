@@ -35,6 +35,7 @@ from jaxdiff.samplers._continuous import (
     integer_time_grid,
     is_integer_grid,
     model_eps_x0,
+    vp_scale,
 )
 from jaxdiff.schedules import Schedule
 
@@ -304,23 +305,23 @@ def _dpm_solver_chain(
 
     state, trajectory = run_chain(
         step,
-        DPMSolverState.initial(x_T),
+        DPMSolverState.initial(x_T * vp_scale(schedule, taus[0])),
         (taus[:-1], taus[1:], orders),
         state=lambda s: s.x,
         trajectory_every=trajectory_every,
     )
-    x = state.x
-    if denoise_last:
-        _, x = model_eps_x0(
-            model_fn,
-            schedule,
-            x,
-            taus[-1],
-            prediction=prediction,
-            clip_denoised=clip_denoised,
-            integer_time=integer_time,
-        )
-    return x, trajectory
+    if not denoise_last:
+        return state.x / vp_scale(schedule, taus[-1]), trajectory
+    _, x0 = model_eps_x0(
+        model_fn,
+        schedule,
+        state.x,
+        taus[-1],
+        prediction=prediction,
+        clip_denoised=clip_denoised,
+        integer_time=integer_time,
+    )
+    return x0, trajectory
 
 
 def _check_order(order) -> None:

@@ -185,16 +185,15 @@ def _worst_example_rms(tree) -> jnp.ndarray:
     return jnp.sqrt(jnp.max(squares) / count)
 
 
-def _ode_levels(num_steps, schedule, grid, solver, rtol, atol) -> jnp.ndarray:
+def _ode_levels(num_steps, process, grid, solver, rtol, atol) -> jnp.ndarray:
     """Checks the solver options and returns the taus of the levels: the grid's, or only the
     end points T - 1 and 0 for an adaptive method without ``num_steps``."""
     for name, tol in (("rtol", rtol), ("atol", atol)):
         if not isinstance(tol, jax.core.Tracer) and not float(tol) > 0:
             raise ValueError(f"{name} must be positive, got {tol}")
-    num = schedule.num_timesteps
     if num_steps is None:
-        return jnp.asarray([num - 1, 0], dtype=schedule.betas.dtype)
-    return grid_times(schedule, num_steps, grid)
+        return jnp.asarray([process.t_noise, process.t_data], dtype=jnp.result_type(float))
+    return grid_times(process, num_steps, grid)
 
 
 def ode_sample(
@@ -295,7 +294,7 @@ def _ode_chain(
 ):
     field = probability_flow(model_fn, schedule, prediction=prediction, clip_denoised=clip_denoised)
     levels = _sigma_tilde(schedule, taus)
-    alphas, _ = alpha_sigma(continuous_log_snr(schedule, taus))
+    alphas, _ = schedule.alpha_sigma(taus)
     y_T = x_T / alphas[0]
     if solver is None:
 
@@ -307,7 +306,7 @@ def _ode_chain(
             step,
             (y_T, levels[0]),
             levels[1:],
-            state=lambda c: c[0] * alpha_sigma(-2.0 * jnp.log(c[1]))[0],
+            state=lambda c: c[0] * schedule.alpha_sigma(tau_from_log_snr(schedule, -2.0 * jnp.log(c[1])))[0],
             trajectory_every=trajectory_every,
         )
         nfe = 2 * (taus.shape[0] - 1)
@@ -521,7 +520,7 @@ def _likelihood(
     field = probability_flow(model_fn, schedule, prediction=prediction)
     augmented = _with_divergence(field, probes, weight)
     levels = _sigma_tilde(schedule, taus)  # increasing: data -> noise
-    alphas, _ = alpha_sigma(continuous_log_snr(schedule, taus))
+    alphas, sigmas = schedule.alpha_sigma(taus)
     state = (x / alphas[0], jnp.zeros(x.shape[:1], x.dtype))
     if solver is None:
         step = lambda carry, pair: heun_step(augmented, carry, pair[0], pair[1])  # noqa: E731
@@ -536,7 +535,11 @@ def _likelihood(
     z = alphas[-1] * y_T
     axes = tuple(range(1, x.ndim))
     dims = math.prod(x.shape[1:])
-    prior_logp = -0.5 * jnp.sum(z**2, axis=axes) - 0.5 * dims * math.log(2.0 * math.pi)
+    # p_T = N(0, (alpha_T^2 + sigma_T^2) I): N(0, I) for a variance-preserving process.
+    prior_var = alphas[-1] ** 2 + sigmas[-1] ** 2
+    prior_logp = -0.5 * jnp.sum(z**2, axis=axes) / prior_var - 0.5 * dims * jnp.log(
+        2.0 * math.pi * prior_var
+    )
     delta_logp = divergence + dims * (jnp.log(alphas[-1]) - jnp.log(alphas[0]))
     logp = prior_logp + delta_logp
     return dict(

@@ -49,7 +49,7 @@ def sampler_table(variance: str, clip_denoised: bool) -> dict:
             f, s, x, rng, num_steps=n, eta=1.0, clip_denoised=clip_denoised
         ),
         "DPM-Solver++(2M)": lambda f, s, x, rng, n: samplers.dpm_solver_sample(
-            f, s, x, num_steps=n, order=2
+            f, s, x, num_steps=n, order=2, grid=samplers.uniform_logsnr_grid
         ),
     }
 

@@ -35,6 +35,7 @@ def flow_error(x, x_T, abar_from, abar_to):
 
 
 def dpm_error(num_steps, order, **kw):
+    kw.setdefault("grid", samplers.uniform_logsnr_grid)  # the real-valued grid of Lu et al.
     x = samplers.dpm_solver_sample(GAUSS, SCHED, X_T, num_steps=num_steps, order=order, **kw)
     return flow_error(x, X_T, ABAR[-1], ABAR[0])
 
@@ -142,8 +143,9 @@ def test_trajectory_nfe_and_no_recompilation():
                                      trajectory_every=4)
     assert out.trajectory.shape == (3, 64, 4) and out.nfe == 10
     np.testing.assert_array_equal(out.trajectory[-1], out.samples)
+    shifted = X_T + 1.0
     with count_compilations() as compiles:
-        samplers.dpm_solver_sample(GAUSS, SCHED, X_T + 1.0, num_steps=10, return_info=True,
+        samplers.dpm_solver_sample(GAUSS, SCHED, shifted, num_steps=10, return_info=True,
                                    trajectory_every=4)
     assert compiles.value == 0
     # Under an outer jit, with the schedule traced (its grid is then not checked).

@@ -39,6 +39,8 @@ __all__ = [
     "score_from_eps",
     "eps_from_score",
     "predict_eps_and_x0",
+    "x0_from_posterior_mean",
+    "PATH_PREDICTIONS",
     "training_target",
     "PMeanVariance",
     "p_mean_variance",
@@ -49,7 +51,10 @@ __all__ = [
     "x0_from_score_sigma",
 ]
 
-PREDICTIONS = ("eps", "x0", "v")
+PREDICTIONS = ("eps", "x0", "v", "mean")
+# What a network can predict at any point of a path; "mean" (the posterior mean of
+# p(x_{t-1} | x_t), Ho et al. 2020, Sec. 3.2) only on a discrete schedule's steps.
+PATH_PREDICTIONS = ("eps", "x0", "v")
 VARIANCES = ("fixed_small", "fixed_large", "learned", "learned_range")
 
 
@@ -179,7 +184,7 @@ def eps_x0_from_output(out, x, alpha, sigma, *, prediction: str = "eps", clip_de
     Returns:
       ``(eps, x0)``, each of ``x``'s shape.
     """
-    _checks.one_of("prediction", prediction, PREDICTIONS)
+    _checks.one_of("prediction", prediction, PATH_PREDICTIONS)
     if prediction == "eps":
         eps, x0 = out, x0_from_eps(x, out, alpha, sigma)
     elif prediction == "x0":
@@ -241,26 +246,44 @@ def predict_eps_and_x0(
       x_t: ``[B, ...]`` noisy input.
       t: ``[B]`` timesteps.
       model_output: ``[B, ...]`` the mean part of the network output (same shape as x_t).
-      prediction: what the network predicts: ``"eps"``, ``"x0"`` or ``"v"``.
+      prediction: what the network predicts: ``"eps"``, ``"x0"``, ``"v"`` or ``"mean"`` (the
+        posterior mean mu~_t of p(x_{t-1} | x_t)).
       clip_denoised: clip the x_0 estimate to the data range [-1, 1].
 
     Returns:
       ``(eps, x0)``, each ``[B, ...]``.
     """
+    _checks.one_of("prediction", prediction, PREDICTIONS)
     alpha, sigma = _alpha_sigma(schedule, t, x_t.ndim)
+    if prediction == "mean":
+        model_output, prediction = x0_from_posterior_mean(schedule, x_t, t, model_output), "x0"
     return eps_x0_from_output(
         model_output, x_t, alpha, sigma, prediction=prediction, clip_denoised=clip_denoised
     )
 
 
+def x0_from_posterior_mean(schedule: Schedule, x_t, t, mean) -> jnp.ndarray:
+    """The x_0 whose posterior mean mu~_t(x_t, x_0) is ``mean``: eq. 7 of Ho et al. (2020)
+    solved for x_0, x_0 = (mu - coef2_t x_t) / coef1_t, so a network that predicts mu~ directly
+    (their Table 2, "mu~ prediction") fits every sampler and the bound."""
+    nd = x_t.ndim
+    return (mean - extract(schedule.posterior_mean_coef2, t, nd) * x_t) / extract(
+        schedule.posterior_mean_coef1, t, nd
+    )
+
+
 def training_target(schedule: Schedule, x0, t, noise, *, prediction: str = "eps") -> jnp.ndarray:
     """The regression target of the simple loss for a prediction type: eps (Ho et al. 2020,
-    eq. 14), x_0, or v (Salimans & Ho 2022, Sec. 4)."""
+    eq. 14), x_0, v (Salimans & Ho 2022, Sec. 4), or the posterior mean mu~_t(x_t, x_0) (Ho
+    et al. 2020, Table 2's unweighted "mu~ MSE")."""
     _checks.one_of("prediction", prediction, PREDICTIONS)
     if prediction == "eps":
         return noise
     if prediction == "x0":
         return x0
+    if prediction == "mean":
+        x_t = q_sample(schedule, x0, t, noise)
+        return q_posterior(schedule, x0, x_t, t)[0]
     return v_from_x0_eps(schedule, x0, t, noise)
 
 

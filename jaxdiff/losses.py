@@ -20,6 +20,7 @@ import jax.numpy as jnp
 
 from jaxdiff import _checks
 from jaxdiff.diffusion import (
+    PATH_PREDICTIONS,
     PREDICTIONS,
     perturb_sigma,
     q_sample,
@@ -76,7 +77,7 @@ def snr(schedule: Schedule, t: jnp.ndarray) -> jnp.ndarray:
 def _eps_mse_to(prediction: str, snr_t):
     """Factor that turns an MSE on ``prediction`` into the same error measured on x_0:
     ||x0 - x0^||^2 = ||eps - eps^||^2 / SNR = ||v - v^||^2 / (1 + SNR) (Salimans & Ho 2022)."""
-    _checks.one_of("prediction", prediction, PREDICTIONS)
+    _checks.one_of("prediction", prediction, PATH_PREDICTIONS)
     return {"eps": snr_t, "x0": jnp.ones_like(snr_t), "v": 1.0 + snr_t}[prediction]
 
 
@@ -123,7 +124,7 @@ def simple_loss(
       schedule: the noise schedule.
       x0: ``[B, ..., C]`` data in [-1, 1].
       rng: key for t and the noise.
-      prediction: ``"eps"``, ``"x0"`` or ``"v"``.
+      prediction: ``"eps"``, ``"x0"``, ``"v"`` or ``"mean"`` (the posterior mean mu~_t).
       weighting: ``weight(schedule, t, prediction) -> [B]``, or None for uniform weights.
 
     Returns:

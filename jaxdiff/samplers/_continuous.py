@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdiff import _checks
-from jaxdiff.diffusion import eps_x0_from_output
+from jaxdiff.diffusion import eps_x0_from_output, x0_from_posterior_mean
 from jaxdiff.processes import vp_alpha_sigma
 from jaxdiff.schedules import Schedule
 
@@ -124,7 +124,8 @@ def model_eps_x0(
       x: ``[B, ...]`` the state at level ``tau`` in the variance-preserving scaling of the
         solvers (x of the process times alpha_vp / alpha: unchanged for a schedule).
       tau: scalar time (for a schedule a real timestep in [0, T - 1]).
-      prediction: what the network predicts: ``eps``, ``x0`` or ``v``.
+      prediction: what the network predicts: ``eps``, ``x0``, ``v``, or ``mean`` (on a
+        schedule's integer steps: the step index is ``tau``, the respaced schedule's own).
       clip_denoised: clip the x_0 estimate to [-1, 1] (and recompute eps from it).
       integer_time: call the network with int32 timesteps (a grid on the integers).
 
@@ -135,6 +136,10 @@ def model_eps_x0(
       TypeError: in one line naming :func:`real_time_model`, when ``model_fn`` cannot take a
         float t (e.g. it indexes a table by t).
     """
+    if prediction == "mean" and not (integer_time and isinstance(process, Schedule)):
+        raise ValueError(
+            'prediction="mean" needs a discrete Schedule and a grid on its integer timesteps'
+        )
     alpha, sigma = process.alpha_sigma(tau)
     x = x / vp_scale(process, tau)
     t = jnp.full(x.shape[:1], process.model_time(tau), dtype=x.dtype)
@@ -143,6 +148,9 @@ def model_eps_x0(
     else:
         out = call_real_time(model_fn, x, t)
     _checks.same_shape("model output", out, "x", x)
+    if prediction == "mean":  # a posterior mean is defined on a schedule's own steps only
+        step = jnp.round(jnp.full(x.shape[:1], tau)).astype(jnp.int32)
+        out, prediction = x0_from_posterior_mean(process, x, step, out), "x0"
     return eps_x0_from_output(out, x, alpha, sigma, prediction=prediction, clip_denoised=clip_denoised)
 
 

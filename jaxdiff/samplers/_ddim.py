@@ -159,7 +159,7 @@ def ddim_sample(
     _checks.batched("x_T", x_T)
     _checks.one_of("prediction", prediction, PREDICTIONS)
     _check_eta(eta, rng)
-    steps = respaced(schedule, num_steps, spacing)
+    steps = respaced(schedule, num_steps, spacing, prediction=prediction)
     inpaint = inpaint_spec(mask, known, x_T)
     if inpaint is not None and rng is None:
         raise ValueError("inpainting draws forward noise: pass an rng key")
@@ -256,7 +256,7 @@ def ddim_invert(
     """
     _checks.batched("x_0", x_0)
     _checks.one_of("prediction", prediction, PREDICTIONS)
-    steps = respaced(schedule, num_steps, spacing)
+    steps = respaced(schedule, num_steps, spacing, prediction=prediction)
     x_T, trajectory = _ddim_invert_chain(
         model_fn,
         steps,

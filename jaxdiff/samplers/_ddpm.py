@@ -102,7 +102,7 @@ def ddpm_sample(
     _checks.one_of("variance", variance, VARIANCES)
     _checks.one_of("prediction", prediction, PREDICTIONS)
     if num_steps is not None:
-        schedule = respaced(schedule, num_steps, spacing)
+        schedule = respaced(schedule, num_steps, spacing, prediction=prediction)
     inpaint = inpaint_spec(mask, known, x_T)
     x_0, trajectory = _ddpm_chain(
         model_fn,

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdiff import _checks
-from jaxdiff.diffusion import PREDICTIONS
+from jaxdiff.diffusion import PATH_PREDICTIONS
 from jaxdiff.samplers._common import compiled, finish, run_chain
 from jaxdiff.samplers._continuous import (
     Grid,
@@ -63,6 +63,11 @@ TRACE_ESTIMATORS = ("rademacher", "gaussian", "exact")
 def _sigma_tilde(schedule: Schedule, tau) -> jnp.ndarray:
     """sigma / alpha = exp(-log-SNR / 2) at the real timestep tau."""
     return jnp.exp(-0.5 * continuous_log_snr(schedule, tau))
+
+
+def _alpha_at_level(process, sigma_tilde) -> jnp.ndarray:
+    """The process's alpha at the level sigma~ = sigma / alpha."""
+    return process.alpha_sigma(tau_from_log_snr(process, -2.0 * jnp.log(sigma_tilde)))[0]
 
 
 def probability_flow(
@@ -250,7 +255,7 @@ def ode_sample(
         [1, T], non-positive tolerances, an unknown prediction type or a bad grid.
     """
     _checks.batched("x_T", x_T)
-    _checks.one_of("prediction", prediction, PREDICTIONS)
+    _checks.one_of("prediction", prediction, PATH_PREDICTIONS)
     solver = _resolve_method(method, num_steps)
     taus = _ode_levels(num_steps, schedule, grid, solver, rtol, atol)
     keep = trajectory_every if return_info and num_steps is not None else 0
@@ -306,7 +311,7 @@ def _ode_chain(
             step,
             (y_T, levels[0]),
             levels[1:],
-            state=lambda c: c[0] * schedule.alpha_sigma(tau_from_log_snr(schedule, -2.0 * jnp.log(c[1])))[0],
+            state=lambda c: c[0] * _alpha_at_level(schedule, c[1]),
             trajectory_every=trajectory_every,
         )
         nfe = 2 * (taus.shape[0] - 1)
@@ -465,7 +470,7 @@ def ode_likelihood(
         [-1, 1] (when concrete) and the errors of :func:`ode_sample`.
     """
     _checks.batched("x0", x0)
-    _checks.one_of("prediction", prediction, PREDICTIONS)
+    _checks.one_of("prediction", prediction, PATH_PREDICTIONS)
     _checks.one_of("trace", trace, TRACE_ESTIMATORS)
     _checks.positive_int("num_probes", num_probes)
     if dequantize and not isinstance(x0, jax.core.Tracer) and (np.min(x0) < -1 or np.max(x0) > 1):

@@ -198,7 +198,7 @@ def pc_sample(
             f"predictor must be a function such as ancestral_predictor, got {predictor!r}"
         )
     if num_steps is not None:
-        schedule = respaced(schedule, num_steps, spacing)
+        schedule = respaced(schedule, num_steps, spacing, prediction=prediction)
     x_0, trajectory = _pc_chain(
         model_fn,
         schedule,

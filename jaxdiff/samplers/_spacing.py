@@ -62,13 +62,21 @@ def linspace_timesteps(num_timesteps: int, num_steps: int) -> np.ndarray:
     return np.round(np.linspace(0, num_timesteps - 1, num_steps)).astype(np.int64)
 
 
-def respaced(schedule: Schedule, num_steps: int, spacing: Spacing) -> Schedule:
+def respaced(
+    schedule: Schedule, num_steps: int, spacing: Spacing, *, prediction: str = "eps"
+) -> Schedule:
     """``schedule`` restricted to the ``num_steps`` timesteps that ``spacing`` selects.
 
     Raises:
       ValueError: if ``num_steps`` is not an integer in [1, T].
       TypeError: if ``spacing`` is not callable.
     """
+    if prediction == "mean" and num_steps != schedule.num_timesteps:
+        raise ValueError(
+            'prediction="mean" predicts the posterior mean of the training schedule\'s own step '
+            f"t -> t-1, so it cannot be respaced to num_steps={num_steps}: sample on all "
+            f"{schedule.num_timesteps} steps (num_steps=None for ddpm)"
+        )
     if not callable(spacing):
         raise TypeError(
             f"spacing must be a function (num_timesteps, num_steps) -> timesteps such as "

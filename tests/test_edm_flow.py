@@ -2,6 +2,7 @@
 (loss, Euler/Heun/adaptive sampling, likelihood, guidance), checked on Gaussian and mixture data
 against their exact denoisers, velocities, flow maps, densities and loss minima."""
 
+import functools
 import math
 
 import jax
@@ -328,3 +329,20 @@ def test_guided_velocity_samples_the_chosen_class():
         guided = samplers.classifier_free_guidance(model_fn, y, scale=scale, null_label=2)
         x = samplers.flow_sample(guided, x_1, num_steps=32, method="heun")
         np.testing.assert_allclose(x.mean(0), mean, atol=0.03)
+
+
+def test_a_new_checkpoint_reuses_the_compiled_samplers():
+    """The network's parameters are arguments of the compiled chains, not constants."""
+    model = models.dit_digits(hidden_size=16, depth=1, num_heads=2)
+    x = jax.random.normal(jax.random.key(0), (2, 4, 4, 1))
+    params = [model.init(jax.random.key(i), x, jnp.zeros(2)) for i in (1, 2)]
+    sigmas = schedules.karras_sigmas(3, 0.01, 10.0)
+    from jaxdiff.samplers import _flow
+
+    sizes = []
+    for variables in params:
+        raw_fn = functools.partial(model.apply, variables)
+        samplers.edm_sample(models.edm_precondition(raw_fn), sigmas, x)
+        samplers.flow_sample(raw_fn, x, num_steps=2)
+        sizes.append((_edm._edm_chain._cache_size(), _flow._flow_chain._cache_size()))
+    assert sizes[0] == sizes[1]

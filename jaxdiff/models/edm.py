@@ -8,10 +8,11 @@ The denoiser works on x = x_0 + sigma n (alpha = 1, sigma(t) = t): the form of
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 import jax.numpy as jnp
+
+from jaxdiff._compile import PytreeFn, as_pytree_fn
 
 __all__ = ["edm_scalings", "edm_denoise", "edm_precondition"]
 
@@ -77,8 +78,10 @@ def edm_precondition(raw_fn: Callable, *, sigma_data: float = 0.5) -> Callable:
       sigma_data: the data's standard deviation (0.5 for images in [-1, 1]).
 
     Returns:
-      ``denoiser_fn(x, sigma) -> D(x; sigma)`` (a ``functools.partial``).
+      ``denoiser_fn(x, sigma) -> D(x; sigma)``, a :class:`~jaxdiff._compile.PytreeFn` whose
+      leaves are ``raw_fn``'s bound arrays: passed to a sampler, they are arguments of its
+      compiled program, so another checkpoint of the same network reuses it.
     """
     if not sigma_data > 0:
         raise ValueError(f"sigma_data must be positive, got {sigma_data}")
-    return functools.partial(edm_denoise, raw_fn, sigma_data=sigma_data)
+    return PytreeFn(edm_denoise, (as_pytree_fn(raw_fn),), dict(sigma_data=sigma_data))

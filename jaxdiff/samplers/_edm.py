@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdiff import _checks
+from jaxdiff._compile import PytreeFn, as_pytree_fn
 from jaxdiff.diffusion import PREDICTIONS, predict_eps_and_x0, x0_from_score_sigma
 from jaxdiff.samplers._common import finish, run_chain
 from jaxdiff.samplers._continuous import _at_levels, model_time, tau_from_log_snr
@@ -203,7 +204,7 @@ def edm_sample(
         raise ValueError("churn > 0 draws noise (Alg. 2): pass an rng key")
     gammas = churn_gammas(sigmas, churn=churn, s_tmin=s_tmin, s_tmax=s_tmax)
     x, trajectory = _edm_chain(
-        denoiser_fn,
+        as_pytree_fn(denoiser_fn),
         sigmas,
         gammas,
         x_T,
@@ -215,7 +216,7 @@ def edm_sample(
     return finish(x, trajectory, _nfe(sigmas, method), return_info=return_info)
 
 
-@functools.partial(jax.jit, static_argnames=("denoiser_fn", "method", "trajectory_every"))
+@functools.partial(jax.jit, static_argnames=("method", "trajectory_every"))
 def _edm_chain(denoiser_fn, sigmas, gammas, x_T, rng, s_noise, *, method, trajectory_every):
     def step(x, inputs):
         i, sigma, sigma_next, gamma = inputs
@@ -281,11 +282,14 @@ def vp_denoiser(
       clip_denoised: clip the x_0 estimate to [-1, 1].
 
     Returns:
-      ``denoiser_fn(y, sigma) -> [B, ...]``.
+      ``denoiser_fn(y, sigma) -> [B, ...]`` (a :class:`~jaxdiff._compile.PytreeFn`: the
+      model's bound arrays and the schedule are arguments of the samplers' compiled programs).
     """
     _checks.one_of("prediction", prediction, PREDICTIONS)
-    return functools.partial(
-        _vp_denoise, model_fn, schedule, prediction=prediction, clip_denoised=clip_denoised
+    return PytreeFn(
+        _vp_denoise,
+        (as_pytree_fn(model_fn), schedule),
+        dict(prediction=prediction, clip_denoised=clip_denoised),
     )
 
 
@@ -302,4 +306,4 @@ def ve_denoiser(score_fn: Callable) -> Callable:
     Returns:
       ``denoiser_fn(x, sigma) -> [B, ...]``; read it within the levels the model was trained on.
     """
-    return functools.partial(_ve_denoise, score_fn)
+    return PytreeFn(_ve_denoise, (as_pytree_fn(score_fn),))

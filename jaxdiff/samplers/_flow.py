@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdiff import _checks
+from jaxdiff._compile import as_pytree_fn
 from jaxdiff.samplers._common import finish, run_chain
 from jaxdiff.samplers._ode import (
     TRACE_ESTIMATORS,
@@ -137,7 +138,7 @@ def flow_sample(
     solver = _check_solver(method, num_steps, rtol, atol)
     keep = trajectory_every if return_info and num_steps is not None else 0
     x, trajectory, nfe = _flow_chain(
-        velocity_fn,
+        as_pytree_fn(velocity_fn),
         x_1,
         jnp.asarray(rtol, x_1.dtype),
         jnp.asarray(atol, x_1.dtype),
@@ -153,7 +154,7 @@ def flow_sample(
 @functools.partial(
     jax.jit,
     static_argnames=(
-        "velocity_fn", "num_steps", "euler", "solver", "max_steps", "trajectory_every"
+        "num_steps", "euler", "solver", "max_steps", "trajectory_every"
     ),
 )
 def _flow_chain(
@@ -232,7 +233,7 @@ def flow_likelihood(
     solver = _check_solver(method, num_steps, rtol, atol)
     x0 = jnp.asarray(x0)
     return _flow_likelihood(
-        velocity_fn,
+        as_pytree_fn(velocity_fn),
         x0,
         rng,
         jnp.asarray(rtol, x0.dtype),
@@ -250,7 +251,6 @@ def flow_likelihood(
 @functools.partial(
     jax.jit,
     static_argnames=(
-        "velocity_fn",
         "num_probes",
         "dequantize",
         "trace",

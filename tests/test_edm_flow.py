@@ -304,12 +304,25 @@ def test_flow_likelihood_is_the_data_density():
     out = samplers.flow_likelihood(velocity, x, jax.random.key(0), trace="exact", dequantize=False)
     np.testing.assert_allclose(out["logp"], analytic.mixture_log_prob(x, WEIGHTS, MEANS, VARIANCES),
                                atol=2e-3)
-    hutchinson = samplers.flow_likelihood(velocity, x, jax.random.key(1), num_probes=256,
+    hutchinson = samplers.flow_likelihood(velocity, x, jax.random.key(1), num_probes=64,
                                           dequantize=False)
-    np.testing.assert_allclose(hutchinson["logp"], out["logp"], atol=0.15)
+    np.testing.assert_allclose(hutchinson["logp"], out["logp"], atol=0.3)
     heun = samplers.flow_likelihood(velocity, x, jax.random.key(0), trace="exact", dequantize=False,
                                     method="heun", num_steps=64)
     np.testing.assert_allclose(heun["logp"], out["logp"], atol=0.02)
+
+
+def test_edm_likelihood_is_the_smoothed_data_density():
+    """Along EDM's exact mixture flow, from sigma_min to sigma_max: the density of the mixture
+    convolved with N(0, sigma_min^2). (At sigma_max = 80 the prior N(0, sigma_max^2) misses the
+    data mean by ~ |x| |mu| / sigma_max^2 ~ 3e-3 nats per dimension; at 1000 it does not.)"""
+    x = jnp.asarray(mixture_data(16, seed=2), jnp.float32)
+    denoiser = analytic.mixture_denoiser_fn(WEIGHTS, MEANS, VARIANCES)
+    out = samplers.edm_likelihood(denoiser, x, jax.random.key(0), sigma_min=0.01, sigma_max=1000.0,
+                                  trace="exact",
+                                  dequantize=False)
+    smoothed = analytic.mixture_log_prob(x, WEIGHTS, MEANS, np.asarray(VARIANCES) + 0.01**2)
+    np.testing.assert_allclose(out["logp"], smoothed, atol=2e-3)
 
 
 def test_guided_velocity_samples_the_chosen_class():

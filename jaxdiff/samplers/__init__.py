@@ -57,11 +57,14 @@ from jaxdiff.samplers._ode import probability_flow as probability_flow
 from jaxdiff.samplers._ode import uniform_dequantize as uniform_dequantize
 from jaxdiff.samplers._edm import churn_gammas as churn_gammas
 from jaxdiff.samplers._edm import edm_field as edm_field
+from jaxdiff.samplers._edm import edm_likelihood as edm_likelihood
+from jaxdiff.samplers._edm import edm_log_sigma_field as edm_log_sigma_field
 from jaxdiff.samplers._edm import edm_sample as edm_sample
 from jaxdiff.samplers._edm import edm_step as edm_step
 from jaxdiff.samplers._edm import ve_denoiser as ve_denoiser
 from jaxdiff.samplers._edm import vp_denoiser as vp_denoiser
 from jaxdiff.samplers._edm import vp_sigma_range as vp_sigma_range
+from jaxdiff.samplers._flow import change_of_variables as change_of_variables
 from jaxdiff.samplers._flow import euler_step as euler_step
 from jaxdiff.samplers._flow import flow_field as flow_field
 from jaxdiff.samplers._flow import flow_likelihood as flow_likelihood

@@ -28,7 +28,7 @@ from jaxdiff._compile import PytreeFn, as_pytree_fn
 from jaxdiff.diffusion import PREDICTIONS, predict_eps_and_x0, x0_from_score_sigma
 from jaxdiff.samplers._common import finish, run_chain
 from jaxdiff.samplers._continuous import _at_levels, model_time, tau_from_log_snr
-from jaxdiff.samplers._flow import euler_step
+from jaxdiff.samplers._flow import change_of_variables, euler_step
 from jaxdiff.samplers._ode import heun_step
 from jaxdiff.schedules import Schedule
 
@@ -37,6 +37,8 @@ __all__ = [
     "churn_gammas",
     "edm_step",
     "edm_sample",
+    "edm_log_sigma_field",
+    "edm_likelihood",
     "vp_sigma_range",
     "vp_denoiser",
     "ve_denoiser",
@@ -227,6 +229,68 @@ def _edm_chain(denoiser_fn, sigmas, gammas, x_T, rng, s_noise, *, method, trajec
 
     steps = (jnp.arange(gammas.shape[0]), sigmas[:-1], sigmas[1:], gammas)
     return run_chain(step, x_T, steps, state=lambda x: x, trajectory_every=trajectory_every)
+
+
+def edm_log_sigma_field(denoiser_fn: Callable) -> Callable:
+    """:func:`edm_field` in the time s = log sigma, where the Gaussian flow bends on one
+    scale instead of over the decades of sigma:
+
+    .. math:: \\frac{dx}{ds} = \\sigma \\frac{dx}{d\\sigma} = x - D(x; e^s)
+
+    Returns:
+      ``field(s, x)``.
+    """
+
+    def field(log_sigma, x):
+        sigma = jnp.full(x.shape[:1], jnp.exp(log_sigma), x.dtype)
+        return x - denoiser_fn(x, sigma)
+
+    return field
+
+
+def edm_likelihood(
+    denoiser_fn: Callable,
+    x0: jnp.ndarray,
+    rng,
+    *,
+    sigma_min: float = 0.002,
+    sigma_max: float = 80.0,
+    **options,
+) -> dict:
+    """The log-likelihood of EDM's probability-flow ODE (Karras et al. 2022, eq. 4; the
+    likelihood of Song et al. 2021, Sec. 4.3, for its VE form) by the instantaneous change of
+    variables (:func:`~jaxdiff.samplers.change_of_variables`) in the time log sigma
+    (:func:`edm_log_sigma_field`), from x0 at sigma_min to the prior N(0, sigma_max^2 I) at
+    sigma_max (the data's variance is negligible there):
+
+    .. math:: \\log p(x_0) \\approx \\log \\mathcal N(x(\\sigma_{\\max}); 0, \\sigma_{\\max}^2 I)
+        + \\int_{\\ln \\sigma_{\\min}}^{\\ln \\sigma_{\\max}} \\nabla_x \\cdot (x - D(x; e^s))\\, ds
+
+    It is the density of the data smoothed by N(0, sigma_min^2), the level closest to the data
+    the model was trained on.
+
+    Args:
+      denoiser_fn: ``denoiser_fn(x, sigma)``, sigma a float ``[B]``.
+      x0, rng: the data (in [-1, 1]) and the key of the dequantisation noise and the probes.
+      sigma_min, sigma_max: the ends of the solve (those of the sampler's grid).
+      **options: those of :func:`~jaxdiff.samplers.change_of_variables` (``num_probes``,
+        ``dequantize``, ``trace``, ``method``, ``num_steps``, ``rtol``, ``atol``).
+
+    Returns:
+      The dict of :func:`~jaxdiff.samplers.change_of_variables`.
+    """
+    if not 0 < sigma_min < sigma_max:
+        raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+    return change_of_variables(
+        edm_log_sigma_field,
+        denoiser_fn,
+        x0,
+        rng,
+        t_data=math.log(sigma_min),
+        t_prior=math.log(sigma_max),
+        prior_std=sigma_max,
+        **options,
+    )
 
 
 def vp_sigma_range(schedule: Schedule) -> tuple[float, float]:

@@ -33,7 +33,14 @@ from jaxdiff.samplers._ode import (
     uniform_dequantize,
 )
 
-__all__ = ["flow_field", "euler_step", "flow_time_grid", "flow_sample", "flow_likelihood"]
+__all__ = [
+    "flow_field",
+    "euler_step",
+    "flow_time_grid",
+    "flow_sample",
+    "flow_likelihood",
+    "change_of_variables",
+]
 
 
 def flow_field(velocity_fn: Callable) -> Callable:
@@ -184,11 +191,32 @@ def _flow_chain(
     return x, trajectory, nfe
 
 
-def flow_likelihood(
-    velocity_fn: Callable,
+def flow_likelihood(velocity_fn: Callable, x0: jnp.ndarray, rng, **options) -> dict:
+    """The exact log-likelihood of a flow-matching model by the instantaneous change of
+    variables (Chen et al. 2018, Thm. 1; Lipman et al. 2023, Sec. 6), along dx/dt = v(x, t)
+    from the data at t = 0 to the noise at t = 1, where p_1 = N(0, I):
+
+    .. math:: \\log p_0(x_0) = \\log p_1(x_1) + \\int_0^1 \\nabla_x \\cdot v(x_t, t)\\, dt
+
+    Args:
+      velocity_fn: ``velocity_fn(x, t)``, t a float ``[B]``.
+      x0, rng, **options: as in :func:`change_of_variables`.
+
+    Returns:
+      The dict of :func:`change_of_variables`.
+    """
+    return change_of_variables(flow_field, velocity_fn, x0, rng, t_data=0.0, t_prior=1.0, **options)
+
+
+def change_of_variables(
+    make_field: Callable,
+    model_fn: Callable,
     x0: jnp.ndarray,
     rng,
     *,
+    t_data: float,
+    t_prior: float,
+    prior_std: float = 1.0,
     num_probes: int = 1,
     dequantize: bool = True,
     trace: str = "rademacher",
@@ -198,20 +226,25 @@ def flow_likelihood(
     atol: float = 1e-5,
     max_steps: int = 4096,
 ) -> dict:
-    """The exact log-likelihood of a flow-matching model by the instantaneous change of
-    variables (Chen et al. 2018, Thm. 1; Lipman et al. 2023, Sec. 6), along dx/dt = v(x, t)
-    from the data at t = 0 to the noise at t = 1, where p_1 = N(0, I):
+    """log p(x0) of a continuous normalising flow dx/dt = f(t, x) by the instantaneous change
+    of variables (Chen et al. 2018, Thm. 1), solved from the data at ``t_data`` to the prior
+    N(0, prior_std^2 I) at ``t_prior``:
 
-    .. math:: \\log p_0(x_0) = \\log p_1(x_1) + \\int_0^1 \\nabla_x \\cdot v(x_t, t)\\, dt
+    .. math:: \\log p(x(t_{data})) = \\log \\mathcal N(x(t_{prior}); 0, s^2 I)
+        + \\int_{t_{data}}^{t_{prior}} \\nabla_x \\cdot f(t, x(t))\\, dt
 
-    with Hutchinson's divergence estimate (Rademacher or Gaussian probes, fixed along the
-    solve; Grathwohl et al. 2019) or the exact trace, as :func:`~jaxdiff.samplers.
-    ode_likelihood`.
+    with Hutchinson's divergence estimate E[v^T J v] (Rademacher or Gaussian probes, fixed
+    along the solve; Grathwohl et al. 2019) or the exact trace (small D only), as
+    :func:`~jaxdiff.samplers.ode_likelihood` does for the VP probability flow.
 
     Args:
-      velocity_fn: ``velocity_fn(x, t)``, t a float ``[B]``.
+      make_field: ``make_field(model_fn) -> f(t, x)``, a module-level function (it is a static
+        argument of the compiled program), e.g. :func:`flow_field`.
+      model_fn: the model, passed as a pytree (its bound arrays are traced arguments).
       x0: ``[B, ...]`` data in [-1, 1]; with ``dequantize``, 8-bit values (2 k / 255 - 1).
       rng: key of the dequantisation noise and the probes.
+      t_data, t_prior: the ends of the solve.
+      prior_std: the prior's standard deviation s.
       num_probes: probes per example (ignored by ``trace="exact"``).
       dequantize: evaluate the density at :func:`~jaxdiff.samplers.uniform_dequantize` (x0).
       trace: ``"rademacher"``, ``"gaussian"`` or ``"exact"``.
@@ -219,9 +252,13 @@ def flow_likelihood(
       num_steps, rtol, atol, max_steps: as in :func:`flow_sample`.
 
     Returns:
-      A dict as :func:`~jaxdiff.samplers.ode_likelihood`'s: ``logp``, ``bpd``,
-      ``prior_logp``, ``delta_logp`` (``[B]``), ``nfe``, ``x`` (the point evaluated) and ``z``
-      (its latent at t = 1).
+      A dict as :func:`~jaxdiff.samplers.ode_likelihood`'s: ``logp`` (nats), ``bpd``
+      (:func:`~jaxdiff.samplers.bits_per_dim`), ``prior_logp``, ``delta_logp`` (``[B]``),
+      ``nfe``, ``x`` (the point evaluated) and ``z`` (its latent at ``t_prior``).
+
+    Raises:
+      ValueError: for a bad trace estimator or method, ``num_probes`` < 1, or data to
+        dequantize outside [-1, 1] (when concrete).
     """
     _checks.batched("x0", x0)
     _checks.one_of("trace", trace, TRACE_ESTIMATORS)
@@ -232,12 +269,13 @@ def flow_likelihood(
         )
     solver = _check_solver(method, num_steps, rtol, atol)
     x0 = jnp.asarray(x0)
-    return _flow_likelihood(
-        as_pytree_fn(velocity_fn),
+    scalars = (t_data, t_prior, prior_std, rtol, atol)
+    return _likelihood(
+        as_pytree_fn(model_fn),
         x0,
         rng,
-        jnp.asarray(rtol, x0.dtype),
-        jnp.asarray(atol, x0.dtype),
+        *(jnp.asarray(v, x0.dtype) for v in scalars),
+        make_field=make_field,
         num_probes=num_probes,
         dequantize=dequantize,
         trace=trace,
@@ -251,6 +289,7 @@ def flow_likelihood(
 @functools.partial(
     jax.jit,
     static_argnames=(
+        "make_field",
         "num_probes",
         "dequantize",
         "trace",
@@ -260,18 +299,17 @@ def flow_likelihood(
         "max_steps",
     ),
 )
-def _flow_likelihood(
-    velocity_fn, x0, rng, rtol, atol, *, num_probes, dequantize, trace, num_steps, euler, solver,
-    max_steps,
+def _likelihood(
+    model_fn, x0, rng, t_data, t_prior, prior_std, rtol, atol, *, make_field, num_probes,
+    dequantize, trace, num_steps, euler, solver, max_steps,
 ):
     key_deq, key_probe = jax.random.split(rng)
     x = uniform_dequantize(x0, key_deq) if dequantize else x0
     probes, weight = _divergence_probes(key_probe, trace, num_probes, x.shape, x.dtype)
-    augmented = _with_divergence(flow_field(velocity_fn), probes, weight)
+    augmented = _with_divergence(make_field(model_fn), probes, weight)
     state = (x, jnp.zeros(x.shape[:1], x.dtype))
     if solver is None:
-        times = flow_time_grid(num_steps, x.dtype)[::-1]  # data -> noise
-
+        times = jnp.linspace(t_data, t_prior, num_steps + 1)
         method = euler_step if euler else heun_step
         (z, divergence), _ = run_chain(
             lambda c, pair: method(augmented, c, *pair),
@@ -281,10 +319,13 @@ def _flow_likelihood(
         )
         nfe = num_steps * (1 if euler else 2)
     else:
-        zero, one = jnp.zeros((), x.dtype), jnp.ones((), x.dtype)
-        (z, divergence), _, nfe = _solve(augmented, state, zero, one, solver, rtol, atol, max_steps)
+        (z, divergence), _, nfe = _solve(
+            augmented, state, t_data, t_prior, solver, rtol, atol, max_steps
+        )
     dims = math.prod(x.shape[1:])
-    prior_logp = -0.5 * jnp.sum(z**2, axis=tuple(range(1, x.ndim))) - 0.5 * dims * math.log(2 * math.pi)
+    prior_logp = jnp.sum(
+        jax.scipy.stats.norm.logpdf(z, scale=prior_std), axis=tuple(range(1, x.ndim))
+    )
     logp = prior_logp + divergence
     return dict(
         logp=logp,

@@ -37,6 +37,7 @@ __all__ = [
     "summarize_nll",
     "evaluate_nll",
     "evaluate_ode_nll",
+    "evaluate_likelihood",
     "generate",
     "split_images",
     "format_table",
@@ -157,6 +158,54 @@ def _ode_batch(model_fn, schedule, rng, batch, index, **ode_kwargs):
     return samplers.ode_likelihood(model_fn, schedule, x0, key, **ode_kwargs)["bpd"]
 
 
+def evaluate_likelihood(
+    likelihood: Callable,
+    model_fn: Callable,
+    data,
+    rng: jax.Array,
+    *,
+    batch_size: int = 64,
+    mesh=None,
+) -> dict:
+    """The exact likelihood of a continuous flow (EDM's probability flow, flow matching) over a
+    dataset in bits/dim, with uniform dequantisation, and its parts.
+
+    Args:
+      likelihood: ``likelihood(model_fn, x0, rng) -> dict`` as
+        :func:`jaxdiff.samplers.change_of_variables` returns it (a run's
+        ``experiment.process.likelihood``); hashable, it keys the compiled program.
+      model_fn, data, rng, batch_size, mesh: as in :func:`nll_per_example`.
+
+    Returns:
+      The keys of :func:`summarize_nll`: ``total_bpd``; ``prior_bpd``, the prior's log density
+      at the latent; ``diffusion_bpd``, the flow's log-determinant (the divergence integral);
+      ``decoder_bpd``, the dequantisation term (-log2 of the bin width 2/256: 7 bits);
+      ``stderr_bpd`` and ``num_examples``.
+    """
+    fn = static_partial(_likelihood_batch, likelihood)
+    args = (as_pytree_fn(model_fn), rng)
+    terms = map_batches(fn, as_array(data), batch_size=batch_size, mesh=mesh, args=args)
+    total = np.asarray(terms["total"], np.float64)
+    return dict(
+        total_bpd=float(total.mean()),
+        prior_bpd=float(np.mean(terms["prior"])),
+        diffusion_bpd=float(np.mean(terms["diffusion"])),
+        decoder_bpd=float(np.mean(total - terms["prior"] - terms["diffusion"])),
+        stderr_bpd=_stderr(total),
+        num_examples=int(total.size),
+    )
+
+
+def _likelihood_batch(likelihood, model_fn, rng, batch, index):
+    out = likelihood(model_fn, data_lib.to_model_range(batch), jax.random.fold_in(rng, index))
+    nats_to_bits = -1.0 / (math.prod(batch.shape[1:]) * math.log(2.0))
+    return dict(
+        total=out["bpd"],
+        prior=nats_to_bits * out["prior_logp"],
+        diffusion=nats_to_bits * out["delta_logp"],
+    )
+
+
 def generate(
     sample_fn: Callable, variables, num: int, rng: jax.Array, *, batch_size: int = 256, mesh=None
 ) -> np.ndarray:
@@ -260,24 +309,33 @@ def evaluate_run(
     from jaxdiff.metrics import pixel_baseline
 
     cfg = run.config
-    if cfg.diffusion.kind != "ddpm":
+    bound = cfg.diffusion.kind == "ddpm"
+    likelihood = getattr(run.experiment.process, "likelihood", None)
+    if not bound and likelihood is None:
         raise ValueError(
-            f"bits/dim needs a DDPM run (config.diffusion.kind='ddpm'), got {cfg.diffusion.kind!r}"
+            "bits/dim needs a DDPM run (the bound) or a process with an exact likelihood "
+            f"(config.diffusion.kind 'edm' or 'flow'), got {cfg.diffusion.kind!r}"
         )
     variance = variance or cfg.diffusion.get("variance", "fixed_small")
     images = split_images(cfg, split)[:max_examples]
     rng = jax.random.PRNGKey(seed)
     nll_key, ode_key, sample_key = jax.random.split(rng, 3)
-    results = evaluate_nll(
-        run.model_fn,
-        run.schedule,
-        images,
-        nll_key,
-        batch_size=min(batch_size, images.shape[0]),
-        variance=variance,
-        prediction=cfg.diffusion.get("prediction", "eps"),
-    )
-    rows = [_nll_rows(f"diffusion (step {run.step})", results)]
+    if bound:
+        results = evaluate_nll(
+            run.model_fn,
+            run.schedule,
+            images,
+            nll_key,
+            batch_size=min(batch_size, images.shape[0]),
+            variance=variance,
+            prediction=cfg.diffusion.get("prediction", "eps"),
+        )
+        rows = [_nll_rows(f"diffusion (step {run.step})", results)]
+    else:
+        results = evaluate_likelihood(
+            likelihood, run.model_fn, images, nll_key, batch_size=min(64, images.shape[0])
+        )
+        rows = [_nll_rows(f"{cfg.diffusion.kind} ODE likelihood (step {run.step})", results)]
     if images.dtype == np.uint8:
         train = split_images(cfg, "train")
         levels = np.unique(train) if cfg.data.dataset == "digits" else None
@@ -288,7 +346,7 @@ def evaluate_run(
         )
         results["pixel_baseline_bpd"] = float(baseline.mean())
         rows.append(["independent pixels", float(baseline.mean()), _stderr(baseline), "", "", ""])
-    if ode:
+    if ode and bound:
         results.update(
             evaluate_ode_nll(
                 run.model_fn, run.schedule, images, ode_key, batch_size=min(64, images.shape[0])
@@ -297,10 +355,12 @@ def evaluate_run(
         rows.append(
             ["PF-ODE likelihood", results["ode_bpd"], results["ode_stderr_bpd"], "", "", ""]
         )
-    log(
-        f"{cfg.data.dataset} {split} split, {results['num_examples']} examples, variance {variance}"
-    )
+    variance_note = f", variance {variance}" if bound else ""
+    log(f"{cfg.data.dataset} {split} split, {results['num_examples']} examples{variance_note}")
     log(format_table(rows, header=NLL_HEADER))
+    if not bound:
+        log("(an exact likelihood: L_T is the prior, sum L_t-1 the flow's log-determinant, L_0 "
+            "the dequantisation)")
     if num_samples:
         results.update(
             _sample_quality(run, num_samples, sample_key, sampler, num_steps, fid_stats, log)

@@ -152,7 +152,7 @@ def _nfe(sigmas, method: str) -> int:
         return steps
     if isinstance(sigmas, jax.core.Tracer):
         return 2 * steps
-    return 2 * steps - int(np.sum(np.asarray(sigmas[1:]) == 0))
+    return 2 * steps - int(np.sum(np.asarray(sigmas)[1:] == 0))
 
 
 def edm_sample(
@@ -197,7 +197,9 @@ def edm_sample(
     """
     _checks.batched("x_T", x_T)
     _checks.one_of("method", method, _METHODS)
-    sigmas = _check_sigmas(sigmas).astype(x_T.dtype)
+    sigmas = _check_sigmas(sigmas)
+    nfe = _nfe(sigmas, method)
+    sigmas = sigmas.astype(x_T.dtype)
     for name, value in (("churn", churn), ("s_noise", s_noise)):
         if not isinstance(value, jax.core.Tracer) and not float(value) >= 0:
             raise ValueError(f"{name} must be >= 0, got {value}")
@@ -215,7 +217,7 @@ def edm_sample(
         method=method,
         trajectory_every=trajectory_every if return_info else 0,
     )
-    return finish(x, trajectory, _nfe(sigmas, method), return_info=return_info)
+    return finish(x, trajectory, nfe, return_info=return_info)
 
 
 @functools.partial(jax.jit, static_argnames=("method", "trajectory_every"))

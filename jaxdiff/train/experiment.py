@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -25,7 +26,7 @@ import optax
 from jax.sharding import Mesh
 
 from jaxdiff import data as data_lib
-from jaxdiff import losses, samplers, schedules
+from jaxdiff import losses, models, samplers, schedules
 from jaxdiff import sharding as sharding_lib
 from jaxdiff.diffusion import split_learned_variance
 from jaxdiff.train.family import Family, run_keys
@@ -40,6 +41,8 @@ from jaxdiff.train.step import (
 __all__ = [
     "Experiment",
     "Process",
+    "EDMLevels",
+    "LinearPath",
     "PROCESSES",
     "OBJECTIVES",
     "SAMPLERS",
@@ -101,6 +104,51 @@ class Process(NamedTuple):
     time_input: Callable
 
 
+class EDMLevels(NamedTuple):
+    """The process of ``diffusion.kind = "edm"`` (Karras et al. 2022): x = x_0 + sigma n with
+    the network preconditioned (:func:`~jaxdiff.models.edm_precondition`, ``sigma_data``),
+    sampled on the Karras grid between ``sigma_min`` and ``sigma_max`` (exponent ``rho``)."""
+
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+    rho: float = 7.0
+    sigma_data: float = 0.5
+
+    def denoiser(self, model_fn):
+        """The network as the denoiser D(x; sigma)."""
+        return models.edm_precondition(model_fn, sigma_data=self.sigma_data)
+
+    def sigmas(self, num_steps: int):
+        return schedules.karras_sigmas(num_steps, self.sigma_min, self.sigma_max, self.rho)
+
+    def likelihood(self, model_fn, x0, rng) -> dict:
+        """:func:`~jaxdiff.samplers.edm_likelihood` between the grid's ends."""
+        return samplers.edm_likelihood(
+            self.denoiser(model_fn), x0, rng, sigma_min=self.sigma_min, sigma_max=self.sigma_max
+        )
+
+
+class LinearPath(NamedTuple):
+    """The process of ``diffusion.kind = "flow"``: x_t = (1 - t) x_0 + t eps, t in [0, 1]
+    (flow matching, Lipman et al. 2023; rectified flow, Liu et al. 2023). The network is called
+    with ``time_scale * t`` (a sinusoidal embedding made for integer timesteps needs ~1000)."""
+
+    time_scale: float = 1.0
+
+    def velocity(self, model_fn):
+        """The network as the velocity v(x, t)."""
+        scale = self.time_scale
+        return lambda x, t: model_fn(x, scale * t)
+
+    def likelihood(self, model_fn, x0, rng) -> dict:
+        """:func:`~jaxdiff.samplers.flow_likelihood`."""
+        return samplers.flow_likelihood(self.velocity(model_fn), x0, rng)
+
+
+def _float_time(n):
+    return jnp.ones((n,), jnp.float32)  # a noise level or a time in [0, 1]
+
+
 PROCESSES: dict[str, Process] = {
     "ddpm": Process(
         build=lambda d: schedules.get(d.schedule, d.num_timesteps),
@@ -110,7 +158,17 @@ PROCESSES: dict[str, Process] = {
     "ncsn": Process(
         build=lambda d: schedules.geometric_sigmas(d.sigma_max, d.sigma_min, d.num_sigmas),
         prior=_uniform_prior,
-        time_input=lambda n: jnp.ones((n,), jnp.float32),  # a noise level
+        time_input=_float_time,
+    ),
+    "edm": Process(
+        build=lambda d: EDMLevels(d.sigma_min, d.sigma_max, d.rho, d.sigma_data),
+        prior=_normal_prior,
+        time_input=_float_time,
+    ),
+    "flow": Process(
+        build=lambda d: LinearPath(d.time_scale),
+        prior=_normal_prior,
+        time_input=_float_time,
     ),
 }
 
@@ -147,6 +205,17 @@ OBJECTIVES: dict[str, dict[str, Callable]] = {
         "hybrid": functools.partial(_ddpm_objective, losses.hybrid_loss),
     },
     "ncsn": {"dsm": _dsm_objective},
+    "edm": {
+        "edm": lambda cfg, levels: lambda model_fn, x0, rng: losses.edm_loss(
+            levels.denoiser(model_fn), x0, rng, p_mean=cfg.loss.p_mean, p_std=cfg.loss.p_std,
+            sigma_data=levels.sigma_data,
+        )
+    },
+    "flow": {
+        "flow_matching": lambda cfg, path: lambda model_fn, x0, rng: losses.flow_matching_loss(
+            path.velocity(model_fn), x0, rng, time_sampling=cfg.loss.time_sampling
+        )
+    },
 }
 
 
@@ -253,7 +322,34 @@ SAMPLERS: dict[str, Callable] = {
     "langevin": lambda c, p: lambda f, x, rng: samplers.annealed_langevin(
         f, p, x, rng, steps_per_sigma=c.steps_per_sigma, step_lr=c.step_lr
     ),
+    "edm": lambda c, p: _edm_sampler(c, p),
+    "flow": lambda c, p: lambda f, x, rng: samplers.flow_sample(
+        p.velocity(f), x, rng, num_steps=c.num_steps, method=c.method
+    ),
 }
+
+
+def _edm_sampler(c, process):
+    """Karras et al. (2022), Alg. 1/2 (``c.churn``, ``s_tmin``, ``s_tmax``, ``s_noise``) on the
+    Karras grid of an EDM run, or of a DDPM run through Table 1's VP column (the state scaled
+    by 1 / alpha, so x_T ~ N(0, I) starts at sqrt(1 + sigma_max^2) x_T)."""
+    if isinstance(process, EDMLevels):
+        denoiser, sigmas, start = process.denoiser, process.sigmas(c.num_steps), process.sigma_max
+    elif isinstance(process, schedules.Schedule):
+        sigma_min, sigma_max = samplers.vp_sigma_range(process)
+        sigmas = schedules.karras_sigmas(c.num_steps, sigma_min, sigma_max)
+        start = math.sqrt(1.0 + sigma_max**2)
+
+        def denoiser(f):
+            f = _mean_part(f, c.variance)
+            return samplers.vp_denoiser(f, process, prediction=c.prediction)
+    else:
+        raise ValueError("the edm sampler needs an EDM run or a DDPM run (a discrete schedule)")
+    options = {k: c.get(k, v) for k, v in dict(churn=0.0, s_tmin=0.0, s_tmax=math.inf, s_noise=1.0).items()}
+    method = c.get("method", "heun")
+    return lambda f, x, rng: samplers.edm_sample(
+        denoiser(f), sigmas, start * x, rng, method=method, **options
+    )
 
 
 # The config field that holds each sampler's number of steps (``num_steps`` for the others):

@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from compile_counter import count_compilations
 from jaxdiff import analytic, losses, models, samplers, schedules
-from jaxdiff.samplers import _edm
 
 MEAN = jnp.array([0.5, -0.3, 0.0, 0.2])
 VAR = jnp.array([0.25, 0.04, 0.5, 0.09])
@@ -252,7 +252,7 @@ def test_edm_euler_with_the_vp_column_on_ddims_steps_is_ddim():
     timesteps = np.arange(980, -1, -20)
     sigmas = np.append(np.exp(-0.5 * np.asarray(sched.log_snr, np.float64)[timesteps]), 0.0)
     y_T = x_T * np.sqrt(1.0 + sigmas[0] ** 2)
-    out = samplers.edm_sample(samplers.vp_denoiser(model, sched), sigmas, y_T, method="euler",
+    out = samplers.edm_sample(samplers.process_denoiser(model, sched), sigmas, y_T, method="euler",
                               return_info=True)
     np.testing.assert_allclose(out.samples, ddim, rtol=1e-4, atol=1e-4)
     assert out.nfe == 50
@@ -262,14 +262,14 @@ def test_vp_and_ve_columns_turn_exact_models_into_the_exact_denoiser():
     """Table 1: the exact eps-model of a DDPM schedule (VP) and the exact score (VE) give the
     exact denoiser, D* = mu + s^2 / (s^2 + sigma^2) (x - mu), at every level in their range."""
     sched = schedules.cosine(1000)
-    sigma_min, sigma_max = samplers.vp_sigma_range(sched)
+    sigma_min, sigma_max = samplers.sigma_range(sched)
     abar = np.asarray(sched.alphas_cumprod)[[0, -1]]
     np.testing.assert_allclose([sigma_min, sigma_max], np.sqrt((1 - abar) / abar), rtol=1e-3)
     sigma = jnp.geomspace(1.5 * sigma_min, 0.5 * sigma_max, 64)
     x = NOISE * jnp.sqrt(VAR + sigma[:, None] ** 2) + MEAN
     expected = MEAN + VAR / (VAR + sigma[:, None] ** 2) * (x - MEAN)
     eps_model = samplers.real_time_model(lambda s: analytic.gaussian_eps_fn(s, MEAN, VAR), sched)
-    np.testing.assert_allclose(samplers.vp_denoiser(eps_model, sched)(x, sigma), expected, rtol=2e-3, atol=2e-3)
+    np.testing.assert_allclose(samplers.process_denoiser(eps_model, sched)(x, sigma), expected, rtol=2e-3, atol=2e-3)
     score_fn = analytic.mixture_score_fn([1.0], MEAN[None], VAR[None])
     np.testing.assert_allclose(samplers.ve_denoiser(score_fn)(x, sigma), expected, rtol=2e-3, atol=2e-3)
 
@@ -279,9 +279,10 @@ def test_edm_trajectory_nfe_no_recompilation_and_errors():
     out = samplers.edm_sample(DENOISER, sigmas, 80.0 * NOISE, return_info=True, trajectory_every=4)
     assert out.nfe == 19 and out.trajectory.shape == (3, 64, 4)
     np.testing.assert_array_equal(out.trajectory[-1], out.samples)
-    size = _edm._edm_chain._cache_size()
-    samplers.edm_sample(DENOISER, sigmas, 80.0 * NOISE + 1.0, return_info=True, trajectory_every=4)
-    assert _edm._edm_chain._cache_size() == size
+    other_start = jax.block_until_ready(80.0 * NOISE + 1.0)
+    with count_compilations() as compiles:
+        samplers.edm_sample(DENOISER, sigmas, other_start, return_info=True, trajectory_every=4)
+    assert compiles.value == 0
     with pytest.raises(ValueError, match="decreasing"):
         samplers.edm_sample(DENOISER, sigmas[::-1], NOISE)
     with pytest.raises(ValueError, match="rng"):
@@ -350,12 +351,11 @@ def test_a_new_checkpoint_reuses_the_compiled_samplers():
     x = jax.random.normal(jax.random.key(0), (2, 4, 4, 1))
     params = [model.init(jax.random.key(i), x, jnp.zeros(2)) for i in (1, 2)]
     sigmas = schedules.karras_sigmas(3, 0.01, 10.0)
-    from jaxdiff.samplers import _flow
-
-    sizes = []
+    counts = []
     for variables in params:
         raw_fn = functools.partial(model.apply, variables)
-        samplers.edm_sample(models.edm_precondition(raw_fn), sigmas, x)
-        samplers.flow_sample(raw_fn, x, num_steps=2)
-        sizes.append((_edm._edm_chain._cache_size(), _flow._flow_chain._cache_size()))
-    assert sizes[0] == sizes[1]
+        with count_compilations() as compiles:
+            samplers.edm_sample(models.edm_precondition(raw_fn), sigmas, x)
+            samplers.flow_sample(raw_fn, x, num_steps=2)
+        counts.append(compiles.value)
+    assert counts[0] > 0 and counts[1] == 0

@@ -62,8 +62,8 @@ from jaxdiff.samplers._edm import edm_log_sigma_field as edm_log_sigma_field
 from jaxdiff.samplers._edm import edm_sample as edm_sample
 from jaxdiff.samplers._edm import edm_step as edm_step
 from jaxdiff.samplers._edm import ve_denoiser as ve_denoiser
-from jaxdiff.samplers._edm import vp_denoiser as vp_denoiser
-from jaxdiff.samplers._edm import vp_sigma_range as vp_sigma_range
+from jaxdiff.samplers._edm import process_denoiser as process_denoiser
+from jaxdiff.samplers._edm import sigma_range as sigma_range
 from jaxdiff.samplers._flow import change_of_variables as change_of_variables
 from jaxdiff.samplers._flow import euler_step as euler_step
 from jaxdiff.samplers._flow import flow_field as flow_field

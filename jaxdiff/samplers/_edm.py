@@ -8,14 +8,14 @@ levels (Alg. 1), optionally with "churn": noise added before each step to climb 
 level (Alg. 2).
 
 A model trained on another process samples here through the columns of their Table 1:
-:func:`vp_denoiser` for a DDPM eps-model on a discrete :class:`~jaxdiff.schedules.Schedule`
-(the state is the scaled x / alpha, with sigma = sigma_VP / alpha), :func:`ve_denoiser` for an
-NCSN score model.
+:func:`process_denoiser` for an eps-, x_0- or v-model on any process of
+:mod:`jaxdiff.processes` or a discrete :class:`~jaxdiff.schedules.Schedule` (the VP column for
+DDPM; the state is the scaled x / alpha, with sigma = sigma(t) / alpha(t)), :func:`ve_denoiser`
+for an NCSN score model on its noise levels.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 
@@ -25,12 +25,11 @@ import numpy as np
 
 from jaxdiff import _checks
 from jaxdiff._compile import PytreeFn, as_pytree_fn
-from jaxdiff.diffusion import PREDICTIONS, predict_eps_and_x0, x0_from_score_sigma
-from jaxdiff.samplers._common import finish, run_chain
-from jaxdiff.samplers._continuous import _at_levels, model_time, tau_from_log_snr
+from jaxdiff.diffusion import PREDICTIONS, eps_x0_from_output, x0_from_score_sigma
+from jaxdiff.samplers._common import compiled, finish, run_chain
+from jaxdiff.samplers._continuous import call_real_time
 from jaxdiff.samplers._flow import change_of_variables, euler_step
 from jaxdiff.samplers._ode import heun_step
-from jaxdiff.schedules import Schedule
 
 __all__ = [
     "edm_field",
@@ -39,8 +38,8 @@ __all__ = [
     "edm_sample",
     "edm_log_sigma_field",
     "edm_likelihood",
-    "vp_sigma_range",
-    "vp_denoiser",
+    "sigma_range",
+    "process_denoiser",
     "ve_denoiser",
 ]
 
@@ -175,7 +174,7 @@ def edm_sample(
 
     Args:
       denoiser_fn: ``denoiser_fn(x, sigma) -> D(x; sigma)``, sigma a float ``[B]`` (e.g.
-        :func:`~jaxdiff.models.edm_precondition`, :func:`vp_denoiser`, :func:`ve_denoiser`).
+        :func:`~jaxdiff.models.edm_precondition`, :func:`process_denoiser`, :func:`ve_denoiser`).
       sigmas: ``[N + 1]`` strictly decreasing levels, the last usually 0
         (:func:`~jaxdiff.schedules.karras_sigmas`).
       x_T: ``[B, ...]`` the start, x ~ N(0, sigmas[0]^2 I) (noise scaled by sigmas[0]).
@@ -183,7 +182,7 @@ def edm_sample(
       churn, s_tmin, s_tmax, s_noise: S_churn, S_tmin, S_tmax, S_noise of Alg. 2 (the
         per-step gamma is :func:`churn_gammas`); may be traced.
       method: ``"heun"`` (Alg. 1) or ``"euler"`` (the same steps with Euler's method; with a
-        DDPM model through :func:`vp_denoiser` on DDIM's levels it is DDIM).
+        DDPM model through :func:`process_denoiser` on DDIM's levels it is DDIM).
       return_info: return a :class:`~jaxdiff.samplers.SamplerOutput`.
       trajectory_every: with ``return_info``, keep the state after every k-th step.
 
@@ -208,7 +207,7 @@ def edm_sample(
         raise ValueError("churn > 0 draws noise (Alg. 2): pass an rng key")
     gammas = churn_gammas(sigmas, churn=churn, s_tmin=s_tmin, s_tmax=s_tmax)
     x, trajectory = _edm_chain(
-        as_pytree_fn(denoiser_fn),
+        denoiser_fn,
         sigmas,
         gammas,
         x_T,
@@ -220,7 +219,7 @@ def edm_sample(
     return finish(x, trajectory, nfe, return_info=return_info)
 
 
-@functools.partial(jax.jit, static_argnames=("method", "trajectory_every"))
+@compiled(static_argnames=("method", "trajectory_every"))
 def _edm_chain(denoiser_fn, sigmas, gammas, x_T, rng, s_noise, *, method, trajectory_every):
     def step(x, inputs):
         i, sigma, sigma_next, gamma = inputs
@@ -295,66 +294,65 @@ def edm_likelihood(
     )
 
 
-def vp_sigma_range(schedule: Schedule) -> tuple[float, float]:
-    """(sigma_min, sigma_max) of a discrete VP schedule in EDM's scaled form, sigma =
-    sqrt((1 - abar) / abar) at t = 0 and t = T - 1 (Karras et al. 2022, Table 1, VP column):
-    the range in which :func:`vp_denoiser` reads the model, e.g. for
-    ``karras_sigmas(N, *vp_sigma_range(schedule))``."""
-    sigma = np.exp(-0.5 * np.asarray(schedule.log_snr, np.float64))
-    return float(sigma[0]), float(sigma[-1])
+def sigma_range(process) -> tuple[float, float]:
+    """(sigma_min, sigma_max) of a process in EDM's scaled form, sigma = sigma(t) / alpha(t) =
+    exp(-log-SNR / 2) at ``t_data`` and ``t_noise`` (Karras et al. 2022, Table 1; for a DDPM
+    schedule sqrt((1 - abar) / abar) at t = 0 and T - 1): the range in which
+    :func:`process_denoiser` reads the model, e.g. for ``karras_sigmas(N, *sigma_range(p))``."""
+    ends = jnp.asarray([process.t_data, process.t_noise], jnp.float32)
+    sigma = np.exp(-0.5 * np.asarray(process.log_snr_at(ends), np.float64))
+    return float(sigma[0]), float(sigma[1])
 
 
-def _vp_denoise(model_fn, schedule, y, sigma, *, prediction, clip_denoised):
+def _process_denoise(model_fn, process, y, sigma, *, prediction, clip_denoised):
     sigma = jnp.broadcast_to(jnp.asarray(sigma, y.dtype), y.shape[:1])
-    log_snr = -2.0 * jnp.log(sigma)
-    tau = tau_from_log_snr(schedule, log_snr)
-    alpha = jax.lax.rsqrt(1.0 + sigma**2).reshape((-1,) + (1,) * (y.ndim - 1))
+    t = process.time_at_log_snr(-2.0 * jnp.log(sigma))
+    shape = (-1,) + (1,) * (y.ndim - 1)
+    alpha, sigma_t = (a.astype(y.dtype).reshape(shape) for a in process.alpha_sigma(t))
     x = alpha * y
-    out = model_fn(x, model_time(schedule, tau))
+    out = call_real_time(model_fn, x, process.model_time(t).astype(y.dtype))
     _checks.same_shape("model output", out, "x", x)
-    _, x0 = predict_eps_and_x0(
-        _at_levels(schedule, log_snr),
-        x,
-        jnp.arange(y.shape[0]),
-        out,
-        prediction=prediction,
-        clip_denoised=clip_denoised,
+    _, x0 = eps_x0_from_output(
+        out, x, alpha, sigma_t, prediction=prediction, clip_denoised=clip_denoised
     )
     return x0
 
 
-def vp_denoiser(
-    model_fn: Callable, schedule: Schedule, *, prediction: str = "eps", clip_denoised: bool = False
+def process_denoiser(
+    model_fn: Callable, process, *, prediction: str = "eps", clip_denoised: bool = False
 ) -> Callable:
-    """A model trained on a discrete variance-preserving schedule as EDM's denoiser (Karras et
-    al. 2022, Table 1, VP column; Sec. 3, eq. 4 with s = alpha):
+    """A model trained on any Gaussian process x_t = alpha(t) x_0 + sigma(t) eps as EDM's
+    denoiser (Karras et al. 2022, Sec. 3, eq. 4 with s = alpha, and Table 1: the VP column for a
+    DDPM schedule or VDM's process, the VE column for :class:`~jaxdiff.processes.VE`):
 
-    .. math:: D(y; \\sigma) = y - \\sigma\\, \\hat\\epsilon\\Big(\\frac{y}{\\sqrt{1 + \\sigma^2}},
-        \\tau(\\sigma)\\Big)
+    .. math:: D(y; \\sigma) = \\hat x_0\\big(\\alpha(t) y, t\\big), \\quad
+        t = \\lambda^{-1}(-2 \\ln \\sigma),
 
-    on the scaled state y = x / alpha with sigma = sigma_VP / alpha = exp(-log-SNR / 2)
-    (c_skip = 1, c_out = -sigma, c_in = 1 / sqrt(1 + sigma^2)), where tau(sigma) is the real
-    timestep of that level: the schedule's log-SNR interpolated (see
-    :mod:`jaxdiff.samplers._continuous`; their c_noise = (M - 1) sigma^{-1}(sigma)). The model
-    is called with a float t ``[B]``. An x_0- or v-model is converted the same way.
+    on the scaled state y = x / alpha at the level sigma = sigma(t) / alpha(t) = exp(-lambda / 2),
+    with x_0-hat read from the network's output (eps, x_0 or v). For an eps-model this is
+    D(y; sigma) = y - sigma eps(alpha y, t): Table 1's c_skip = 1, c_out = -sigma, c_in = alpha
+    (1 / sqrt(1 + sigma^2) for a VP process) and c_noise = the process's model time of t (the
+    real timestep (M - 1) sigma^{-1}(sigma) for a DDPM schedule, interpolated between the
+    integers). The model is called with a float t ``[B]``.
 
-    A chain started from x_T scaled by 1 / alpha_T, ``x_T * sqrt(1 + sigma_max^2)``, ends on
-    the data at sigma = 0, where y = x.
+    A chain started from the process's x at t_noise scaled by 1 / alpha -- for DDPM
+    ``x_T * sqrt(1 + sigma_max^2)`` -- ends on the data at sigma = 0, where y = x.
 
     Args:
-      model_fn: ``model_fn(x_t, t) -> output`` of the model trained on ``schedule``.
-      schedule: its schedule; read the model inside :func:`vp_sigma_range`.
+      model_fn: ``model_fn(x_t, t) -> output`` of the model trained on ``process``.
+      process: its process (:class:`~jaxdiff.schedules.Schedule` or one of
+        :mod:`jaxdiff.processes`); read the model inside :func:`sigma_range`.
       prediction: what the model predicts: ``eps``, ``x0`` or ``v``.
       clip_denoised: clip the x_0 estimate to [-1, 1].
 
     Returns:
       ``denoiser_fn(y, sigma) -> [B, ...]`` (a :class:`~jaxdiff._compile.PytreeFn`: the
-      model's bound arrays and the schedule are arguments of the samplers' compiled programs).
+      model's bound arrays and the process's are arguments of the samplers' compiled programs).
     """
     _checks.one_of("prediction", prediction, PREDICTIONS)
     return PytreeFn(
-        _vp_denoise,
-        (as_pytree_fn(model_fn), schedule),
+        _process_denoise,
+        (as_pytree_fn(model_fn), process),
         dict(prediction=prediction, clip_denoised=clip_denoised),
     )
 

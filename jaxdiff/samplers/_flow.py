@@ -9,7 +9,6 @@ the instantaneous change of variables along the same ODE, solved from the data t
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 
@@ -19,8 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdiff import _checks
-from jaxdiff._compile import as_pytree_fn
-from jaxdiff.samplers._common import finish, run_chain
+from jaxdiff.samplers._common import compiled, finish, run_chain
 from jaxdiff.samplers._ode import (
     TRACE_ESTIMATORS,
     _diffrax_nfe,
@@ -145,7 +143,7 @@ def flow_sample(
     solver = _check_solver(method, num_steps, rtol, atol)
     keep = trajectory_every if return_info and num_steps is not None else 0
     x, trajectory, nfe = _flow_chain(
-        as_pytree_fn(velocity_fn),
+        velocity_fn,
         x_1,
         jnp.asarray(rtol, x_1.dtype),
         jnp.asarray(atol, x_1.dtype),
@@ -158,12 +156,7 @@ def flow_sample(
     return finish(x, trajectory, nfe, return_info=return_info)
 
 
-@functools.partial(
-    jax.jit,
-    static_argnames=(
-        "num_steps", "euler", "solver", "max_steps", "trajectory_every"
-    ),
-)
+@compiled(static_argnames=("num_steps", "euler", "solver", "max_steps", "trajectory_every"))
 def _flow_chain(
     velocity_fn, x_1, rtol, atol, *, num_steps, euler, solver, max_steps, trajectory_every
 ):
@@ -271,7 +264,7 @@ def change_of_variables(
     x0 = jnp.asarray(x0)
     scalars = (t_data, t_prior, prior_std, rtol, atol)
     return _likelihood(
-        as_pytree_fn(model_fn),
+        model_fn,
         x0,
         rng,
         *(jnp.asarray(v, x0.dtype) for v in scalars),
@@ -286,8 +279,7 @@ def change_of_variables(
     )
 
 
-@functools.partial(
-    jax.jit,
+@compiled(
     static_argnames=(
         "make_field",
         "num_probes",

@@ -336,13 +336,13 @@ def _edm_sampler(c, process):
     if isinstance(process, EDMLevels):
         denoiser, sigmas, start = process.denoiser, process.sigmas(c.num_steps), process.sigma_max
     elif isinstance(process, schedules.Schedule):
-        sigma_min, sigma_max = samplers.vp_sigma_range(process)
+        sigma_min, sigma_max = samplers.sigma_range(process)
         sigmas = schedules.karras_sigmas(c.num_steps, sigma_min, sigma_max)
         start = math.sqrt(1.0 + sigma_max**2)
 
         def denoiser(f):
             f = _mean_part(f, c.variance)
-            return samplers.vp_denoiser(f, process, prediction=c.prediction)
+            return samplers.process_denoiser(f, process, prediction=c.prediction)
     else:
         raise ValueError("the edm sampler needs an EDM run or a DDPM run (a discrete schedule)")
     options = {k: c.get(k, v) for k, v in dict(churn=0.0, s_tmin=0.0, s_tmax=math.inf, s_noise=1.0).items()}

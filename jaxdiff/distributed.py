@@ -38,9 +38,8 @@ def initialize(dist) -> None:
     if dist is None or not dist.get("initialize", False) or jax.distributed.is_initialized():
         return
     address = dist.get("coordinator_address")
-    if address is not None and not (
-        ":" in address and address.rsplit(":", 1)[1].isdigit() and address.rsplit(":", 1)[0]
-    ):
+    host, _, port = (address or "").rpartition(":")
+    if address is not None and not (host and port.isdigit()):
         raise ValueError(f"config.distributed.coordinator_address must be HOST:PORT, got {address!r}")
     num, pid = dist.get("num_processes"), dist.get("process_id")
     if num is not None and pid is not None and not 0 <= pid < num:

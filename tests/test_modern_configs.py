@@ -19,7 +19,10 @@ TINY_DIT = {"model.hidden_size": 16, "model.depth": 1, "model.num_heads": 2}
 
 @pytest.mark.parametrize("name", ["digits_edm", "digits_flow", "digits_dit"])
 def test_config_builds_and_traces(name):
-    config = cli.load_config_file(name)
+    _trace(cli.load_config_file(name))
+
+
+def _trace(config):
     exp = train.build_experiment(config, data_shape=(8, 8, 1))
     key = jax.random.PRNGKey(0)
     state = jax.eval_shape(functools.partial(train.initial_state, exp, rng=key), key)
@@ -29,6 +32,15 @@ def test_config_builds_and_traces(name):
     assert metrics["loss"].shape == ()
     sample = train.build_sampler(config, exp)
     assert jax.eval_shape(lambda p: sample({"params": p}, key, 3), state.ema_params).shape == (3, 8, 8, 1)
+
+
+@pytest.mark.parametrize("name", ["digits_ddpm", "digits_ncsn", "digits_edm", "digits_flow"])
+def test_dit_is_the_network_of_every_process(name):
+    """The DiT preset in place of the U-Net: int timesteps (DDPM), noise levels (NCSN), EDM's
+    c_noise and flow times; its train step and sampler trace."""
+    config = cli.load_config_file(name)
+    config.model = dict(preset="dit_digits", hidden_size=16, depth=1, num_heads=2)
+    _trace(config)
 
 
 @pytest.mark.slow

@@ -25,7 +25,7 @@ import numpy as np
 
 from jaxdiff import _checks
 from jaxdiff._compile import PytreeFn, as_pytree_fn
-from jaxdiff.diffusion import PREDICTIONS, eps_x0_from_output, x0_from_score_sigma
+from jaxdiff.diffusion import PATH_PREDICTIONS, eps_x0_from_output, x0_from_score_sigma
 from jaxdiff.samplers._common import compiled, finish, run_chain
 from jaxdiff.samplers._continuous import call_real_time
 from jaxdiff.samplers._flow import change_of_variables, euler_step
@@ -349,7 +349,7 @@ def process_denoiser(
       ``denoiser_fn(y, sigma) -> [B, ...]`` (a :class:`~jaxdiff._compile.PytreeFn`: the
       model's bound arrays and the process's are arguments of the samplers' compiled programs).
     """
-    _checks.one_of("prediction", prediction, PREDICTIONS)
+    _checks.one_of("prediction", prediction, PATH_PREDICTIONS)
     return PytreeFn(
         _process_denoise,
         (as_pytree_fn(model_fn), process),

@@ -8,29 +8,23 @@ rounds alternate between the two frameworks; after warm-up (and, for JAX, compil
 median of the timed steps is printed with the ratio, and likewise for the forward pass alone
 (the loss in train mode, without gradients), so that the backward pass's share shows.
 
-Needs torch and diffusers beside jaxdiff (not dependencies of jaxdiff), e.g.::
+Needs torch and diffusers beside jaxdiff (not dependencies of jaxdiff)::
 
-    python3 -m venv /work/peer-venv
-    /work/peer-venv/bin/pip install torch==2.13.0 diffusers -e /work/main
-    /work/peer-venv/bin/python benchmarks/bench_unet_train_step.py [--steps 10] [--batch 8]
+    pip install torch==2.13.0 diffusers
+    python benchmarks/bench_unet_train_step.py [--steps 10] [--batch 8]
 """
 
 import argparse
 import functools
-import os
-import platform
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import torch
-from diffusers import UNet2DModel
+from _peer import alternate, diffusers_cifar10, machine, machine_line, summary, to_nchw
 
 from jaxdiff.models import ddpm_cifar10
-from jaxdiff.models.convert import DDPM_CIFAR10_CONFIG
 
 LEARNING_RATE = 2e-4
 
@@ -56,15 +50,6 @@ def jax_step_fn(batch, key):
         return optax.apply_updates(params, updates), opt_state, loss
 
     return step, jax.jit(loss_fn), params, opt_state
-
-
-def time_steps(run, steps):
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return times
 
 
 def main():
@@ -102,18 +87,9 @@ def main():
     compile_s = time.perf_counter() - start
 
     # diffusers / PyTorch, NCHW
-    torch.manual_seed(0)
-    torch.set_num_threads(os.cpu_count())
-    net = UNet2DModel(**DDPM_CIFAR10_CONFIG).train()
+    net = diffusers_cifar10().train()
     adam = torch.optim.Adam(net.parameters(), lr=LEARNING_RATE)
-    tx, tt, teps = (
-        torch.from_numpy(a)
-        for a in (
-            x.transpose(0, 3, 1, 2).copy(),
-            t.astype(np.int64),
-            eps.transpose(0, 3, 1, 2).copy(),
-        )
-    )
+    tx, teps, tt = to_nchw(x), to_nchw(eps), torch.from_numpy(t.astype(np.int64))
 
     def torch_run():
         adam.zero_grad(set_to_none=True)
@@ -125,37 +101,28 @@ def main():
         with torch.no_grad():
             torch.mean((net(tx, tt).sample - teps) ** 2)
 
-    runs = (jax_run, torch_run, jax_forward, torch_forward)
-    for _ in range(args.warmup):
-        for run in runs:
-            run()
-    times = [[] for _ in runs]
-    for _ in range(args.steps):  # alternate, so that both see the same machine load
-        for run, run_times in zip(runs, times):
-            run_times += time_steps(run, 1)
-    jax_times, torch_times, jax_fwd_times, torch_fwd_times = times
-
-    jax_ms, torch_ms = 1e3 * statistics.median(jax_times), 1e3 * statistics.median(torch_times)
+    runs = {
+        "jaxdiff (JAX/XLA)": jax_run,
+        "diffusers (PyTorch)": torch_run,
+        "jaxdiff forward": jax_forward,
+        "diffusers forward": torch_forward,
+    }
+    times = alternate(runs, rounds=args.steps, warmup=args.warmup)
+    ms = {name: {k: 1e3 * v for k, v in summary(ts).items()} for name, ts in times.items()}
     n_jax = sum(p.size for p in jax.tree.leaves(state["params"]))
     n_torch = sum(p.numel() for p in net.parameters())
-    print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
-        f"jax {jax.__version__} ({jax.default_backend()}), torch {torch.__version__}"
-    )
+    print(machine_line(machine()))
     print(
         f"DDPM CIFAR-10 U-Net, {n_jax:,} parameters (diffusers: {n_torch:,}); batch {args.batch}, 32x32x3"
     )
     print(f"jaxdiff init {init_s:.1f} s, first step (compilation) {compile_s:.1f} s")
     print(f"one train step, median of {args.steps} (min-max):")
-    print(
-        f"  jaxdiff (JAX/XLA)      {jax_ms:8.1f} ms  ({1e3 * min(jax_times):.1f}-{1e3 * max(jax_times):.1f})"
-    )
-    print(
-        f"  diffusers (PyTorch)    {torch_ms:8.1f} ms  ({1e3 * min(torch_times):.1f}-{1e3 * max(torch_times):.1f})"
-    )
+    for name in ("jaxdiff (JAX/XLA)", "diffusers (PyTorch)"):
+        m = ms[name]
+        print(f"  {name:22} {m['median_s']:8.1f} ms  ({m['min_s']:.1f}-{m['max_s']:.1f})")
+    jax_ms, torch_ms = ms["jaxdiff (JAX/XLA)"]["median_s"], ms["diffusers (PyTorch)"]["median_s"]
     print(f"  ratio jaxdiff / diffusers = {jax_ms / torch_ms:.2f}")
-    jax_fwd_ms = 1e3 * statistics.median(jax_fwd_times)
-    torch_fwd_ms = 1e3 * statistics.median(torch_fwd_times)
+    jax_fwd_ms, torch_fwd_ms = ms["jaxdiff forward"]["median_s"], ms["diffusers forward"]["median_s"]
     print(f"forward pass alone (train-mode loss, no gradients), median of {args.steps}:")
     print(f"  jaxdiff (JAX/XLA)      {jax_fwd_ms:8.1f} ms")
     print(f"  diffusers (PyTorch)    {torch_fwd_ms:8.1f} ms")

@@ -25,6 +25,8 @@ __all__ = [
     "mixture_score_fn",
     "mixture_eps_fn",
     "gaussian_eps_fn",
+    "mixture_vdm_eps_fn",
+    "gaussian_vdm_eps_fn",
     "gaussian_flow_map",
     "mixture_denoiser_fn",
     "gaussian_denoiser_fn",
@@ -97,17 +99,46 @@ def mixture_eps_fn(schedule: Schedule, weights, means, variances):
     """The optimal eps-predictor E[eps | x_t] of the variance-preserving process for mixture
     data: eps* = -sqrt(1 - abar_t) grad log q_t(x_t) (Vincent 2011; Ho et al. 2020, Sec. 3.2).
     Returns ``model_fn(x_t, t)``; t indexes ``schedule`` (0-based)."""
-    weights, means, variances = _as_components(weights, means, variances)
 
     def model_fn(x_t, t):
         a = extract(schedule.sqrt_alphas_cumprod, t, x_t.ndim + 1)
         b2 = extract(1.0 - schedule.alphas_cumprod, t, x_t.ndim + 1)
-        score = jax.vmap(mixture_score, in_axes=(0, None, 0, 0))(
-            x_t[:, None], weights, a * means, a**2 * variances + b2
-        )[:, 0]
-        return eps_from_score(schedule, t, score)
+        return eps_from_score(schedule, t, _vp_score(x_t, a, b2, weights, means, variances))
 
     return model_fn
+
+
+def _vp_score(x_t, a, b2, weights, means, variances):
+    """The score of the mixture's marginal under x_t = a x_0 + b eps, with per-example a and
+    b^2 shaped ``[B, 1, ...]`` (one axis for the components): the mixture of N(a mu_k,
+    a^2 s_k^2 + b^2)."""
+    weights, means, variances = _as_components(weights, means, variances)
+    return jax.vmap(mixture_score, in_axes=(0, None, 0, 0))(
+        x_t[:, None], weights, a * means, a**2 * variances + b2
+    )[:, 0]
+
+
+def mixture_vdm_eps_fn(gamma_fn, weights, means, variances):
+    """The optimal eps-predictor E[eps | z_t] of the variance-preserving process of Kingma et
+    al. (2021), alpha_t^2 = sigmoid(-gamma(t)), sigma_t^2 = sigmoid(gamma(t)), for mixture
+    data: eps* = -sigma_t grad log q_t(z_t). Returns ``model_fn(z_t, t)`` with float t ``[B]``
+    in [0, 1], as :func:`jaxdiff.losses.vdm_loss` calls it."""
+
+    def model_fn(z_t, t):
+        gamma = jnp.reshape(gamma_fn(t), (-1,) + (1,) * z_t.ndim)
+        b2 = jax.nn.sigmoid(gamma)
+        score = _vp_score(z_t, jnp.sqrt(jax.nn.sigmoid(-gamma)), b2, weights, means, variances)
+        return -jnp.sqrt(b2[:, 0]) * score
+
+    return model_fn
+
+
+def gaussian_vdm_eps_fn(gamma_fn, mean, variance):
+    """:func:`mixture_vdm_eps_fn` for Gaussian data x_0 ~ N(mean, diag(variance)): linear in
+    z_t, eps* = sigma_t (z_t - alpha_t mu) / (alpha_t^2 s^2 + sigma_t^2)."""
+    return mixture_vdm_eps_fn(
+        gamma_fn, jnp.ones((1,)), jnp.asarray(mean)[None], jnp.asarray(variance)[None]
+    )
 
 
 def gaussian_eps_fn(schedule: Schedule, mean, variance):

@@ -1,0 +1,339 @@
+"""Variational diffusion models (Kingma et al. 2021): the noise schedule gamma(t) = -log SNR(t),
+the terms of the bound, the ancestral sampler of the discrete chain, and Fourier features.
+
+The process is variance preserving with t in [0, 1] (data at t = 0, noise at t = 1):
+
+.. math:: q(z_t | x) = \\mathcal N(\\alpha_t x, \\sigma_t^2 I),\\quad
+    \\alpha_t^2 = \\mathrm{sigmoid}(-\\gamma(t)),\\ \\sigma_t^2 = \\mathrm{sigmoid}(\\gamma(t))
+
+(their eqs. 1-5). A schedule is any increasing ``gamma_fn(t) -> gamma``, elementwise on a float
+array: :func:`linear_gamma` (fixed) or :class:`LearnedGamma` (a monotone network, bound with
+``functools.partial(LearnedGamma().apply, variables)``). The bound
+-log p(x) <= prior + diffusion + decoder is :func:`jaxdiff.losses.vdm_loss`; this module holds
+its terms, each per element, in nats:
+
+* :func:`prior_kl`: KL(q(z_1 | x) || N(0, I));
+* :func:`continuous_diffusion_loss` (eq. 17) and :func:`discrete_diffusion_loss` (the T-step
+  loss, eq. 13 written with eps);
+* :func:`decoder_log_probs`: the discretised decoder p(x | z_0) over the 256 values of 8-bit
+  data, and :func:`decoder_nll`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxdiff import _checks
+from jaxdiff._compile import as_pytree_fn
+from jaxdiff.elbo import normal_kl
+
+__all__ = [
+    "GAMMA_MIN",
+    "GAMMA_MAX",
+    "NUM_VALUES",
+    "alpha_sigma",
+    "expand_like",
+    "linear_gamma",
+    "MonotoneDense",
+    "LearnedGamma",
+    "stratified_times",
+    "gamma_and_derivative",
+    "second_moment_tap",
+    "prior_kl",
+    "continuous_diffusion_loss",
+    "discrete_diffusion_loss",
+    "grid_values",
+    "decoder_log_probs",
+    "decoder_nll",
+    "fourier_features",
+    "FourierFeatures",
+    "ancestral_step",
+    "vdm_sample",
+]
+
+# The end points of the paper's CIFAR-10 schedule (their App. H): SNR(0) = e^13.3, SNR(1) = e^-5.
+GAMMA_MIN = -13.3
+GAMMA_MAX = 5.0
+NUM_VALUES = 256  # 8-bit data: x = 2 k / 255 - 1, k = 0..255
+
+
+def expand_like(v, x):
+    """A per-example ``[B]`` array shaped to broadcast against ``x`` ``[B, ...]``."""
+    return jnp.reshape(v, v.shape + (1,) * (x.ndim - v.ndim))
+
+
+def alpha_sigma(gamma) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """(alpha, sigma) of the variance-preserving process at gamma = -log SNR (Kingma et al.
+    2021, eq. 4): alpha^2 = sigmoid(-gamma), sigma^2 = sigmoid(gamma)."""
+    return jnp.sqrt(jax.nn.sigmoid(-gamma)), jnp.sqrt(jax.nn.sigmoid(gamma))
+
+
+# --- noise schedules -----------------------------------------------------------------------------
+
+
+def linear_gamma(t, *, gamma_min: float = GAMMA_MIN, gamma_max: float = GAMMA_MAX):
+    """The fixed linear schedule gamma(t) = gamma_min + (gamma_max - gamma_min) t (Kingma et al.
+    2021, Sec. 3.2 and App. H). Other end points as ``functools.partial(linear_gamma, ...)``."""
+    return gamma_min + (gamma_max - gamma_min) * jnp.asarray(t, jnp.float32)
+
+
+class MonotoneDense(nn.Module):
+    """A dense layer with non-negative weights |W| (Kingma et al. 2021, App. H): increasing in
+    each input, so a stack of them with increasing activations is an increasing function."""
+
+    features: int
+    use_bias: bool = True
+    kernel_init: Callable = nn.initializers.lecun_normal()
+
+    @nn.compact
+    def __call__(self, x):
+        kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features))
+        y = x @ jnp.abs(kernel)
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,))
+        return y
+
+
+class LearnedGamma(nn.Module):
+    """The learned schedule of Kingma et al. (2021), Sec. 3.2 and App. H:
+
+    .. math:: \\gamma(t) = \\gamma_0 + (\\gamma_1 - \\gamma_0)\\,
+        \\frac{\\tilde\\gamma(t) - \\tilde\\gamma(0)}{\\tilde\\gamma(1) - \\tilde\\gamma(0)},
+        \\quad \\tilde\\gamma(t) = l_1(t) + l_3(\\phi(l_2(l_1(t)))) / F
+
+    with :class:`MonotoneDense` layers l_1 (1 output), l_2 (F sigmoid outputs) and l_3 (1 output,
+    no bias), so gamma is increasing with end points exactly the parameters ``gamma_0`` and
+    ``gamma_1``. :func:`jaxdiff.losses.vdm_loss` trains the end points on the bound and the
+    shape between them to reduce the variance of the diffusion loss (their Sec. 5.3).
+
+    Attributes:
+      gamma_min, gamma_max: the initial gamma(0) and gamma(1).
+      features: F, the width of the hidden layer (1024 in the paper).
+    """
+
+    gamma_min: float = GAMMA_MIN
+    gamma_max: float = GAMMA_MAX
+    features: int = 1024
+
+    def setup(self):
+        self.gamma_0 = self.param("gamma_0", nn.initializers.constant(self.gamma_min), ())
+        self.gamma_1 = self.param("gamma_1", nn.initializers.constant(self.gamma_max), ())
+        self.l1 = MonotoneDense(1, kernel_init=nn.initializers.ones)
+        self.l2 = MonotoneDense(self.features)
+        self.l3 = MonotoneDense(1, use_bias=False)
+
+    def _unnormalised(self, t):
+        h = self.l1(t[..., None])
+        return (h + self.l3(2.0 * (jax.nn.sigmoid(self.l2(h)) - 0.5)) / self.features)[..., 0]
+
+    def __call__(self, t):
+        t = jnp.asarray(t, jnp.float32)
+        h_t, h_0, h_1 = (self._unnormalised(u) for u in (t, jnp.zeros(()), jnp.ones(())))
+        return self.gamma_0 + (self.gamma_1 - self.gamma_0) * (h_t - h_0) / (h_1 - h_0)
+
+
+# --- the terms of the bound ----------------------------------------------------------------------
+
+
+def stratified_times(rng: jax.Array, batch: int) -> jnp.ndarray:
+    """Low-discrepancy times t_b = (u + b / B) mod 1, u ~ U(0, 1), ``[B]`` (Kingma et al. 2021,
+    App. I.1): each t_b is uniform on [0, 1], and the batch covers [0, 1] evenly, which lowers
+    the variance of the batch mean of the diffusion loss."""
+    u = jax.random.uniform(rng, ())
+    return jnp.mod(u + jnp.arange(batch, dtype=jnp.float32) / batch, 1.0)
+
+
+def gamma_and_derivative(gamma_fn, t) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """(gamma(t), dgamma/dt(t)) of an elementwise schedule, by one forward-mode pass."""
+    t = jnp.asarray(t, jnp.float32)
+    return jax.jvp(gamma_fn, (t,), (jnp.ones_like(t),))
+
+
+@jax.custom_vjp
+def second_moment_tap(shape):
+    """The variance-reduction gradient of the schedule (Kingma et al. 2021, Sec. 5.3 and
+    App. I.2), in one backward pass.
+
+    Returns ``(shape, scale, unit)``: ``shape`` (a pytree of per-example ``[B]`` arrays)
+    unchanged and two zero ``[B]`` arrays. Add ``scale * stop_gradient(2 L) + unit`` to the
+    per-example loss L computed from ``shape``: the values stay the same, the cotangents that
+    reach ``scale`` and ``unit`` are ``2 L w`` and ``w`` (w: the weight the reduction gives
+    example b, e.g. 1/B for a mean), and the cotangent of ``shape`` is multiplied by their
+    ratio 2 L. So the gradient through ``shape`` is that of the mean of L^2, the second moment
+    whose minimisation minimises the variance when the mean of L does not depend on ``shape``
+    (the continuous-time loss, which depends on the schedule only through its end points).
+    """
+    batch = jax.tree.leaves(shape)[0].shape[:1]
+    return shape, jnp.zeros(batch), jnp.zeros(batch)
+
+
+def _tap_fwd(shape):
+    return second_moment_tap(shape), None
+
+
+def _tap_bwd(_, cotangents):
+    c_shape, c_scale, c_unit = cotangents
+    nonzero = c_unit != 0
+    twice_loss = jnp.where(nonzero, c_scale / jnp.where(nonzero, c_unit, 1.0), 0.0)
+    return (jax.tree.map(lambda c: c * twice_loss, c_shape),)
+
+
+second_moment_tap.defvjp(_tap_fwd, _tap_bwd)
+
+
+def prior_kl(gamma_1, x) -> jnp.ndarray:
+    """KL(q(z_1 | x) || N(0, I)) elementwise, in nats: the prior term of the bound (Kingma et
+    al. 2021, eq. 11), with q(z_1 | x) = N(alpha_1 x, sigma_1^2 I)."""
+    alpha_1, _ = alpha_sigma(gamma_1)
+    return normal_kl(alpha_1 * x, jax.nn.log_sigmoid(gamma_1), 0.0, 0.0)
+
+
+def continuous_diffusion_loss(dgamma_t, eps, eps_hat) -> jnp.ndarray:
+    """The continuous-time diffusion loss at one t (Kingma et al. 2021, eq. 17), elementwise,
+    in nats; its mean over t ~ U(0, 1) and eps ~ N(0, I) is L_infinity:
+
+    .. math:: \\tfrac12\\, \\gamma'(t)\\, (\\epsilon - \\hat\\epsilon_\\theta(z_t; t))^2
+
+    Args:
+      dgamma_t: ``[B, ...]`` (broadcastable) gamma'(t).
+      eps, eps_hat: the noise of z_t and the model's prediction of it.
+    """
+    return 0.5 * dgamma_t * (eps - eps_hat) ** 2
+
+
+def discrete_diffusion_loss(gamma_s, gamma_t, eps, eps_hat, *, num_timesteps: int) -> jnp.ndarray:
+    """The T-step diffusion loss at one step s = t - 1/T (Kingma et al. 2021, eq. 13 with
+    x - x^ = (eps - eps^) sigma_t / alpha_t), elementwise, in nats; its mean over the step
+    i ~ U{1..T} (t = i / T) and eps is L_T:
+
+    .. math:: \\tfrac{T}{2}\\,(\\mathrm{SNR}(s) - \\mathrm{SNR}(t))\\,(x - \\hat x)^2
+        = \\tfrac{T}{2}\\,\\mathrm{expm1}(\\gamma(t) - \\gamma(s))\\,(\\epsilon - \\hat\\epsilon)^2
+    """
+    return 0.5 * num_timesteps * jnp.expm1(gamma_t - gamma_s) * (eps - eps_hat) ** 2
+
+
+def grid_values(dtype=jnp.float32) -> jnp.ndarray:
+    """The 256 values of 8-bit data in [-1, 1], 2 k / 255 - 1 (as :func:`jaxdiff.data.
+    to_model_range` maps them)."""
+    return jnp.arange(NUM_VALUES, dtype=dtype) / 127.5 - 1.0
+
+
+def decoder_log_probs(z_0, gamma_0) -> jnp.ndarray:
+    """log p(x = v_k | z_0) for the 256 values v_k of each element: the discretised decoder of
+    Kingma et al. (2021), App. C: q(z_0 | x) renormalised over the grid,
+
+    .. math:: p(x = v_k | z_0) \\propto \\exp\\Big(-\\frac{(z_0 / \\alpha_0 - v_k)^2}
+        {2\\, \\sigma_0^2 / \\alpha_0^2}\\Big), \\quad \\sigma_0^2 / \\alpha_0^2 = e^{\\gamma_0}
+
+    so the 256 probabilities of each element sum to one.
+
+    Args:
+      z_0: ``[B, ...]`` latents at t = 0.
+      gamma_0: gamma(0), a scalar or broadcastable to ``z_0``.
+
+    Returns:
+      ``[B, ..., 256]`` log probabilities.
+    """
+    alpha_0, _ = alpha_sigma(gamma_0)
+    rescaled = (z_0 / alpha_0)[..., None]
+    inverse_variance = jnp.exp(-jnp.asarray(gamma_0))[..., None]  # alpha_0^2 / sigma_0^2
+    logits = -0.5 * inverse_variance * (rescaled - grid_values(z_0.dtype)) ** 2
+    return jax.nn.log_softmax(logits, axis=-1)
+
+
+def decoder_nll(x, z_0, gamma_0) -> jnp.ndarray:
+    """-log p(x | z_0) elementwise, in nats: the reconstruction term of the bound (Kingma et al.
+    2021, eq. 11), for x in [-1, 1] on the 256-value grid (:func:`decoder_log_probs`)."""
+    index = jnp.round((x + 1.0) * 127.5).astype(jnp.int32)
+    log_probs = decoder_log_probs(z_0, gamma_0)
+    return -jnp.take_along_axis(log_probs, index[..., None], axis=-1)[..., 0]
+
+
+# --- network inputs ------------------------------------------------------------------------------
+
+
+def fourier_features(z, exponents: Sequence[int]) -> jnp.ndarray:
+    """sin(2^n pi z) and cos(2^n pi z) of every channel for each n in ``exponents`` (Kingma et
+    al. 2021, Sec. 3.4 and App. B): the fine scale of z, which a network with smooth inputs
+    resolves poorly at high SNR. ``[..., C] -> [..., 2 len(exponents) C]``."""
+    freqs = jnp.pi * 2.0 ** jnp.asarray(exponents, z.dtype)
+    angles = (z[..., None] * freqs).reshape(*z.shape[:-1], -1)
+    return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+
+
+class FourierFeatures(nn.Module):
+    """Any network ``network(x, t, **kwargs)`` given x with its :func:`fourier_features`
+    appended as extra channels (set the network's output channels to x's)."""
+
+    network: nn.Module
+    exponents: Sequence[int] = (6, 7)
+
+    def __call__(self, x, t, **kwargs):
+        features = fourier_features(x, tuple(self.exponents))
+        return self.network(jnp.concatenate([x, features], axis=-1), t, **kwargs)
+
+
+# --- sampling ------------------------------------------------------------------------------------
+
+
+def ancestral_step(z_t, eps_hat, gamma_s, gamma_t, noise) -> jnp.ndarray:
+    """One step z_t -> z_s (s < t) of the generative chain p(z_s | z_t) = q(z_s | z_t,
+    x = x^(z_t)) (Kingma et al. 2021, App. A, eqs. 32-34), with c = -expm1(gamma_s - gamma_t):
+
+    .. math:: z_s = \\frac{\\alpha_s}{\\alpha_t}(z_t - c\\, \\sigma_t\\, \\hat\\epsilon)
+        + \\sigma_s \\sqrt{c}\\; n, \\quad n \\sim \\mathcal N(0, I)
+    """
+    (alpha_s, sigma_s), (alpha_t, sigma_t) = alpha_sigma(gamma_s), alpha_sigma(gamma_t)
+    c = -jnp.expm1(gamma_s - gamma_t)
+    return alpha_s / alpha_t * (z_t - c * sigma_t * eps_hat) + sigma_s * jnp.sqrt(c) * noise
+
+
+@functools.partial(jax.jit, static_argnames=("num_steps", "decode"))
+def _sample(model_fn, gamma_fn, z_1, rng, *, num_steps, decode):
+    batch = z_1.shape[0]
+
+    def step(z, i):  # i = T, ..., 1
+        t = i.astype(jnp.float32) / num_steps
+        s = (i - 1).astype(jnp.float32) / num_steps
+        eps_hat = model_fn(z, jnp.full((batch,), t))
+        noise = jax.random.normal(jax.random.fold_in(rng, i), z.shape, z.dtype)
+        return ancestral_step(z, eps_hat, gamma_fn(s), gamma_fn(t), noise), None
+
+    z_0, _ = jax.lax.scan(step, z_1, jnp.arange(num_steps, 0, -1))
+    if not decode:
+        return z_0
+    log_probs = decoder_log_probs(z_0, gamma_fn(jnp.zeros(())))
+    index = jax.random.categorical(jax.random.fold_in(rng, 0), log_probs)
+    return grid_values(z_0.dtype)[index]
+
+
+def vdm_sample(
+    model_fn, gamma_fn, z_1, rng: jax.Array, *, num_steps: int, decode: bool = True
+) -> jnp.ndarray:
+    """Ancestral sampling of the T-step generative model of Kingma et al. (2021), eq. 6:
+    z_1 ~ N(0, I), T steps of :func:`ancestral_step` at t = i / T, s = (i - 1) / T, then
+    x ~ p(x | z_0) (:func:`decoder_log_probs`). One compiled ``lax.scan``.
+
+    Args:
+      model_fn: ``model_fn(z_t, t) -> eps_hat`` with float t ``[B]`` in [0, 1]. The arrays a
+        ``functools.partial`` binds are arguments of the compiled chain: a new checkpoint of
+        the same architecture reuses it.
+      gamma_fn: the schedule, elementwise (bound arrays likewise arguments).
+      z_1: ``[B, ...]`` the starting latents (standard normal).
+      rng: key for the chain's noise and the decoder's draw.
+      num_steps: T.
+      decode: draw x from the decoder (values on the 256-level grid); else return z_0.
+
+    Returns:
+      ``[B, ...]`` samples in [-1, 1].
+    """
+    _checks.batched("z_1", z_1)
+    _checks.positive_int("num_steps", num_steps)
+    return _sample(
+        as_pytree_fn(model_fn), as_pytree_fn(gamma_fn), z_1, rng, num_steps=num_steps, decode=decode
+    )

@@ -149,39 +149,48 @@ def test_bad_sample_input(capsys, trained, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.npz"]
 
 
-def test_bad_eval_input(capsys, trained, tmp_path):
-    out = str(tmp_path / "e.json")
-    cases = [
-        (["--max_examples", "-1"], "argument --max_examples: must be an integer >= 1, got -1"),
-        (["--max_examples", "0"], "argument --max_examples: must be an integer >= 1, got 0"),
-        (["--num_samples", "-5"], "argument --num_samples: must be an integer >= 0"),
-        (["--num_samples", "1"], "--num_samples must be 0 or at least 2"),
-        (["--variance", "wide"], "argument --variance: invalid choice: 'wide'"),
-        (["--variance", "learned"], "--variance learned does not fit this run"),
-        (["--fid_stats", str(tmp_path / "none.npz")], "--fid_stats needs --num_samples"),
-        (["--fid_stats", str(tmp_path / "none.npz"), "--num_samples", "4"], "--fid_stats"),
-        (["--output", str(tmp_path / "e.txt")], "--output must end in .json"),
-        (["--sampler", "magic", "--num_samples", "4"], "--sampler must be one of"),
-        (["--split", "validation"], "split must be one of"),
+def eval_cases(tmp_path):
+    missing = str(tmp_path / "none.npz")
+    return [
+        ("--max_examples negative", ["--max_examples", "-1"], "argument --max_examples: must be an integer >= 1, got -1"),
+        ("--max_examples 0", ["--max_examples", "0"], "argument --max_examples: must be an integer >= 1, got 0"),
+        ("--num_samples negative", ["--num_samples", "-5"], "argument --num_samples: must be an integer >= 0"),
+        ("--num_samples 1", ["--num_samples", "1"], "--num_samples must be 0 or at least 2"),
+        ("--variance unknown", ["--variance", "wide"], "argument --variance: invalid choice: 'wide'"),
+        ("--variance learned on a fixed run", ["--variance", "learned"], "--variance learned does not fit this run"),
+        ("--fid_stats without samples", ["--fid_stats", missing], "--fid_stats needs --num_samples"),
+        ("--fid_stats missing file", ["--fid_stats", missing, "--num_samples", "4"], "--fid_stats"),
+        ("--output not .json", ["--output", str(tmp_path / "e.txt")], "--output must end in .json"),
+        ("--sampler unknown", ["--sampler", "magic", "--num_samples", "4"], "--sampler must be one of"),
+        ("--split unknown", ["--split", "validation"], "split must be one of"),
+        ("--seed not a number", ["--seed", "x"], "argument --seed: must be an integer, got 'x'"),
     ]
-    for args, message in cases:
-        err = _one_line(*_run(capsys, ["eval", "--workdir", str(trained), "--output", out, *args]))
-        assert message in err, (args, err)
+
+
+def stats_cases(tmp_path):
+    out = str(tmp_path / "st.npz")
+    return [
+        ("--batch_size 0", ["--dataset", "digits", "--output", out, "--batch_size", "0"], "argument --batch_size: must be an integer >= 1"),
+        ("--output not .npz", ["--dataset", "digits", "--output", str(tmp_path / "st.txt")], "--output must end in .npz"),
+        ("no FID weights", ["--dataset", "digits", "--output", out], "FID Inception weights not found"),
+        ("--weights missing", ["--dataset", "digits", "--output", out, "--weights", str(tmp_path / "w.pth")], "not found"),
+        ("--dataset missing", ["--output", out], "the following arguments are required: --dataset"),
+    ]
+
+
+def test_bad_eval_input(capsys, trained, tmp_path):
+    for name, args, message in eval_cases(tmp_path):
+        argv = ["eval", "--workdir", str(trained), "--output", str(tmp_path / "e.json"), *args]
+        err = _one_line(*_run(capsys, argv))
+        assert message in err, (name, err)
     assert not list(tmp_path.iterdir())
 
 
 def test_bad_stats_input(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("JAXDIFF_FID_WEIGHTS", str(tmp_path / "missing.pth"))
-    out = str(tmp_path / "st.npz")
-    cases = [
-        (["--dataset", "digits", "--output", out, "--batch_size", "0"], "argument --batch_size: must be an integer >= 1"),
-        (["--dataset", "digits", "--output", str(tmp_path / "st.txt")], "--output must end in .npz"),
-        (["--dataset", "digits", "--output", out], "FID Inception weights not found"),
-        (["--dataset", "digits", "--output", out, "--weights", str(tmp_path / "w.pth")], "not found"),
-    ]
-    for args, message in cases:
+    for name, args, message in stats_cases(tmp_path):
         err = _one_line(*_run(capsys, ["stats", *args]))
-        assert message in err, (args, err)
+        assert message in err, (name, err)
     assert not list(tmp_path.iterdir())
 
 

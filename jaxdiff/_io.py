@@ -35,10 +35,10 @@ def check_new_output(path, *, flag: str, overwrite: bool = False) -> Path:
         directory does not exist, or the directory is not writable.
     """
     path = Path(path)
-    if not overwrite and (path.exists() or path.is_symlink()):
-        raise ValueError(f"{flag} {path} exists; not overwriting it (choose another {flag})")
     if path.is_dir():
         raise ValueError(f"{flag} {path} is a directory")
+    if not overwrite and (path.exists() or path.is_symlink()):
+        raise ValueError(f"{flag} {path} exists; not overwriting it (choose another {flag})")
     parent = path.parent
     if not parent.is_dir():
         raise ValueError(f"{flag} {path}: directory {parent} does not exist")

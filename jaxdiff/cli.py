@@ -10,18 +10,23 @@
 
 ``jaxdiff train`` with no arguments trains the digits default into ``./runs/digits_ddpm``;
 rerunning it on a workdir resumes the run there. ``--config`` takes a config file or the name
-of one in the repository's ``configs/``; ``--config.a.b=v`` overrides a field (``v`` is read
-as a Python literal, else as a string).
+of one shipped in the package (:mod:`jaxdiff.configs`, also ``configs/`` of a checkout);
+``--config.a.b=v`` overrides a field (``v`` is read as a Python literal, else as a string).
+``jaxdiff`` alone prints this usage; ``jaxdiff --version`` the version.
 
-Bad input (an unknown config file or field, a batch size not divisible by the number of
-devices, an unknown dataset, an incompatible workdir) prints one line on stderr and exits with
-code 2 before anything is written.
+Bad input (an unknown config file or field, a config that fails to import, a field or flag
+out of range, a batch size not divisible by the number of devices, an unknown dataset, an
+incompatible workdir, an output that exists or cannot be written) prints one line on stderr
+and exits with code 2 before anything is written. A failure that is not the input's (a full
+disk, a diverged run) is one line with exit code 1. Outputs are written atomically and never
+replace an existing file.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import traceback
 import importlib.util
 import json
 import logging
@@ -34,7 +39,7 @@ import numpy as np
 
 __all__ = ["main", "load_config_file", "apply_overrides", "UsageError"]
 
-_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+_CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 _DEFAULT_CONFIG = "digits_ddpm"
 
 
@@ -42,26 +47,57 @@ class UsageError(ValueError):
     """Bad command-line input: reported as one line, exit code 2."""
 
 
-def load_config_file(spec: str) -> ml_collections.ConfigDict:
-    """Loads ``get_config()`` from a config file path, or from ``configs/<spec>.py`` of the
-    repository when ``spec`` is a bare name. Configs may import their siblings
-    (``import default``)."""
+def _config_path(spec: str) -> Path:
+    """A config file path, or ``<name>.py`` among the configs shipped in the package
+    (:mod:`jaxdiff.configs`; ``configs/`` of a source checkout is the same folder)."""
     path = Path(spec)
-    if not path.is_file() and path.suffix == "" and (_CONFIG_DIR / f"{spec}.py").is_file():
-        path = _CONFIG_DIR / f"{spec}.py"
-    if not path.is_file():
-        raise UsageError(f"config file not found: {spec}")
+    if path.is_file():
+        return path
+    if path.suffix == "" and len(path.parts) == 1 and (_CONFIG_DIR / f"{spec}.py").is_file():
+        return _CONFIG_DIR / f"{spec}.py"
+    names = ", ".join(sorted(p.stem for p in _CONFIG_DIR.glob("*.py") if not p.stem.startswith("_")))
+    raise UsageError(f"--config {spec}: no such file, and no config of that name ({names})")
+
+
+def _where(error: BaseException, path: Path) -> str:
+    """``file, line N`` of the innermost frame of ``error`` in the config file ``path``."""
+    if isinstance(error, SyntaxError) and error.lineno:
+        return f"{error.filename or path}, line {error.lineno}"
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if Path(f.filename) == path.resolve()]
+    if not frames:  # raised in a file the config imports: its innermost frame
+        frames = traceback.extract_tb(error.__traceback__)[-1:]
+    return f"{frames[-1].filename}, line {frames[-1].lineno}" if frames else str(path)
+
+
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+    """Loads ``get_config()`` from a config file path, or from the package's configs when
+    ``spec`` is a bare name (``digits_ddpm``). Configs may import their siblings
+    (``import default``).
+
+    Raises:
+      UsageError: the file does not exist, has no ``get_config()``, or fails to import or
+        run: one line naming the file and the line.
+    """
+    path = _config_path(spec)
     directory = str(path.resolve().parent)
     sys.path.insert(0, directory)
     try:
         module_spec = importlib.util.spec_from_file_location(f"_jaxdiff_config_{path.stem}", path)
         module = importlib.util.module_from_spec(module_spec)
         module_spec.loader.exec_module(module)
+        if not hasattr(module, "get_config"):
+            raise UsageError(f"config file {spec} has no get_config()")
+        config = module.get_config()
+    except UsageError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any error in the user's file is reported as one line
+        detail = f"{type(e).__name__}: {e}".splitlines()[0]
+        raise UsageError(f"config file {path} failed ({_where(e, path.resolve())}): {detail}") from e
     finally:
         sys.path.remove(directory)
-    if not hasattr(module, "get_config"):
-        raise UsageError(f"config file {spec} has no get_config()")
-    return module.get_config()
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise UsageError(f"config file {spec}: get_config() returned {type(config).__name__}, not a ConfigDict")
+    return config
 
 
 def _parse_value(text: str):
@@ -128,37 +164,64 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def _integer(minimum: int, maximum: int | None = None):
+    """An argparse type: an integer in [minimum, maximum]; argparse names the flag."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+            raise argparse.ArgumentTypeError(f"must be an integer {bound}, got {value}")
+        return value
+
+    return parse
+
+
+_SEED = _integer(0, 2**32 - 1)
+_VARIANCES = ("fixed_small", "fixed_large", "learned", "learned_range")
+
+
 def _parser() -> argparse.ArgumentParser:
+    from jaxdiff import __version__
+
     parser = _Parser(prog="jaxdiff", description="Diffusion models in JAX.")
+    parser.add_argument("--version", action="version", version=f"jaxdiff {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser(
         "train",
         help="train (or resume) a model",
         epilog="--config.FIELD=VALUE overrides a config field, e.g. --config.training.num_steps=500",
     )
-    train.add_argument("--config", default=None, help="config file or name in configs/")
+    train.add_argument("--config", default=None, help="config file, or the name of a shipped one")
     train.add_argument("--workdir", default=None, help="run directory (default ./runs/<name>)")
     sample = sub.add_parser("sample", help="sample from a trained run")
     sample.add_argument("--workdir", required=True)
     sample.add_argument("--sampler", default=None, help="default: the config's")
-    sample.add_argument("--steps", type=int, default=None, help="sampler steps (ddim, ...)")
-    sample.add_argument("--num", type=int, default=64)
-    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--steps", type=_integer(1), default=None, help="sampler steps (ddim, ...)")
+    sample.add_argument("--num", type=_integer(1), default=64)
+    sample.add_argument("--seed", type=_SEED, default=0)
     sample.add_argument(
         "--output", default=None,
         help="FILE.npz (default WORKDIR/samples.npz): images as uint8 NHWC, points as float32",
     )
     evaluate = sub.add_parser("eval", help="evaluate a trained run (bits/dim, FID, ...)")
     evaluate.add_argument("--workdir", required=True)
-    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--seed", type=_SEED, default=0)
     evaluate.add_argument("--output", default=None, help="FILE.json (default WORKDIR/eval.json)")
     evaluate.add_argument("--split", default="test", help="dataset split for the bound")
-    evaluate.add_argument("--max_examples", type=int, default=None)
-    evaluate.add_argument("--variance", default=None, help="reverse variance (default: config's)")
+    evaluate.add_argument("--max_examples", type=_integer(1), default=None)
+    evaluate.add_argument(
+        "--variance", default=None, choices=_VARIANCES, help="reverse variance (default: config's)"
+    )
     evaluate.add_argument("--ode", action="store_true", help="also the probability-flow ODE NLL")
-    evaluate.add_argument("--num_samples", type=int, default=0, help="samples for FID / digits FD")
+    evaluate.add_argument(
+        "--num_samples", type=_integer(0), default=0, help="samples for FID / digits FD (0 or >= 2)"
+    )
     evaluate.add_argument("--sampler", default=None)
-    evaluate.add_argument("--steps", type=int, default=None)
+    evaluate.add_argument("--steps", type=_integer(1), default=None)
     evaluate.add_argument("--fid_stats", default=None, help="reference FID statistics (.npz)")
     stats = sub.add_parser("stats", help="FID reference statistics of a dataset")
     stats.add_argument("--dataset", required=True)
@@ -166,8 +229,20 @@ def _parser() -> argparse.ArgumentParser:
     stats.add_argument("--output", required=True, help="FILE.npz")
     stats.add_argument("--weights", default=None, help="FID Inception weights (.pth or .npz)")
     stats.add_argument("--download", action="store_true", help="fetch the weights if missing")
-    stats.add_argument("--batch_size", type=int, default=200)
+    stats.add_argument("--batch_size", type=_integer(1), default=200)
     return parser
+
+
+def _check_workdir(workdir: Path) -> None:
+    """The run directory is a directory, or can be made: its nearest existing parent is a
+    writable directory."""
+    if workdir.exists() and not workdir.is_dir():
+        raise UsageError(f"--workdir {workdir} is a file, not a directory")
+    existing = workdir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"--workdir {workdir}: {existing} is not a writable directory")
 
 
 def _train(args, overrides: dict[str, str]) -> int:
@@ -179,6 +254,7 @@ def _train(args, overrides: dict[str, str]) -> int:
         config = load_config_file(args.config or _DEFAULT_CONFIG)
     apply_overrides(config, overrides)
     workdir = Path(args.workdir or Path("runs") / config.name)
+    _check_workdir(workdir)
     try:
         train.train(config, workdir)
     except train.Interrupted as e:
@@ -186,36 +262,46 @@ def _train(args, overrides: dict[str, str]) -> int:
     return 0
 
 
-def _new_file(path: Path, what: str) -> Path:
-    if path.exists():
-        raise UsageError(f"{what} {path} exists; not overwriting it (choose another --output)")
-    if not path.parent.is_dir():
-        raise UsageError(f"directory of {what} {path} does not exist")
-    return path
+def _new_output(path, flag: str, suffix: str) -> Path:
+    from jaxdiff._io import check_new_output
+
+    path = Path(path)
+    if path.suffix != suffix:
+        raise UsageError(f"{flag} must end in {suffix}, got {path}")
+    try:
+        return check_new_output(path, flag=flag)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+
+
+def _check_sampler(run, sampler: str | None) -> None:
+    from jaxdiff import train
+
+    if sampler is not None and sampler not in train.SAMPLERS:
+        raise UsageError(f"--sampler must be one of {', '.join(sorted(train.SAMPLERS))}, got {sampler!r}")
 
 
 def _sample(args) -> int:
     import jax
 
     from jaxdiff import data, train
+    from jaxdiff._io import write_file
 
-    output = Path(args.output or Path(args.workdir) / "samples.npz")
-    if output.suffix != ".npz":
-        raise UsageError(f"--output must end in .npz, got {output}")
-    if args.num < 1:
-        raise UsageError(f"--num must be positive, got {args.num}")
-    _new_file(output, "output")
-    grid_path = _new_file(output.with_suffix(".png"), "grid")
+    output = _new_output(args.output or Path(args.workdir) / "samples.npz", "--output", ".npz")
+    grid_path = _new_output(output.with_suffix(".png"), "--output (its grid)", ".png")
     run = _load(args.workdir)
+    _check_sampler(run, args.sampler)
     sampler = args.sampler or run.config.sampling.sampler
     sample = train.build_sampler(run.config, run.experiment, sampler=sampler, num_steps=args.steps)
     fn = jax.jit(lambda v, rng: sample(v, rng, args.num))
     x = jax.device_get(fn(run.variables, jax.random.PRNGKey(args.seed)))
     samples = data.to_uint8(x) if x.ndim == 4 else x  # images as uint8; points as floats
-    tmp = output.with_name(f".{output.name}.tmp.npz")
-    np.savez(tmp, samples=samples)
-    data.save_samples_png(x, grid_path)
-    tmp.replace(output)
+    write_file(output, lambda f: np.savez(f, samples=samples))
+    try:
+        data.save_samples_png(x, grid_path, overwrite=False)
+    except BaseException:
+        output.unlink()  # the pair is written whole or not at all
+        raise
     print(f"wrote {output} ({samples.dtype} {samples.shape}) and {grid_path}")
     return 0
 
@@ -230,11 +316,30 @@ def _load(workdir):
 
 
 def _eval(args) -> int:
-    output = Path(args.output or Path(args.workdir) / "eval.json")
-    _new_file(output, "output")
     from jaxdiff import evaluate
+    from jaxdiff._io import write_text
 
+    output = _new_output(args.output or Path(args.workdir) / "eval.json", "--output", ".json")
+    if args.num_samples == 1:
+        raise UsageError("--num_samples must be 0 or at least 2 (a covariance needs two samples)")
+    if args.fid_stats is not None:
+        if not args.num_samples:
+            raise UsageError("--fid_stats needs --num_samples (at least 2)")
+        from jaxdiff.metrics import fid
+
+        try:
+            fid.load_statistics(args.fid_stats)  # readable before any computation
+        except (OSError, ValueError) as e:
+            raise UsageError(f"--fid_stats {args.fid_stats}: {e}") from e
     run = _load(args.workdir)
+    _check_sampler(run, args.sampler)
+    trained = run.config.diffusion.get("variance", "fixed_small")
+    if args.variance and (args.variance in _VARIANCES[2:]) != (trained in _VARIANCES[2:]):
+        raise UsageError(
+            f"--variance {args.variance} does not fit this run, trained with "
+            f"config.diffusion.variance={trained!r} (learned and fixed variances are not "
+            f"interchangeable)"
+        )
     results = evaluate.evaluate_run(
         run,
         seed=args.seed,
@@ -247,15 +352,13 @@ def _eval(args) -> int:
         num_steps=args.steps,
         fid_stats=args.fid_stats,
     )
-    output.write_text(json.dumps(results, indent=2) + "\n")
+    write_text(output, json.dumps(results, indent=2) + "\n")
     print(f"wrote {output}")
     return 0
 
 
 def _stats(args) -> int:
-    output = _new_file(Path(args.output), "output")
-    if output.suffix != ".npz":
-        raise UsageError(f"--output must end in .npz, got {output}")
+    output = _new_output(args.output, "--output", ".npz")
     from jaxdiff.metrics import fid
 
     variables = fid.load_inception(args.weights, download=args.download)
@@ -265,6 +368,7 @@ def _stats(args) -> int:
         variables=variables,
         output=output,
         batch_size=args.batch_size,
+        overwrite=False,
     )
     print(f"wrote {output}: {result.num} examples, {result.mu.shape[0]}-d features")
     return 0
@@ -274,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``jaxdiff``; returns the exit code (2 for bad input)."""
     from_command_line = argv is None
     argv = sys.argv[1:] if argv is None else argv
+    if not argv:  # `jaxdiff` or `python -m jaxdiff` alone: what it can do
+        _parser().print_help()
+        return 0
     args, rest = _parser().parse_known_args(argv)
     # orbax reports through absl logging, with tracebacks, what it also raises; the CLI turns
     # those errors into one line each

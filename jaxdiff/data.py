@@ -179,12 +179,13 @@ def _tfds_prepare_hint(name: str, data_dir: str | None) -> str:
     return (
         f"prepare it once with TensorFlow installed (pip install 'jaxdiff[tfds]', i.e. "
         f"tensorflow-cpu) and network access: `tfds build {name} --file_format=array_record` "
-        f"then copy the {name}/ folder into {where}"
+        f"then copy the {name}/ folder into {where}; or let jaxdiff download and prepare it "
+        f"(--config.data.download=True, or download=True)"
     )
 
 
 def tfds_source(
-    name: str, *, split: str = "train", data_dir: str | None = None, download: bool = True
+    name: str, *, split: str = "train", data_dir: str | None = None, download: bool = False
 ) -> Sequence[Example]:
     """A TFDS dataset as a random-access source (``tfds.data_source``, ArrayRecord files).
 
@@ -196,7 +197,8 @@ def tfds_source(
       split: the split to read (TFDS slicing syntax works, e.g. ``"train[:90%]"``).
       data_dir: where the prepared dataset lives; TFDS's default when None.
       download: if the dataset is not prepared, try to download and prepare it (needs
-        TensorFlow and network access).
+        TensorFlow and network access). Off by default: nothing touches the network unless
+        asked.
 
     Raises:
       DataError: the name is not a TFDS dataset, or it is not prepared and cannot be
@@ -247,7 +249,7 @@ class _TfdsImages:
 
 
 def load_source(
-    name: str, *, split: str = "train", data_dir: str | None = None, download: bool = True
+    name: str, *, split: str = "train", data_dir: str | None = None, download: bool = False
 ) -> Sequence[Example]:
     """Resolves a dataset name: a built-in one (:data:`BUILTIN_DATASETS`) or a TFDS name.
 

@@ -119,13 +119,15 @@ def from_betas(betas) -> Schedule:
     enabled), so the precision does not depend on the JAX configuration.
 
     Args:
-      betas: ``[T]`` array of betas, each in (0, 1].
+      betas: ``[T]`` non-decreasing array of betas, each in (0, 1] (the forward process adds
+        at least as much noise at each step as at the one before, as every published schedule
+        does).
 
     Returns:
       The schedule.
 
     Raises:
-      ValueError: if ``betas`` is not a non-empty 1-D array of values in (0, 1].
+      ValueError: if ``betas`` is not a non-empty 1-D array of non-decreasing values in (0, 1].
     """
     betas = np.asarray(betas, dtype=np.float64)
     if betas.ndim != 1 or betas.shape[0] < 1:
@@ -133,6 +135,12 @@ def from_betas(betas) -> Schedule:
     if not np.all(np.isfinite(betas)) or np.any(betas <= 0) or np.any(betas > 1):
         raise ValueError(
             f"betas must lie in (0, 1], got min {betas.min():.3g} and max {betas.max():.3g}"
+        )
+    if np.any(np.diff(betas) < 0):
+        t = int(np.argmax(np.diff(betas) < 0))
+        raise ValueError(
+            f"betas must be non-decreasing, got betas[{t}] = {betas[t]:.3g} > betas[{t + 1}] = "
+            f"{betas[t + 1]:.3g}"
         )
     alphas_cumprod = np.cumprod(1.0 - betas)
     return _from_float64(betas, alphas_cumprod, np.arange(betas.shape[0]))

@@ -25,13 +25,13 @@ def error_line(capsys, argv):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--config", "configs/no_such.py"], "config file not found: configs/no_such.py"),
+        (["--config", "configs/no_such.py"], "--config configs/no_such.py: no such file"),
         (["--config", TOY, "--config.training.no_such=1"], "unknown config field: config.training.no_such"),
         (["--config", TOY, "--config.nope.x=1"], "unknown config field: config.nope"),
         (["--config", TOY, "--config.training.num_steps=many"], "config.training.num_steps: cannot set 'many'"),
         (["--config", TOY, "--config.data.dataset=no_such_set"], "unknown dataset 'no_such_set'"),
         (["--config", TOY, "--config.model.preset=NoNet"], "no model 'NoNet' in jaxdiff.models"),
-        (["--config", TOY, "--config.sampling.sampler=magic"], "unknown sampler 'magic'"),
+        (["--config", TOY, "--config.sampling.sampler=magic"], "config.sampling.sampler must be one of"),
         (["--config", TOY, "--bogus"], "unrecognized argument: --bogus"),
     ],
 )

@@ -98,6 +98,7 @@ def dataset_statistics(
     output=None,
     batch_size: int = 200,
     data_dir: str | None = None,
+    overwrite: bool = True,
 ) -> Statistics:
     """Reference statistics of a dataset for FID (what ``jaxdiff stats`` computes).
 
@@ -105,7 +106,8 @@ def dataset_statistics(
       dataset: a name :func:`jaxdiff.data.load_source` knows (``"cifar10"``, ...).
       split: the split to describe.
       variables: the Inception variables (:func:`load_inception` when None).
-      output: write the statistics there as ``.npz`` too.
+      output: write the statistics there as ``.npz`` too (replacing a file there only with
+        ``overwrite``).
       batch_size, data_dir: as usual.
     """
     from jaxdiff import data
@@ -114,7 +116,7 @@ def dataset_statistics(
     source = data.load_source(dataset, split=split, data_dir=data_dir)
     stats = feature_statistics(inception_features(variables, source, batch_size=batch_size))
     if output is not None:
-        save_statistics(output, stats)
+        save_statistics(output, stats, overwrite=overwrite)
     return stats
 
 

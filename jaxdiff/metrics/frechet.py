@@ -80,15 +80,17 @@ def feature_statistics(features) -> Statistics:
     return Statistics(features.mean(axis=0), np.cov(features, rowvar=False), features.shape[0])
 
 
-def save_statistics(path, stats: Statistics) -> None:
+def save_statistics(path, stats: Statistics, *, overwrite: bool = True) -> None:
     """Writes statistics as ``.npz`` with keys ``mu``, ``sigma`` (pytorch-fid's layout) and
-    ``num``."""
-    np.savez(path, mu=stats.mu, sigma=stats.sigma, num=stats.num)
+    ``num``, atomically (an existing file is replaced only with ``overwrite``)."""
+    from jaxdiff._io import write_file
+
+    write_file(path, lambda f: np.savez(f, mu=stats.mu, sigma=stats.sigma, num=stats.num), overwrite=overwrite)
 
 
 def load_statistics(path) -> Statistics:
     """Reads statistics written by :func:`save_statistics` (or pytorch-fid's ``.npz``)."""
-    with np.load(path) as f:
+    with np.load(path, allow_pickle=False) as f:
         if "mu" not in f or "sigma" not in f:
             raise ValueError(f"{path} holds no FID statistics (expected keys 'mu' and 'sigma')")
         num = int(f["num"]) if "num" in f else 0

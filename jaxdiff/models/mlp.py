@@ -41,6 +41,15 @@ class MLP(nn.Module):
     dropout: float = 0.0
     dtype: Any = jnp.float32
 
+    def __post_init__(self):
+        if isinstance(self.features, bool) or not isinstance(self.features, int) or self.features < 4 or self.features % 2:
+            raise ValueError(f"MLP: features must be an even integer >= 4, got {self.features!r}")
+        if isinstance(self.num_blocks, bool) or not isinstance(self.num_blocks, int) or self.num_blocks < 0:
+            raise ValueError(f"MLP: num_blocks must be an integer >= 0, got {self.num_blocks!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"MLP: dropout must be in [0, 1), got {self.dropout}")
+        super().__post_init__()
+
     @nn.compact
     def __call__(self, x, t, *, train: bool = False):
         """Args:

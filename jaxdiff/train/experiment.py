@@ -241,7 +241,12 @@ def _resolve_model(cfg: ml_collections.ConfigDict, out_channels: int | None):
     kwargs["dtype"] = jnp.dtype(kwargs.get("dtype", "float32"))
     if out_channels is not None:
         kwargs["out_channels"] = out_channels
-    return getattr(module, attr)(**kwargs)
+    try:
+        return getattr(module, attr)(**kwargs)
+    except TypeError as e:  # an unknown option
+        raise ValueError(f"config.model: {preset} does not take these options ({e})") from e
+    except ValueError as e:  # the module's own check of its options
+        raise ValueError(f"config.model: {e}") from e
 
 
 def train_source(cfg):

@@ -32,6 +32,7 @@ from jaxdiff import distributed
 from jaxdiff import sharding as sharding_lib
 from jaxdiff._io import OutputWriteError, write_text
 from jaxdiff.checkpoint import Checkpointer, IncompatibleWorkdirError, check_compatible, save_config
+from jaxdiff.train.checks import check_config
 from jaxdiff.train.experiment import compile_train_step, train_source
 from jaxdiff.train.family import Family, build_family, run_keys
 
@@ -227,6 +228,7 @@ def train(
         not saved, and the message names the last finite step.
       Interrupted: SIGTERM or SIGINT arrived; a checkpoint of the current step was saved.
     """
+    check_config(config)
     distributed.initialize(config.get("distributed"))
     workdir = Path(workdir)
     run = _setup(config, workdir, jax.devices() if devices is None else list(devices))

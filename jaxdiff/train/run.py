@@ -13,6 +13,7 @@ import ml_collections
 
 from jaxdiff import sharding
 from jaxdiff.checkpoint import Checkpointer, load_config
+from jaxdiff.train.checks import check_config
 from jaxdiff.train.experiment import Experiment, build_experiment, initial_state
 from jaxdiff.train.loop import RUN_INFO
 
@@ -57,6 +58,7 @@ def load_run(workdir, *, devices=None) -> Run:
     """
     workdir = Path(workdir)
     config = load_config(workdir)
+    check_config(config)
     info = json.loads((workdir / RUN_INFO).read_text())
     experiment = build_experiment(config, data_shape=tuple(info["data_shape"]))
 

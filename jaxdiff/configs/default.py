@@ -18,7 +18,7 @@ def get_config() -> ml_collections.ConfigDict:
         dataset="digits",  # a built-in name (digits, swiss_roll, ...) or a TFDS name (mnist)
         split="train",
         data_dir=placeholder(str),  # TFDS data_dir; None for TFDS's default
-        download=True,  # let TFDS download and prepare a missing dataset
+        download=False,  # True: let TFDS download and prepare a missing dataset (network)
         random_flip=False,  # random left-right flips
     )
     config.model = dict(

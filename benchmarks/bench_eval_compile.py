@@ -1,0 +1,75 @@
+"""Per-call time of evaluation with a new parameter set each call: compiled once (the
+parameters are arguments of one cached program) against a fresh ``jax.jit`` per call over
+closed-over parameters (how ``evaluate`` and the feature functions worked before), in the
+same run. Each call evaluates the bound of 64 digits with the digits U-Net (T = 100) and the
+digits classifier's features of 512 images; medians of ``--repeats`` calls after a warm-up.
+
+    python benchmarks/bench_eval_compile.py [--repeats 5]
+"""
+
+import argparse
+import functools
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdiff import data, elbo, evaluate, models, schedules
+from jaxdiff.metrics import digits
+
+
+def _median_time(fn, repeats):
+    fn(0)  # warm-up (and the one compilation of the cached path)
+    times = []
+    for i in range(1, repeats + 1):
+        tic = time.perf_counter()
+        jax.block_until_ready(fn(i))
+        times.append(time.perf_counter() - tic)
+    return statistics.median(times)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    schedule = schedules.linear(100)
+    images = np.random.default_rng(0).integers(0, 256, (64, 8, 8, 1), dtype=np.uint8)
+    x0 = data.to_model_range(images)
+    model = models.ddpm_digits(ch=16, attn_resolutions=())
+    init = model.init(jax.random.key(0), x0[:1], jnp.zeros((1,), jnp.int32))
+
+    def variables(i):
+        return jax.tree.map(lambda a: a * (1.0 + 0.01 * i), init)
+
+    def bound_cached(i):
+        fn = functools.partial(models.ddpm_digits(ch=16, attn_resolutions=()).apply, variables(i))
+        return evaluate.nll_per_example(fn, schedule, images, jax.random.key(1), batch_size=64)["total"]
+
+    def bound_fresh_jit(i):
+        fn = functools.partial(model.apply, variables(i))
+        return jax.jit(lambda x: elbo.nll_bpd(fn, schedule, x, jax.random.key(1)))(x0)["total"]
+
+    cls = digits.DigitsClassifier()
+    cls_init = cls.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))["params"]
+    many = np.random.default_rng(1).integers(0, 256, (512, 8, 8, 1), dtype=np.uint8)
+
+    def features_cached(i):
+        params = jax.tree.map(lambda a: a * (1.0 + 0.01 * i), cls_init)
+        return digits.classify(params, many)["features"]
+
+    def features_fresh_jit(i):
+        params = jax.tree.map(lambda a: a * (1.0 + 0.01 * i), cls_init)
+        apply = lambda x: cls.apply({"params": params}, data.to_model_range(x))[1]  # noqa: E731
+        return jax.jit(apply)(many)
+
+    print(f"jax {jax.__version__}, {jax.devices()[0].platform}, medians of {args.repeats} calls")
+    for name, cached, fresh in [("bound, 64 digits, T=100", bound_cached, bound_fresh_jit),
+                                ("classifier features, 512", features_cached, features_fresh_jit)]:
+        c, f = _median_time(cached, args.repeats), _median_time(fresh, args.repeats)
+        print(f"{name}: compiled once {c:.3f} s/call, fresh jit per call {f:.3f} s/call ({f / c:.1f}x)")
+
+
+if __name__ == "__main__":
+    main()

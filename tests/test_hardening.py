@@ -138,13 +138,17 @@ def _sample_cases(run, out):
     ]
 
 
+def _all_one_line(capsys, prefix, cases):
+    for name, args, message in cases:
+        err = _one_line(*_run(capsys, [*prefix, *args]))
+        assert message in err, (name, err)
+
+
 def test_bad_sample_input(capsys, trained, tmp_path):
     (trained / "config.json.npz").write_text("keep me")
     (tmp_path / "d.npz").mkdir()
-    for name, args, message in _sample_cases(trained, tmp_path):
-        argv = ["sample", "--workdir", str(trained), "--output", str(tmp_path / "s.npz"), *args]
-        err = _one_line(*_run(capsys, argv))
-        assert message in err, (name, err)
+    prefix = ["sample", "--workdir", str(trained), "--output", str(tmp_path / "s.npz")]
+    _all_one_line(capsys, prefix, _sample_cases(trained, tmp_path))
     assert (trained / "config.json.npz").read_text() == "keep me"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.npz"]
 
@@ -179,18 +183,14 @@ def stats_cases(tmp_path):
 
 
 def test_bad_eval_input(capsys, trained, tmp_path):
-    for name, args, message in eval_cases(tmp_path):
-        argv = ["eval", "--workdir", str(trained), "--output", str(tmp_path / "e.json"), *args]
-        err = _one_line(*_run(capsys, argv))
-        assert message in err, (name, err)
+    prefix = ["eval", "--workdir", str(trained), "--output", str(tmp_path / "e.json")]
+    _all_one_line(capsys, prefix, eval_cases(tmp_path))
     assert not list(tmp_path.iterdir())
 
 
 def test_bad_stats_input(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("JAXDIFF_FID_WEIGHTS", str(tmp_path / "missing.pth"))
-    for name, args, message in stats_cases(tmp_path):
-        err = _one_line(*_run(capsys, ["stats", *args]))
-        assert message in err, (name, err)
+    _all_one_line(capsys, ["stats"], stats_cases(tmp_path))
     assert not list(tmp_path.iterdir())
 
 

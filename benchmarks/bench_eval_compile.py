@@ -1,8 +1,10 @@
-"""Per-call time of evaluation with a new parameter set each call: compiled once (the
-parameters are arguments of one cached program) against a fresh ``jax.jit`` per call over
-closed-over parameters (how ``evaluate`` and the feature functions worked before), in the
-same run. Each call evaluates the bound of 64 digits with the digits U-Net (T = 100) and the
-digits classifier's features of 512 images; medians of ``--repeats`` calls after a warm-up.
+"""Per-call time of evaluation and sampling with a new parameter set each call: compiled once
+(the parameters are arguments of one cached program) against a fresh compilation per call over
+closed-over parameters (how ``evaluate``, the feature functions and the samplers worked before),
+in the same run. Each call evaluates the bound of 64 digits with the digits U-Net (T = 100),
+the digits classifier's features of 512 images, or DDIM-10 of 64 digits (T = 1000; the old
+path is a new closure per call, a new static argument of the sampler's jit); medians of
+``--repeats`` calls after a warm-up.
 
     python benchmarks/bench_eval_compile.py [--repeats 5]
 """
@@ -16,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdiff import data, elbo, evaluate, models, schedules
+from jaxdiff import data, elbo, evaluate, models, samplers, schedules
 from jaxdiff.metrics import digits
 
 
@@ -64,9 +66,22 @@ def main():
         apply = lambda x: cls.apply({"params": params}, data.to_model_range(x))[1]  # noqa: E731
         return jax.jit(apply)(many)
 
+    ddim_schedule = schedules.linear(1000)
+    x_T = jax.random.normal(jax.random.key(2), x0.shape)
+
+    def ddim_cached(i):
+        fn = functools.partial(models.ddpm_digits(ch=16, attn_resolutions=()).apply, variables(i))
+        return samplers.ddim_sample(fn, ddim_schedule, x_T, num_steps=10)
+
+    def ddim_fresh_jit(i):
+        v = variables(i)
+        return samplers.ddim_sample(lambda x, t: model.apply(v, x, t), ddim_schedule, x_T,
+                                    num_steps=10)
+
     print(f"jax {jax.__version__}, {jax.devices()[0].platform}, medians of {args.repeats} calls")
     for name, cached, fresh in [("bound, 64 digits, T=100", bound_cached, bound_fresh_jit),
-                                ("classifier features, 512", features_cached, features_fresh_jit)]:
+                                ("classifier features, 512", features_cached, features_fresh_jit),
+                                ("DDIM-10, 64 digits", ddim_cached, ddim_fresh_jit)]:
         c, f = _median_time(cached, args.repeats), _median_time(fresh, args.repeats)
         print(f"{name}: compiled once {c:.3f} s/call, fresh jit per call {f:.3f} s/call ({f / c:.1f}x)")
 

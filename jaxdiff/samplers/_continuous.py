@@ -141,7 +141,7 @@ def model_eps_x0(
             'prediction="mean" needs a discrete Schedule and a grid on its integer timesteps'
         )
     alpha, sigma = process.alpha_sigma(tau)
-    x = x / vp_scale(process, tau)
+    x = x * (alpha / vp_alpha_sigma(process.log_snr_at(tau))[0])  # the process's x (see vp_scale)
     t = jnp.full(x.shape[:1], process.model_time(tau), dtype=x.dtype)
     if integer_time:
         out = model_fn(x, jnp.round(t).astype(jnp.int32))

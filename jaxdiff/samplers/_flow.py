@@ -9,7 +9,6 @@ the instantaneous change of variables along the same ODE, solved from the data t
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import diffrax
@@ -26,8 +25,8 @@ from jaxdiff.samplers._ode import (
     _resolve_method,
     _with_divergence,
     _worst_example_rms,
-    bits_per_dim,
     heun_step,
+    likelihood_result,
     uniform_dequantize,
 )
 
@@ -314,17 +313,4 @@ def _likelihood(
         (z, divergence), _, nfe = _solve(
             augmented, state, t_data, t_prior, solver, rtol, atol, max_steps
         )
-    dims = math.prod(x.shape[1:])
-    prior_logp = jnp.sum(
-        jax.scipy.stats.norm.logpdf(z, scale=prior_std), axis=tuple(range(1, x.ndim))
-    )
-    logp = prior_logp + divergence
-    return dict(
-        logp=logp,
-        bpd=bits_per_dim(logp, dims),
-        prior_logp=prior_logp,
-        delta_logp=divergence,
-        nfe=nfe,
-        x=x,
-        z=z,
-    )
+    return likelihood_result(x, z, prior_std**2, divergence, nfe)

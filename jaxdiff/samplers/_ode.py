@@ -16,7 +16,6 @@ smooth. It runs between tau = T - 1 and tau = 0 (abar_0 = 1 - beta_0).
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 
@@ -538,14 +537,25 @@ def _likelihood(
             augmented, state, levels[0], levels[-1], solver, rtol, atol, max_steps
         )
     z = alphas[-1] * y_T
-    axes = tuple(range(1, x.ndim))
     dims = math.prod(x.shape[1:])
-    # p_T = N(0, (alpha_T^2 + sigma_T^2) I): N(0, I) for a variance-preserving process.
-    prior_var = alphas[-1] ** 2 + sigmas[-1] ** 2
-    prior_logp = -0.5 * jnp.sum(z**2, axis=axes) / prior_var - 0.5 * dims * jnp.log(
-        2.0 * math.pi * prior_var
-    )
     delta_logp = divergence + dims * (jnp.log(alphas[-1]) - jnp.log(alphas[0]))
+    # p_T = N(0, (alpha_T^2 + sigma_T^2) I): N(0, I) for a variance-preserving process.
+    return likelihood_result(x, z, alphas[-1] ** 2 + sigmas[-1] ** 2, delta_logp, nfe)
+
+
+def likelihood_result(x, z, prior_var, delta_logp, nfe) -> dict:
+    """The change of variables' answer (Chen et al. 2018, Thm. 1): log p(x) = log N(z; 0,
+    prior_var I) + delta_logp, with its parts, as :func:`ode_likelihood` returns them.
+
+    Args:
+      x: ``[B, ...]`` the point evaluated; z: ``[B, ...]`` its latent.
+      prior_var: scalar variance of the Gaussian prior.
+      delta_logp: ``[B]`` log p(x) - log p(z) along the flow.
+      nfe: the number of field evaluations.
+    """
+    dims = math.prod(x.shape[1:])
+    sq = jnp.sum(z**2, axis=tuple(range(1, x.ndim)))
+    prior_logp = -0.5 * sq / prior_var - 0.5 * dims * jnp.log(2.0 * math.pi * prior_var)
     logp = prior_logp + delta_logp
     return dict(
         logp=logp,

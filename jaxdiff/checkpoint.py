@@ -47,6 +47,9 @@ CONFIG_FILE = "config.json"
 # only resume from (or be sampled with) a checkpoint whose config agrees on these.
 _STRUCTURAL = ("family", "model", "diffusion", "data.dataset")
 
+# Room a checkpoint needs beyond its arrays' bytes: orbax's metadata files and their temporaries.
+_SPACE_MARGIN = 256 * 1024
+
 
 class IncompatibleWorkdirError(ValueError):
     """The workdir holds a run whose config differs in a way that makes its checkpoints unusable."""
@@ -91,18 +94,35 @@ class Checkpointer:
         """
         self.wait()  # a failure of the previous (background) save is reported as that step's
         self._saving = step
+        self._check_free_space(step, state)
         try:
             self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
         except Exception as e:  # noqa: BLE001 - orbax wraps I/O errors in several types
             raise self._write_error(step, e) from e
 
-    def _write_error(self, step, error: BaseException) -> CheckpointWriteError:
+    def _check_free_space(self, step: int, state: Any) -> None:
+        """Refuses a save that cannot fit before orbax starts writing it. A save that fails
+        midway leaves orbax's background writers racing its closed event loop, and they print
+        tracebacks; a full disk is the common cause, and it is caught here."""
+        needed = sum(getattr(leaf, "nbytes", 0) for leaf in jax.tree.leaves(state))
+        where = next(p for p in (self.directory, *self.directory.parents) if p.exists())
+        free = shutil.disk_usage(where).free
+        if free < needed + _SPACE_MARGIN:
+            raise self._write_error(
+                step, f"not enough free space ({free / 2**20:.1f} MiB free, about "
+                f"{(needed + _SPACE_MARGIN) / 2**20:.1f} MiB needed)"
+            )
+
+    def _write_error(self, step, error: BaseException | str) -> CheckpointWriteError:
         for tmp in self.directory.glob("*.orbax-checkpoint-tmp*"):  # no save is in flight now
             shutil.rmtree(tmp, ignore_errors=True)
         kept = sorted(int(p.name) for p in self.directory.glob("[0-9]*") if p.name.isdigit())
         kept = [k for k in kept if k != step]
-        code = re.search(r"os_error_code='?(\d+)", str(error))  # tensorstore's errno
-        reason = os.strerror(int(code.group(1))) if code else _first_line(error)
+        if isinstance(error, str):
+            reason = error
+        else:
+            code = re.search(r"os_error_code='?(\d+)", str(error))  # tensorstore's errno
+            reason = os.strerror(int(code.group(1))) if code else _first_line(error)
         return CheckpointWriteError(
             f"could not write checkpoint {step} in {self.directory}: {reason}; the older "
             f"checkpoints ({', '.join(map(str, kept)) or 'none'}) are intact. Free space (or fix "

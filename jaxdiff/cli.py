@@ -223,6 +223,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--sampler", default=None)
     evaluate.add_argument("--steps", type=_integer(1), default=None)
     evaluate.add_argument("--fid_stats", default=None, help="reference FID statistics (.npz)")
+    evaluate.add_argument("--iwae_samples", type=_integer(1), default=None, help="k of a VAE's IWAE bound")
     stats = sub.add_parser("stats", help="FID reference statistics of a dataset")
     stats.add_argument("--dataset", required=True)
     stats.add_argument("--split", default="train")
@@ -290,11 +291,18 @@ def _sample(args) -> int:
     output = _new_output(args.output or Path(args.workdir) / "samples.npz", "--output", ".npz")
     grid_path = _new_output(output.with_suffix(".png"), "--output (its grid)", ".png")
     run = _load(args.workdir)
-    _check_sampler(run, args.sampler)
-    sampler = args.sampler or run.config.sampling.sampler
-    sample = train.build_sampler(run.config, run.experiment, sampler=sampler, num_steps=args.steps)
-    fn = jax.jit(lambda v, rng: sample(v, rng, args.num))
-    x = jax.device_get(fn(run.variables, jax.random.PRNGKey(args.seed)))
+    rng = jax.random.PRNGKey(args.seed)
+    if run.experiment is None:  # a VAE or a GAN: one sampler, no steps
+        if args.sampler is not None or args.steps is not None:
+            family = run.config.family
+            raise UsageError(f"--sampler and --steps apply to diffusion runs, not to a {family} run")
+        x = jax.device_get(run.sample(rng, args.num))
+    else:
+        _check_sampler(run, args.sampler)
+        sampler = args.sampler or run.config.sampling.sampler
+        sample = train.build_sampler(run.config, run.experiment, sampler=sampler, num_steps=args.steps)
+        fn = jax.jit(lambda v, key: sample(v, key, args.num))
+        x = jax.device_get(fn(run.variables, rng))
     samples = data.to_uint8(x) if x.ndim == 4 else x  # images as uint8; points as floats
     write_file(output, lambda f: np.savez(f, samples=samples))
     try:
@@ -351,6 +359,7 @@ def _eval(args) -> int:
         sampler=args.sampler,
         num_steps=args.steps,
         fid_stats=args.fid_stats,
+        iwae_samples=args.iwae_samples,
     )
     write_text(output, json.dumps(results, indent=2) + "\n")
     print(f"wrote {output}")

@@ -40,6 +40,7 @@ __all__ = [
     "digits_split_indices",
     "swiss_roll",
     "gaussian_mixture",
+    "gaussian_grid",
     "two_moons",
     "tfds_source",
     "to_model_range",
@@ -153,6 +154,19 @@ def gaussian_mixture(
     return _points(centres + std * rng.standard_normal(centres.shape), labels)
 
 
+def gaussian_grid(
+    split: str = "train", *, num: int = 20000, side: int = 5, spacing: float = 0.5, std: float = 0.02
+) -> _ArraySource:
+    """``side`` x ``side`` equally weighted isotropic Gaussians (std ``std``) centred on a square
+    grid of ``spacing``, centred at the origin (5 x 5 by default: [-1, 1]^2), the mode-collapse
+    benchmark of Srivastava et al. (2017, VEEGAN), rescaled. Label: the mode (row-major)."""
+    rng = np.random.default_rng(_toy_seed(split))
+    labels = rng.integers(0, side * side, num)
+    offsets = spacing * (np.arange(side) - (side - 1) / 2)
+    centres = np.stack([offsets[labels // side], offsets[labels % side]], axis=1)
+    return _points(centres + std * rng.standard_normal(centres.shape), labels)
+
+
 def two_moons(split: str = "train", *, num: int = 20000, noise: float = 0.05) -> _ArraySource:
     """Two interleaved half circles (scikit-learn's ``make_moons``), centred and divided by 1.5
     to lie in about [-1, 1] x [-0.5, 0.5]. Label: the moon."""
@@ -167,6 +181,7 @@ BUILTIN_DATASETS: dict[str, Callable[[str], _ArraySource]] = {
     "digits": digits,
     "swiss_roll": swiss_roll,
     "gaussian_mixture": gaussian_mixture,
+    "gaussian_grid": gaussian_grid,
     "two_moons": two_moons,
 }
 

@@ -280,13 +280,15 @@ def evaluate_run(
     sampler: str | None = None,
     num_steps: int | None = None,
     fid_stats=None,
+    iwae_samples: int | None = None,
     log: Callable[[str], None] = print,
 ) -> dict:
     """Evaluates a trained run (:func:`jaxdiff.train.load_run`; EMA parameters): what
     ``jaxdiff eval`` reports.
 
     Args:
-      run: the loaded run.
+      run: the loaded run: a diffusion (DDPM) run or a VAE (``config.family = "vae"``); a GAN
+        defines no likelihood and is evaluated by its samples only (``num_samples`` > 0).
       seed: the evaluation seed (forward-process noise, probes, samples).
       split: the dataset split to evaluate on.
       batch_size: examples per batch (all devices together).
@@ -299,15 +301,66 @@ def evaluate_run(
       sampler, num_steps: override the run's sampling config for those samples.
       fid_stats: an ``.npz`` of reference statistics
         (:func:`jaxdiff.metrics.fid.dataset_statistics`).
+      iwae_samples: k of a VAE's importance-weighted bound (the run's ``config.vae.iwae_samples``
+        when None).
       log: where the table goes.
 
     Returns:
-      A JSON-ready dict with the keys of :func:`summarize_nll`, ``pixel_baseline_bpd`` (for
-      image data), the optional ``ode_*`` / sample-quality keys, and ``step``, ``split``,
-      ``seed``, ``variance``, ``dataset``.
+      A JSON-ready dict with the keys of :func:`summarize_nll` (a VAE:
+      :func:`jaxdiff.generative.families.summarize_vae_nll`, with ``iwae_bpd``),
+      ``pixel_baseline_bpd`` (for image data), the optional ``ode_*`` / sample-quality keys,
+      and ``step``, ``split``, ``seed``, ``variance``, ``dataset``.
     """
+    cfg = run.config
+    family = cfg.get("family", "diffusion")
+    rng = jax.random.PRNGKey(seed)
+    nll_key, ode_key, sample_key = jax.random.split(rng, 3)
+    results = {}
+    if family == "gan":
+        if not num_samples:
+            raise ValueError("a GAN defines no likelihood: evaluate its samples with --num_samples N")
+        _check_diffusion_options("a gan run", variance=variance, ode=ode)
+    else:
+        images = split_images(cfg, split)[:max_examples]
+        batch_size = min(batch_size, images.shape[0])
+        if family == "vae":
+            _check_diffusion_options("a vae run", variance=variance, ode=ode)
+            results = _vae_nll(run, images, split, nll_key, batch_size, iwae_samples, log)
+        else:
+            results = _diffusion_nll(run, images, split, nll_key, ode_key, batch_size, variance, ode, log)
+    if num_samples:
+        if run.experiment is None and (sampler is not None or num_steps is not None):
+            raise ValueError(f"sampler and num_steps apply to diffusion runs, not to a {family} run")
+        results.update(
+            _sample_quality(run, num_samples, sample_key, sampler, num_steps, fid_stats, log)
+        )
+    results.update(step=int(run.step), split=split, seed=seed, dataset=cfg.data.dataset)
+    results.setdefault("variance", variance)
+    return results
+
+
+def _check_diffusion_options(what: str, *, variance, ode) -> None:
+    if variance is not None or ode:
+        raise ValueError(f"variance and ode apply to diffusion runs, not to {what}")
+
+
+def _pixel_baseline_row(cfg, images, results) -> list:
+    """The independent-pixel baseline on ``images`` (its bpd goes into ``results``)."""
     from jaxdiff.metrics import pixel_baseline
 
+    train = split_images(cfg, "train")
+    levels = np.unique(train) if cfg.data.dataset == "digits" else None
+    baseline = np.asarray(
+        pixel_baseline.pixel_nll_bpd(
+            pixel_baseline.fit_pixel_categoricals(train, levels=levels), images
+        )
+    )
+    results["pixel_baseline_bpd"] = float(baseline.mean())
+    return ["independent pixels", float(baseline.mean()), _stderr(baseline), "", "", ""]
+
+
+def _diffusion_nll(run, images, split, nll_key, ode_key, batch_size, variance, ode, log) -> dict:
+    """A DDPM run's bound, or the exact likelihood of a process that has one (EDM, flow)."""
     cfg = run.config
     bound = cfg.diffusion.kind == "ddpm"
     likelihood = getattr(run.experiment.process, "likelihood", None)
@@ -317,16 +370,13 @@ def evaluate_run(
             f"(config.diffusion.kind 'edm' or 'flow'), got {cfg.diffusion.kind!r}"
         )
     variance = variance or cfg.diffusion.get("variance", "fixed_small")
-    images = split_images(cfg, split)[:max_examples]
-    rng = jax.random.PRNGKey(seed)
-    nll_key, ode_key, sample_key = jax.random.split(rng, 3)
     if bound:
         results = evaluate_nll(
             run.model_fn,
             run.schedule,
             images,
             nll_key,
-            batch_size=min(batch_size, images.shape[0]),
+            batch_size=batch_size,
             variance=variance,
             prediction=cfg.diffusion.get("prediction", "eps"),
         )
@@ -337,15 +387,7 @@ def evaluate_run(
         )
         rows = [_nll_rows(f"{cfg.diffusion.kind} ODE likelihood (step {run.step})", results)]
     if images.dtype == np.uint8:
-        train = split_images(cfg, "train")
-        levels = np.unique(train) if cfg.data.dataset == "digits" else None
-        baseline = np.asarray(
-            pixel_baseline.pixel_nll_bpd(
-                pixel_baseline.fit_pixel_categoricals(train, levels=levels), images
-            )
-        )
-        results["pixel_baseline_bpd"] = float(baseline.mean())
-        rows.append(["independent pixels", float(baseline.mean()), _stderr(baseline), "", "", ""])
+        rows.append(_pixel_baseline_row(cfg, images, results))
     if ode and bound:
         results.update(
             evaluate_ode_nll(
@@ -361,13 +403,28 @@ def evaluate_run(
     if not bound:
         log("(an exact likelihood: L_T is the prior, sum L_t-1 the flow's log-determinant, L_0 "
             "the dequantisation)")
-    if num_samples:
-        results.update(
-            _sample_quality(run, num_samples, sample_key, sampler, num_steps, fid_stats, log)
-        )
-    results.update(
-        step=int(run.step), split=split, seed=seed, variance=variance, dataset=cfg.data.dataset
+    results["variance"] = variance
+    return results
+
+
+def _vae_nll(run, images, split, rng, batch_size, iwae_samples, log) -> dict:
+    """The VAE's -ELBO (prior = KL, decoder = reconstruction) and its IWAE bound."""
+    from jaxdiff.generative import families
+
+    cfg = run.config
+    k = iwae_samples or cfg.vae.iwae_samples
+    model = families.vae_model(cfg, images.shape[1:])
+    terms = families.vae_nll_per_example(
+        model, run.variables["params"], images, rng, iwae_samples=k, batch_size=batch_size
     )
+    results = families.summarize_vae_nll(terms, iwae_samples=k)
+    rows = [
+        _nll_rows(f"VAE -ELBO (step {run.step})", results),
+        [f"VAE IWAE, k = {k}", results["iwae_bpd"], results["iwae_stderr_bpd"], "", "", ""],
+        _pixel_baseline_row(cfg, images, results),
+    ]
+    log(f"{cfg.data.dataset} {split} split, {results['num_examples']} examples; L_T = KL, L_0 = -E log p(x|z)")
+    log(format_table(rows, header=NLL_HEADER))
     return results
 
 
@@ -375,10 +432,13 @@ def _sample_quality(run, num, rng, sampler, num_steps, fid_stats, log) -> dict:
     from jaxdiff import train
     from jaxdiff.metrics import digits, fid
 
-    sample_fn = train.build_sampler(
-        run.config, run.experiment, sampler=sampler, num_steps=num_steps
-    )
-    samples = data_lib.to_uint8(generate(sample_fn, run.variables, num, rng))
+    if run.experiment is None:  # a VAE or a GAN: the family's sampler on the whole state
+        samples = data_lib.to_uint8(generate(run.family.sample, run.state, num, rng))
+    else:
+        sample_fn = train.build_sampler(
+            run.config, run.experiment, sampler=sampler, num_steps=num_steps
+        )
+        samples = data_lib.to_uint8(generate(sample_fn, run.variables, num, rng))
     out = {"num_samples": num}
     if run.config.data.dataset == "digits":
         quality = digits.sample_quality(samples)

@@ -350,6 +350,46 @@ def test_alternating_updates_fit_a_gaussian(options):
         return step(state, real, key)
 
     state, metrics = jax.jit(lambda s: jax.lax.scan(body, s, jax.random.split(jax.random.key(1), 3000)))(state)
-    samples = np.asarray(gan.sample(g, state.ema_g_params, jax.random.key(2), 20000))
+    samples = np.asarray(gan.sample(g, state.ema_params, jax.random.key(2), 20000))
     assert abs(samples.mean() - 2.0) < 0.1 and abs(samples.std() - 0.5) < 0.1
     assert abs(float(metrics["d_real"][-100:].mean()) - 0.5) < 0.1  # D cannot tell them apart
+
+
+# --- diversity metrics and the grid toy ----------------------------------------------------------
+
+
+def test_precision_recall_by_hand():
+    from jaxdiff.metrics import diversity
+
+    real = np.arange(10.0)[:, None]  # k = 1: every real ball has radius 1
+    fake = np.array([[0.5], [4.0], [20.0], [9.9]])  # 3 of 4 inside [-1, 10]
+    # fake radii (k = 1): 3.5, 3.5, 10.1, 5.9; real points within them: all of 0..9
+    precision, recall = diversity.precision_recall(real, fake, k=1)
+    assert precision == 0.75 and recall == 1.0
+    collapsed = np.zeros((5, 1))  # all on one real point: fake radii 0, covers only x = 0
+    assert diversity.precision_recall(real, collapsed, k=1) == (1.0, 0.1)
+
+
+def test_mode_statistics_and_entropy_by_hand():
+    from jaxdiff.metrics import diversity
+
+    centres = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    samples = np.array([[0.01, 0.0]] * 6 + [[1.0, 0.02]] * 2 + [[0.5, 0.5]] * 2)  # 2 off-mode
+    s = diversity.mode_statistics(samples, centres, std=0.05, min_share=0.5)
+    assert s["modes_covered"] == 2 and s["high_quality"] == 0.8  # expected count 2.5, need 1.25
+    np.testing.assert_allclose(s["kl_uniform"], 0.75 * np.log(4 * 0.75) + 0.25 * np.log(4 * 0.25))
+    assert diversity.histogram_entropy([1, 1, 1, 1]) == 2.0 and diversity.histogram_entropy([0, 3]) == 0.0
+    assert diversity.near_copy_share(np.array([[0.0], [5.0]]), np.array([[0.1]]), threshold=1.0) == 0.5
+
+
+def test_gaussian_grid_modes():
+    from jaxdiff import data
+
+    source = data.gaussian_grid(num=5000)
+    x = np.stack([source[i]["x"] for i in range(len(source))])
+    labels = np.array([source[i]["label"] for i in range(len(source))])
+    grid = 0.5 * (np.arange(5) - 2)
+    for mode in (0, 7, 24):
+        pts = x[labels == mode]
+        np.testing.assert_allclose(pts.mean(0), [grid[mode // 5], grid[mode % 5]], atol=0.01)
+        np.testing.assert_allclose(pts.std(0), 0.02, rtol=0.2)

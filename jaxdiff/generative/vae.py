@@ -33,6 +33,7 @@ import jax.numpy as jnp
 
 from jaxdiff import _checks
 from jaxdiff.elbo import discretized_gaussian_log_likelihood, normal_kl
+from jaxdiff.generative.gan import upsample
 
 __all__ = [
     "reparameterize",
@@ -207,7 +208,8 @@ def vae_bpd(
 
 class VAE(nn.Module):
     """A convolutional encoder and decoder for small images (DCGAN-like: strided convolutions
-    down, transposed convolutions up; H and W divisible by 4).
+    down, resize-convolutions up (:func:`jaxdiff.generative.gan.upsample`); H and W divisible
+    by 4).
 
     ``encode(x [B, H, W, C]) -> (mean, logvar)`` each ``[B, latent_dim]``: the diagonal
     Gaussian posterior q(z | x). ``decode(z [B, latent_dim]) -> (mean, log_scale)`` each
@@ -263,8 +265,8 @@ class _Decoder(nn.Module):
             raise ValueError(f"VAE: image height and width must be divisible by 4, got {self.image_shape}")
         h = nn.swish(nn.Dense(height // 4 * width // 4 * 2 * self.ch)(z))
         h = h.reshape(z.shape[0], height // 4, width // 4, 2 * self.ch)
-        h = nn.swish(nn.ConvTranspose(2 * self.ch, (3, 3), strides=(2, 2))(h))
-        h = nn.swish(nn.ConvTranspose(self.ch, (3, 3), strides=(2, 2))(h))
+        h = nn.swish(nn.Conv(2 * self.ch, (3, 3))(upsample(h)))
+        h = nn.swish(nn.Conv(self.ch, (3, 3))(upsample(h)))
         h = nn.Conv(2 * channels, (3, 3))(h)
         mean, log_scale = jnp.split(h, 2, axis=-1)
         return mean, log_scale

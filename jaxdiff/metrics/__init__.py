@@ -6,12 +6,15 @@
 * :mod:`jaxdiff.metrics.digits`: a download-free digits Fréchet distance and Inception-Score
   figure from a small classifier trained on the digits train split; the digits split itself.
 * :mod:`jaxdiff.metrics.pixel_baseline`: the independent-pixel categorical model's bits/dim.
+* :mod:`jaxdiff.metrics.diversity`: precision and recall in a feature space (Kynkäänniemi et
+  al. 2019), near-copies of the training set, class-histogram entropy, 2-D mode statistics.
 * :mod:`jaxdiff.metrics.batching`: running a jitted function over a dataset, sharded over
   devices.
 """
 
 from jaxdiff.metrics import batching as batching
 from jaxdiff.metrics import digits as digits
+from jaxdiff.metrics import diversity as diversity
 from jaxdiff.metrics import fid as fid
 from jaxdiff.metrics import frechet as frechet
 from jaxdiff.metrics import inception as inception

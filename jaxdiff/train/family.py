@@ -63,8 +63,24 @@ def _diffusion(config, data_shape) -> Family:
     return diffusion_family(config, data_shape)
 
 
+def _vae(config, data_shape) -> Family:
+    from jaxdiff.generative.families import vae_family
+
+    return vae_family(config, data_shape)
+
+
+def _gan(config, data_shape) -> Family:
+    from jaxdiff.generative.families import gan_family
+
+    return gan_family(config, data_shape)
+
+
 # config.family -> builder(config, data_shape) -> Family
-FAMILIES: dict[str, Callable[[Any, tuple[int, ...]], Family]] = {"diffusion": _diffusion}
+FAMILIES: dict[str, Callable[[Any, tuple[int, ...]], Family]] = {
+    "diffusion": _diffusion,
+    "vae": _vae,
+    "gan": _gan,
+}
 
 
 def build_family(config, data_shape) -> Family:

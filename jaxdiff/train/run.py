@@ -7,6 +7,7 @@ import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import jax
 import ml_collections
@@ -14,7 +15,8 @@ import ml_collections
 from jaxdiff import sharding
 from jaxdiff.checkpoint import Checkpointer, load_config
 from jaxdiff.train.checks import check_config
-from jaxdiff.train.experiment import Experiment, build_experiment, initial_state
+from jaxdiff.train.experiment import Experiment, build_experiment
+from jaxdiff.train.family import Family, build_family
 from jaxdiff.train.loop import RUN_INFO
 
 __all__ = ["Run", "load_run"]
@@ -26,15 +28,26 @@ class Run:
 
     Attributes:
       config: the saved config.
-      experiment: the config resolved (model, process, objective, prior, ...).
-      variables: ``{"params": EMA parameters}`` of the latest checkpoint, for ``model.apply``.
+      experiment: the config resolved (model, process, objective, prior, ...); None for a
+        family other than diffusion (``config.family``: a VAE, a GAN).
+      variables: ``{"params": EMA parameters}`` of the latest checkpoint, for ``model.apply``
+        (the generator's for a GAN).
       step: the step of that checkpoint.
+      family: the run's :class:`~jaxdiff.train.family.Family`.
+      state: the whole restored train state.
     """
 
     config: ml_collections.ConfigDict
-    experiment: Experiment
+    experiment: Experiment | None
     variables: dict
     step: int
+    family: Family
+    state: Any
+
+    def sample(self, rng, num: int):
+        """``num`` samples of the family's own sampler (the config's), ``[num, *data_shape]``
+        in the model range."""
+        return jax.jit(lambda state, key: self.family.sample(state, key, num))(self.state, rng)
 
     @property
     def model_fn(self) -> Callable:
@@ -60,10 +73,12 @@ def load_run(workdir, *, devices=None) -> Run:
     config = load_config(workdir)
     check_config(config)
     info = json.loads((workdir / RUN_INFO).read_text())
-    experiment = build_experiment(config, data_shape=tuple(info["data_shape"]))
+    data_shape = tuple(info["data_shape"])
+    family = build_family(config, data_shape)
+    diffusion = config.get("family", "diffusion") == "diffusion"
+    experiment = build_experiment(config, data_shape=data_shape) if diffusion else None
 
-    key = jax.random.PRNGKey(0)
-    shapes = jax.eval_shape(functools.partial(initial_state, experiment, rng=key), key)
+    shapes = jax.eval_shape(family.init_state, jax.random.PRNGKey(0))
     replicated = sharding.replicated(sharding.make_mesh(devices))
     abstract = sharding.abstract(shapes, jax.tree.map(lambda _: replicated, shapes))
     checkpointer = Checkpointer(workdir / "checkpoints", asynchronous=False)
@@ -74,4 +89,4 @@ def load_run(workdir, *, devices=None) -> Run:
     if restored is None:
         raise FileNotFoundError(f"no readable checkpoint in {workdir / 'checkpoints'}")
     step, state = restored
-    return Run(config, experiment, {"params": state.ema_params}, step)
+    return Run(config, experiment, {"params": state.ema_params}, step, family, state)

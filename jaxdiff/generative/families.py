@@ -1,0 +1,215 @@
+"""The VAE and the GAN as model families of the training driver (:mod:`jaxdiff.train.family`),
+and the VAE's bound over a dataset for ``jaxdiff eval``.
+
+``config.family = "vae"`` or ``"gan"`` selects them (``configs/digits_vae.py``,
+``configs/digits_gan.py``); the names of a config are resolved into callables here, once.
+
+VAE config fields: ``model.latent_dim``, ``model.ch``; ``vae.num_samples`` (posterior samples
+per example in the training bound), ``vae.iwae_samples`` (k of the evaluation's IWAE bound);
+``sampling.decoder_noise``. The state is a :class:`jaxdiff.train.TrainState` and the step
+the driver's own :func:`jaxdiff.train.train_step` on the negative ELBO in bits/dim.
+
+GAN config fields: ``model.latent_dim``, ``model.ch`` (images) or ``model.features`` (points);
+``gan.generator_loss`` (``nonsaturating`` | ``minimax``), ``gan.d_steps``, ``gan.r1_weight``,
+``gan.instance_noise`` (its initial scale; 0 for none), ``gan.noise_anneal_steps`` (linear
+decay to 0 over that many steps; 0 keeps it constant), ``gan.noise`` (``gaussian`` |
+``student_t``) and ``gan.noise_df``. Both players use ``optim``'s Adam.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdiff import data as data_lib
+from jaxdiff._compile import static_partial
+from jaxdiff.generative import gan, vae
+from jaxdiff.metrics.batching import map_batches
+from jaxdiff.train.family import Family, run_keys
+from jaxdiff.train.step import create_train_state, learning_rate_schedule, make_optimizer, train_step
+
+__all__ = [
+    "GENERATOR_LOSSES",
+    "INSTANCE_NOISES",
+    "vae_model",
+    "vae_family",
+    "gan_models",
+    "gan_family",
+    "vae_nll_per_example",
+    "summarize_vae_nll",
+]
+
+GENERATOR_LOSSES = {
+    "nonsaturating": gan.nonsaturating_generator_loss,
+    "minimax": gan.minimax_generator_loss,
+}
+INSTANCE_NOISES = {
+    "gaussian": lambda df: jax.random.normal,
+    "student_t": lambda df: functools.partial(gan.student_t_noise, df=df),
+}
+
+
+def _optimizer(config):
+    """Adam of ``config.optim`` and the learning-rate schedule it follows (logged as lr)."""
+    ocfg = config.optim.to_dict()
+    schedule = learning_rate_schedule(ocfg.pop("learning_rate"), ocfg.pop("warmup_steps", 0))
+    return make_optimizer(learning_rate=schedule, **ocfg), schedule
+
+
+def _check_images(family: str, data_shape) -> None:
+    if len(data_shape) != 3 or data_shape[0] % 4 or data_shape[1] % 4:
+        raise ValueError(
+            f"config.family={family!r} needs images [H, W, C] with H and W divisible by 4, "
+            f"got examples of shape {tuple(data_shape)}"
+        )
+
+
+def vae_model(config, data_shape) -> vae.VAE:
+    """The :class:`~jaxdiff.generative.vae.VAE` of ``config.model`` for images of ``data_shape``."""
+    _check_images("vae", data_shape)
+    return vae.VAE(
+        latent_dim=config.model.latent_dim, ch=config.model.ch, image_shape=tuple(data_shape)
+    )
+
+
+def _vae_loss(model, num_samples, params, batch, rng):
+    """-ELBO in bits/dim per example (:func:`jaxdiff.generative.vae.vae_bpd`)."""
+    encode_fn, log_likelihood_fn = vae.bind(model, params)
+    x = data_lib.to_model_range(batch["x"])
+    return vae.vae_bpd(encode_fn, log_likelihood_fn, x, rng, num_samples=num_samples)["total"]
+
+
+def vae_family(config, data_shape) -> Family:
+    """The VAE of ``config`` as a :class:`~jaxdiff.train.family.Family`."""
+    model = vae_model(config, data_shape)
+    tx, schedule = _optimizer(config)
+    _, run_key, _ = run_keys(config.seed)
+
+    def init_state(key):
+        x = jnp.zeros((1, *data_shape), jnp.float32)
+        params = model.init(key, x, jnp.zeros((1, model.latent_dim)))["params"]
+        return create_train_state(params, tx, run_key)
+
+    def sample(state, rng, num):
+        noise = config.sampling.get("decoder_noise", False)
+        return vae.sample_prior(model, state.ema_params, rng, num, decoder_noise=noise)
+
+    step = functools.partial(
+        train_step,
+        loss_fn=functools.partial(_vae_loss, model, config.vae.num_samples),
+        ema=config.training.ema_decay,
+        ema_warmup=config.training.ema_warmup,
+        lr_schedule=schedule,
+    )
+    return Family(init_state, step, sample, tuple(data_shape))
+
+
+def gan_models(config, data_shape):
+    """``(generator, discriminator)`` of ``config.model``: the DCGAN-style pair for images,
+    the MLP pair for points ``[D]``."""
+    mcfg = config.model
+    if len(data_shape) == 1:
+        return (
+            gan.MLPGenerator(latent_dim=mcfg.latent_dim, features=mcfg.features,
+                             out_features=data_shape[0]),
+            gan.MLPDiscriminator(features=mcfg.features),
+        )
+    _check_images("gan", data_shape)
+    return (
+        gan.Generator(latent_dim=mcfg.latent_dim, ch=mcfg.ch, image_shape=tuple(data_shape)),
+        gan.Discriminator(ch=mcfg.ch),
+    )
+
+
+def _gan_step(pure_step, state, batch, rng):
+    """The driver's step: batch scaled to the model range; ``loss`` is the discriminator's
+    (-V(D, G), log 4 ~ 1.386 at equilibrium)."""
+    state, metrics = pure_step(state, data_lib.to_model_range(batch["x"]), rng)
+    return state, {"loss": metrics["d_loss"], **metrics}
+
+
+def gan_family(config, data_shape) -> Family:
+    """The GAN of ``config`` as a :class:`~jaxdiff.train.family.Family`."""
+    gcfg = config.gan
+    if gcfg.generator_loss not in GENERATOR_LOSSES:
+        raise ValueError(
+            f"config.gan.generator_loss must be one of {sorted(GENERATOR_LOSSES)}, got "
+            f"{gcfg.generator_loss!r}"
+        )
+    if gcfg.noise not in INSTANCE_NOISES:
+        raise ValueError(f"config.gan.noise must be one of {sorted(INSTANCE_NOISES)}, got {gcfg.noise!r}")
+    generator, discriminator = gan_models(config, data_shape)
+    tx, _ = _optimizer(config)
+    noise_scale = None
+    if gcfg.instance_noise:
+        noise_scale = functools.partial(
+            gan.linear_decay, initial=gcfg.instance_noise, num_steps=gcfg.noise_anneal_steps
+        )
+    pure_step = functools.partial(
+        gan.train_step,
+        generator=generator,
+        discriminator=discriminator,
+        generator_loss=GENERATOR_LOSSES[gcfg.generator_loss],
+        d_steps=gcfg.d_steps,
+        r1_weight=gcfg.r1_weight,
+        noise_scale=noise_scale,
+        noise_fn=INSTANCE_NOISES[gcfg.noise](gcfg.noise_df),
+        ema=config.training.ema_decay,
+        ema_warmup=config.training.ema_warmup,
+    )
+    return Family(
+        init_state=functools.partial(
+            gan.init_state, generator, discriminator, data_shape=tuple(data_shape), g_tx=tx, d_tx=tx
+        ),
+        train_step=functools.partial(_gan_step, pure_step),
+        sample=lambda state, rng, num: gan.sample(generator, state.ema_params, rng, num),
+        data_shape=tuple(data_shape),
+    )
+
+
+# --- the VAE's bound over a dataset ---------------------------------------------------------------
+
+
+def _vae_batch(model, iwae_samples, params, rng, batch, index):
+    encode_fn, log_likelihood_fn = vae.bind(model, params)
+    x = data_lib.to_model_range(batch)
+    key = jax.random.fold_in(rng, index)
+    return vae.vae_bpd(encode_fn, log_likelihood_fn, x, key, iwae_samples=iwae_samples)
+
+
+def vae_nll_per_example(
+    model: vae.VAE, params, images, rng, *, iwae_samples: int, batch_size: int = 256, mesh=None
+) -> dict[str, np.ndarray]:
+    """:func:`~jaxdiff.generative.vae.vae_bpd` (with the IWAE bound) of every image, batched and
+    sharded over devices (batch i uses ``fold_in(rng, i)``); one compilation per architecture.
+
+    Returns:
+      numpy ``[N]`` arrays ``total``, ``prior``, ``decoder``, ``iwae`` in bits/dim.
+    """
+    fn = static_partial(_vae_batch, model, iwae_samples)
+    return map_batches(fn, images, batch_size=batch_size, mesh=mesh, args=(params, rng))
+
+
+def summarize_vae_nll(terms: dict[str, np.ndarray], *, iwae_samples: int) -> dict:
+    """The keys of a diffusion run's ``jaxdiff eval`` for a VAE: ``total_bpd`` (-ELBO),
+    ``prior_bpd`` (the KL to the prior, the VAE's L_T), ``diffusion_bpd`` (0: no intermediate
+    steps), ``decoder_bpd`` (-E_q log p(x | z), its L_0), ``stderr_bpd``, ``num_examples``, and
+    ``iwae_bpd`` / ``iwae_stderr_bpd`` / ``iwae_samples`` (Burda et al. 2016)."""
+    from jaxdiff.evaluate import _stderr
+
+    total = np.asarray(terms["total"], np.float64)
+    iwae = np.asarray(terms["iwae"], np.float64)
+    return dict(
+        total_bpd=float(total.mean()),
+        prior_bpd=float(np.mean(terms["prior"])),
+        diffusion_bpd=0.0,
+        decoder_bpd=float(np.mean(terms["decoder"])),
+        stderr_bpd=_stderr(total),
+        num_examples=int(total.size),
+        iwae_bpd=float(iwae.mean()),
+        iwae_stderr_bpd=_stderr(iwae),
+        iwae_samples=int(iwae_samples),
+    )

@@ -354,7 +354,7 @@ def train_step(
 
     d_keys, g_key = jax.random.split(rng)
     carry = (state.d_params, state.d_opt_state)
-    for key in jax.random.split(d_keys, d_steps):  # unrolled: XLA:CPU convolutions in a loop body are slow
+    for key in jax.random.split(d_keys, d_steps):  # unrolled: as a lax.scan, 6x slower on XLA:CPU
         carry, d_metrics = d_update(carry, key)
     d_params, d_opt_state = carry
 

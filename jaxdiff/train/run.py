@@ -33,16 +33,16 @@ class Run:
       variables: ``{"params": EMA parameters}`` of the latest checkpoint, for ``model.apply``
         (the generator's for a GAN).
       step: the step of that checkpoint.
-      family: the run's :class:`~jaxdiff.train.family.Family`.
-      state: the whole restored train state.
+      family: the run's :class:`~jaxdiff.train.family.Family` (set by :func:`load_run`).
+      state: the whole restored train state (set by :func:`load_run`).
     """
 
     config: ml_collections.ConfigDict
     experiment: Experiment | None
     variables: dict
     step: int
-    family: Family
-    state: Any
+    family: Family | None = None
+    state: Any = None
 
     def sample(self, rng, num: int):
         """``num`` samples of the family's own sampler (the config's), ``[num, *data_shape]``

@@ -341,8 +341,8 @@ def _eval(args) -> int:
             raise UsageError(f"--fid_stats {args.fid_stats}: {e}") from e
     run = _load(args.workdir)
     _check_sampler(run, args.sampler)
-    trained = run.config.diffusion.get("variance", "fixed_small")
-    if args.variance and (args.variance in _VARIANCES[2:]) != (trained in _VARIANCES[2:]):
+    trained = run.config.diffusion.get("variance", "fixed_small") if run.experiment else None
+    if trained and args.variance and (args.variance in _VARIANCES[2:]) != (trained in _VARIANCES[2:]):
         raise UsageError(
             f"--variance {args.variance} does not fit this run, trained with "
             f"config.diffusion.variance={trained!r} (learned and fixed variances are not "

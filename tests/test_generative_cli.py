@@ -70,6 +70,8 @@ def test_train_resume_sample_eval(family, tmp_path, capsys):
     [
         ("gan", ["--config.gan.generator_loss=wasserstein"], "config.gan.generator_loss must be one of"),
         ("gan", ["--config.gan.noise=uniform"], "config.gan.noise must be one of"),
+        ("gan", ["--config.gan.d_steps=0"], "config.gan.d_steps must be an integer >= 1, got 0"),
+        ("vae", ["--config.vae.iwae_samples=0"], "config.vae.iwae_samples must be an integer >= 1"),
         ("vae", ["--config.data.dataset=swiss_roll"], "config.family='vae' needs images"),
     ],
 )

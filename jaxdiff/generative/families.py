@@ -28,6 +28,7 @@ from jaxdiff import data as data_lib
 from jaxdiff._compile import static_partial
 from jaxdiff.generative import gan, vae
 from jaxdiff.metrics.batching import map_batches
+from jaxdiff.train.checks import _Checker
 from jaxdiff.train.family import Family, run_keys
 from jaxdiff.train.step import create_train_state, learning_rate_schedule, make_optimizer, train_step
 
@@ -67,6 +68,31 @@ def _check_images(family: str, data_shape) -> None:
         )
 
 
+def _check_vae(config) -> None:
+    """The VAE's own fields (the driver checks the shared ones, :mod:`jaxdiff.train.checks`)."""
+    c = _Checker(config)
+    c.int("model.latent_dim", minimum=1)
+    c.int("model.ch", minimum=1)
+    c.int("vae.num_samples", minimum=1)
+    c.int("vae.iwae_samples", minimum=1)
+    c.boolean("sampling.decoder_noise")
+
+
+def _check_gan(config) -> None:
+    """The GAN's own fields."""
+    c = _Checker(config)
+    c.int("model.latent_dim", minimum=1)
+    c.int("model.ch", minimum=1)
+    c.int("model.features", minimum=1)
+    c.one_of("gan.generator_loss", sorted(GENERATOR_LOSSES))
+    c.int("gan.d_steps", minimum=1)
+    c.real("gan.r1_weight", low=0.0)
+    c.real("gan.instance_noise", low=0.0)
+    c.int("gan.noise_anneal_steps", minimum=0)
+    c.one_of("gan.noise", sorted(INSTANCE_NOISES))
+    c.real("gan.noise_df", low=0.0, low_open=True)
+
+
 def vae_model(config, data_shape) -> vae.VAE:
     """The :class:`~jaxdiff.generative.vae.VAE` of ``config.model`` for images of ``data_shape``."""
     _check_images("vae", data_shape)
@@ -84,6 +110,7 @@ def _vae_loss(model, num_samples, params, batch, rng):
 
 def vae_family(config, data_shape) -> Family:
     """The VAE of ``config`` as a :class:`~jaxdiff.train.family.Family`."""
+    _check_vae(config)
     model = vae_model(config, data_shape)
     tx, schedule = _optimizer(config)
     _, run_key, _ = run_keys(config.seed)
@@ -133,14 +160,8 @@ def _gan_step(pure_step, state, batch, rng):
 
 def gan_family(config, data_shape) -> Family:
     """The GAN of ``config`` as a :class:`~jaxdiff.train.family.Family`."""
+    _check_gan(config)
     gcfg = config.gan
-    if gcfg.generator_loss not in GENERATOR_LOSSES:
-        raise ValueError(
-            f"config.gan.generator_loss must be one of {sorted(GENERATOR_LOSSES)}, got "
-            f"{gcfg.generator_loss!r}"
-        )
-    if gcfg.noise not in INSTANCE_NOISES:
-        raise ValueError(f"config.gan.noise must be one of {sorted(INSTANCE_NOISES)}, got {gcfg.noise!r}")
     generator, discriminator = gan_models(config, data_shape)
     tx, _ = _optimizer(config)
     noise_scale = None

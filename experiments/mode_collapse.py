@@ -44,7 +44,7 @@ VARIANTS = {
     "diffusion": ("toy2d_ddpm", {}),
 }
 COLUMNS = ["data", "model", "seed", "modes_covered", "num_modes", "high_quality", "kl_uniform",
-           "train_seconds"]
+           "train_cpu_seconds"]
 
 
 def mode_centres(dataset: str) -> np.ndarray:
@@ -81,11 +81,11 @@ def main() -> None:
                     config.gan.noise_anneal_steps = args.steps
                 tag = model.lower().replace(" + ", "_").replace(" ", "_")
                 workdir = Path(args.runs) / f"{data_name}_{tag}_s{seed}"
-                seconds = timed_train(config, workdir)
+                seconds = timed_train(config, workdir)["cpu_seconds"]
                 run = train.load_run(workdir)
                 samples = np.asarray(run.sample(jax.random.PRNGKey(1000 + seed), args.num))
                 stats = diversity.mode_statistics(samples, centres, std=std)
-                rows.append(dict(data=data_name, model=model, seed=seed, **stats, train_seconds=seconds))
+                rows.append(dict(data=data_name, model=model, seed=seed, **stats, train_cpu_seconds=seconds))
                 print(json.dumps(rows[-1]), flush=True)
                 if seed == 0:
                     shown[data_name, model] = samples
@@ -94,7 +94,7 @@ def main() -> None:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    lines = ["| data | model | modes covered | high-quality share | KL to uniform (nats) | train s |",
+    lines = ["| data | model | modes covered | high-quality share | KL to uniform (nats) | train CPU s |",
              "|---|---|---|---|---|---|"]
     for data_name in DATASETS:
         for model in VARIANTS:
@@ -105,7 +105,7 @@ def main() -> None:
             lines.append(
                 f"| {data_name} | {model} | {np.mean(cov):.1f} / {rs[0]['num_modes']} "
                 f"(min {min(cov)}) | {hq.mean():.3f} | {kl.mean():.3f} (max {kl.max():.3f}) | "
-                f"{np.mean([r['train_seconds'] for r in rs]):.0f} |"
+                f"{np.mean([r['train_cpu_seconds'] for r in rs]):.0f} |"
             )
     table = "\n".join(lines) + f"\n\nmeans over {args.seeds} seeds, {args.num} samples each\n"
     (out / "mode_collapse.md").write_text(table)

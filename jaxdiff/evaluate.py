@@ -38,6 +38,7 @@ __all__ = [
     "evaluate_nll",
     "evaluate_ode_nll",
     "evaluate_likelihood",
+    "evaluate_bound",
     "generate",
     "split_images",
     "format_table",
@@ -182,28 +183,55 @@ def evaluate_likelihood(
       ``decoder_bpd``, the dequantisation term (-log2 of the bin width 2/256: 7 bits);
       ``stderr_bpd`` and ``num_examples``.
     """
-    fn = static_partial(_likelihood_batch, likelihood)
+    return evaluate_bound(
+        static_partial(_likelihood_parts, likelihood), model_fn, data, rng,
+        batch_size=batch_size, mesh=mesh,
+    )
+
+
+def _likelihood_parts(likelihood, model_fn, x0, rng) -> dict:
+    out = likelihood(model_fn, x0, rng)
+    nats_to_bits = -1.0 / (math.prod(x0.shape[1:]) * math.log(2.0))
+    prior, diffusion = nats_to_bits * out["prior_logp"], nats_to_bits * out["delta_logp"]
+    return dict(total=out["bpd"], prior=prior, diffusion=diffusion,
+                decoder=out["bpd"] - prior - diffusion)
+
+
+def evaluate_bound(
+    bound: Callable,
+    model_fn: Callable,
+    data,
+    rng: jax.Array,
+    *,
+    batch_size: int = 64,
+    mesh=None,
+) -> dict:
+    """A per-example likelihood or bound given in parts, over a dataset, in bits/dim.
+
+    Args:
+      bound: ``bound(model_fn, x0, rng) -> dict(total, prior, diffusion, decoder)``, each
+        ``[B]`` bits/dim, x0 in [-1, 1] (a VDM run's ``experiment.process.bound``:
+        :func:`jaxdiff.losses.vdm_loss`); hashable, it keys the compiled program.
+      model_fn, data, rng, batch_size, mesh: as in :func:`nll_per_example`.
+
+    Returns:
+      ``total_bpd``, ``prior_bpd``, ``diffusion_bpd``, ``decoder_bpd`` (dataset means),
+      ``stderr_bpd`` (of ``total_bpd``) and ``num_examples``.
+    """
+    fn = static_partial(_bound_batch, bound)
     args = (as_pytree_fn(model_fn), rng)
     terms = map_batches(fn, as_array(data), batch_size=batch_size, mesh=mesh, args=args)
     total = np.asarray(terms["total"], np.float64)
     return dict(
         total_bpd=float(total.mean()),
-        prior_bpd=float(np.mean(terms["prior"])),
-        diffusion_bpd=float(np.mean(terms["diffusion"])),
-        decoder_bpd=float(np.mean(total - terms["prior"] - terms["diffusion"])),
+        **{f"{k}_bpd": float(np.mean(terms[k])) for k in ("prior", "diffusion", "decoder")},
         stderr_bpd=_stderr(total),
         num_examples=int(total.size),
     )
 
 
-def _likelihood_batch(likelihood, model_fn, rng, batch, index):
-    out = likelihood(model_fn, data_lib.to_model_range(batch), jax.random.fold_in(rng, index))
-    nats_to_bits = -1.0 / (math.prod(batch.shape[1:]) * math.log(2.0))
-    return dict(
-        total=out["bpd"],
-        prior=nats_to_bits * out["prior_logp"],
-        diffusion=nats_to_bits * out["delta_logp"],
-    )
+def _bound_batch(bound, model_fn, rng, batch, index):
+    return bound(model_fn, data_lib.to_model_range(batch), jax.random.fold_in(rng, index))
 
 
 def generate(
@@ -363,11 +391,12 @@ def _diffusion_nll(run, images, split, nll_key, ode_key, batch_size, variance, o
     """A DDPM run's bound, or the exact likelihood of a process that has one (EDM, flow)."""
     cfg = run.config
     bound = cfg.diffusion.kind == "ddpm"
+    process_bound = getattr(run.experiment.process, "bound", None)  # VDM's
     likelihood = getattr(run.experiment.process, "likelihood", None)
-    if not bound and likelihood is None:
+    if not bound and process_bound is None and likelihood is None:
         raise ValueError(
-            "bits/dim needs a DDPM run (the bound) or a process with an exact likelihood "
-            f"(config.diffusion.kind 'edm' or 'flow'), got {cfg.diffusion.kind!r}"
+            "bits/dim needs a run with a bound (config.diffusion.kind 'ddpm' or 'vdm') or a "
+            f"process with an exact likelihood ('edm' or 'flow'), got {cfg.diffusion.kind!r}"
         )
     variance = variance or cfg.diffusion.get("variance", "fixed_small")
     if bound:
@@ -381,6 +410,12 @@ def _diffusion_nll(run, images, split, nll_key, ode_key, batch_size, variance, o
             prediction=cfg.diffusion.get("prediction", "eps"),
         )
         rows = [_nll_rows(f"diffusion (step {run.step})", results)]
+    elif process_bound is not None:
+        results = evaluate_bound(
+            process_bound, run.model_fn, images, nll_key,
+            batch_size=min(batch_size, images.shape[0]),
+        )
+        rows = [_nll_rows(f"{cfg.diffusion.kind} bound (step {run.step})", results)]
     else:
         results = evaluate_likelihood(
             likelihood, run.model_fn, images, nll_key, batch_size=min(64, images.shape[0])
@@ -400,7 +435,7 @@ def _diffusion_nll(run, images, split, nll_key, ode_key, batch_size, variance, o
     variance_note = f", variance {variance}" if bound else ""
     log(f"{cfg.data.dataset} {split} split, {results['num_examples']} examples{variance_note}")
     log(format_table(rows, header=NLL_HEADER))
-    if not bound:
+    if not bound and process_bound is None:
         log("(an exact likelihood: L_T is the prior, sum L_t-1 the flow's log-determinant, L_0 "
             "the dequantisation)")
     results["variance"] = variance

@@ -52,6 +52,7 @@ __all__ = [
     "decoder_nll",
     "fourier_features",
     "FourierFeatures",
+    "VDMModel",
     "ancestral_step",
     "vdm_sample",
 ]
@@ -276,6 +277,43 @@ class FourierFeatures(nn.Module):
     def __call__(self, x, t, **kwargs):
         features = fourier_features(x, tuple(self.exponents))
         return self.network(jnp.concatenate([x, features], axis=-1), t, **kwargs)
+
+
+class VDMModel(nn.Module):
+    """A VDM's two learned parts in one parameter tree: the noise predictor eps^(z_t; t) and the
+    schedule gamma(t), so one train state, EMA and checkpoint carry both.
+
+    ``apply(variables, z_t, t)`` is eps^ (the network called with ``time_scale * t``, the range
+    a sinusoidal embedding made for integer timesteps expects; wrap it in
+    :class:`FourierFeatures` for those inputs), and
+    ``apply(variables, t, method="gamma")`` is gamma(t): ``schedule`` (a :class:`LearnedGamma`)
+    when given, else :func:`linear_gamma` between ``gamma_min`` and ``gamma_max``.
+
+    Attributes:
+      network: ``network(z, t, *, train)`` with output channels those of z.
+      schedule: a learned schedule module, or None for the fixed linear one.
+      gamma_min, gamma_max: the linear schedule's end points (unused with ``schedule``).
+      time_scale: the factor from t in [0, 1] to the network's time input.
+    """
+
+    network: nn.Module
+    schedule: nn.Module | None = None
+    gamma_min: float = GAMMA_MIN
+    gamma_max: float = GAMMA_MAX
+    time_scale: float = 1000.0
+
+    def gamma(self, t, *, train: bool = False):
+        """gamma(t) = -log SNR(t); ``train`` is accepted (and unused) so that the same bound
+        ``apply`` serves both methods."""
+        del train
+        if self.schedule is None:
+            return linear_gamma(t, gamma_min=self.gamma_min, gamma_max=self.gamma_max)
+        return self.schedule(t)
+
+    def __call__(self, z, t, *, train: bool = False):
+        if self.is_initializing():
+            self.gamma(jnp.asarray(t, jnp.float32))  # create the schedule's parameters
+        return self.network(z, self.time_scale * jnp.asarray(t, jnp.float32), train=train)
 
 
 # --- sampling ------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
-"""The EDM, flow-matching and DiT configs: they build and trace, and `jaxdiff train`, `sample`
-and `eval` run them end to end (one step of a tiny model); the eval's parts of an exact
-likelihood add up to its total."""
+"""The EDM, flow-matching, DiT and VDM configs: they build and trace, and `jaxdiff train`,
+`sample` and `eval` run them end to end (one step of a tiny model); the eval's parts of an exact
+likelihood or a bound add up to its total."""
 
 import functools
 import json
@@ -13,13 +13,23 @@ import pytest
 from jax.sharding import Mesh
 
 from jaxdiff import cli, train
+from jaxdiff.metrics import digits
 
 TINY_DIT = {"model.hidden_size": 16, "model.depth": 1, "model.num_heads": 2}
 
 
-@pytest.mark.parametrize("name", ["digits_edm", "digits_flow", "digits_dit"])
+@pytest.mark.parametrize("name", ["digits_edm", "digits_flow", "digits_dit", "digits_vdm"])
 def test_config_builds_and_traces(name):
     _trace(cli.load_config_file(name))
+
+
+@pytest.mark.parametrize("overrides", [{"diffusion.gamma": "linear", "diffusion.fourier_exponents": "()"},
+                                       {"diffusion.num_timesteps": "10"}])
+def test_vdm_variants_trace(overrides):
+    """digits_vdm with the fixed linear schedule and no Fourier features; the T-step model."""
+    config = cli.load_config_file("digits_vdm")
+    cli.apply_overrides(config, overrides)
+    _trace(config)
 
 
 def _trace(config):
@@ -34,10 +44,10 @@ def _trace(config):
     assert jax.eval_shape(lambda p: sample({"params": p}, key, 3), state.ema_params).shape == (3, 8, 8, 1)
 
 
-@pytest.mark.parametrize("name", ["digits_ddpm", "digits_ncsn", "digits_edm", "digits_flow"])
+@pytest.mark.parametrize("name", ["digits_ddpm", "digits_ncsn", "digits_edm", "digits_flow", "digits_vdm"])
 def test_dit_is_the_network_of_every_process(name):
     """The DiT preset in place of the U-Net: int timesteps (DDPM), noise levels (NCSN), EDM's
-    c_noise and flow times; its train step and sampler trace."""
+    c_noise, flow times and VDM's t with Fourier features; its train step and sampler trace."""
     config = cli.load_config_file(name)
     config.model = dict(preset="dit_digits", hidden_size=16, depth=1, num_heads=2)
     _trace(config)
@@ -64,6 +74,34 @@ def test_train_sample_eval_end_to_end(tmp_path):
     assert r["num_examples"] == 4 and np.isfinite(r["total_bpd"])
     np.testing.assert_allclose(r["prior_bpd"] + r["diffusion_bpd"] + r["decoder_bpd"], r["total_bpd"], rtol=1e-5)
     np.testing.assert_allclose(r["decoder_bpd"], -math.log2(2 / 256), rtol=1e-5)  # the bin width
+
+
+@pytest.mark.slow
+def test_vdm_train_sample_eval_end_to_end(tmp_path):
+    """digits_vdm through the command line (one step of a tiny U-Net, at learning rate 0: the
+    warmup's first step). The eval's prior term is KL(N(alpha_1 x, sigma_1^2) || N(0, 1)) at the
+    initial gamma(1) = 5, computed here in closed form from the test digits; the decoder term at
+    gamma(0) = -13.3 (sigma_0 / alpha_0 = 0.0013, a sixth of the bin width) is near zero."""
+    workdir = tmp_path / "run"
+    settings = {"model.ch": 8, "model.ch_mult": "(1,)", "training.batch_size": 4,
+                "training.num_steps": 1, "sampling.num_samples": 0}
+    overrides = [f"--config.{k}={v}" for k, v in settings.items()]
+    assert cli.main(["train", "--config", "digits_vdm", "--workdir", str(workdir), *overrides]) == 0
+    out = tmp_path / "s.npz"
+    assert cli.main(["sample", "--workdir", str(workdir), "--num", "3", "--steps", "2",
+                     "--output", str(out)]) == 0
+    samples = np.load(out)["samples"]
+    assert samples.shape == (3, 8, 8, 1) and samples.dtype == np.uint8
+    report = tmp_path / "eval.json"
+    assert cli.main(["eval", "--workdir", str(workdir), "--max_examples", "8", "--output", str(report)]) == 0
+    r = json.loads(report.read_text())
+    assert r["num_examples"] == 8 and np.isfinite(r["total_bpd"])
+    np.testing.assert_allclose(r["prior_bpd"] + r["diffusion_bpd"] + r["decoder_bpd"], r["total_bpd"], rtol=1e-5)
+    x = digits.digits_split("test")[0][:8].astype(np.float64) / 127.5 - 1.0
+    alpha2, sigma2 = 1.0 / (1.0 + math.exp(5.0)), 1.0 / (1.0 + math.exp(-5.0))
+    kl = 0.5 * (sigma2 + alpha2 * x**2 - 1.0 - math.log(sigma2))
+    np.testing.assert_allclose(r["prior_bpd"], kl.mean() / math.log(2.0), rtol=1e-4)
+    assert 0.0 <= r["decoder_bpd"] < 0.01
 
 
 def test_a_ddpm_run_samples_with_edms_sampler_through_the_vp_column():

@@ -114,6 +114,8 @@ def _check_diffusion(c: _Checker) -> None:
         low, high = c.get("diffusion.sigma_min"), c.get("diffusion.sigma_max")
         if high <= low:
             c.fail("diffusion.sigma_max", f"> config.diffusion.sigma_min={low}", high)
+    elif kind == "vdm":
+        _check_vdm(c)
     if kind in OBJECTIVES:
         c.one_of("loss.name", sorted(OBJECTIVES[kind]))
     c.real("loss.vlb_weight", low=0.0, optional=True)
@@ -125,6 +127,23 @@ def _check_diffusion(c: _Checker) -> None:
     c.one_of("sampling.order", (1, 2, 3))
     c.int("sampling.steps_per_sigma", minimum=1)
     c.real("sampling.step_lr", low=0.0, low_open=True)
+
+
+def _check_vdm(c: _Checker) -> None:
+    c.one_of("diffusion.gamma", ("learned", "linear"))
+    c.real("diffusion.gamma_min")
+    c.real("diffusion.gamma_max")
+    low, high = c.get("diffusion.gamma_min"), c.get("diffusion.gamma_max")
+    if high <= low:
+        c.fail("diffusion.gamma_max", f"> config.diffusion.gamma_min={low}", high)
+    c.int("diffusion.gamma_features", minimum=1)
+    c.int("diffusion.num_timesteps", minimum=1, optional=True)
+    c.real("diffusion.time_scale", low=0.0, low_open=True)
+    exponents = c.get("diffusion.fourier_exponents")
+    if not isinstance(exponents, (list, tuple)) or not all(
+        isinstance(n, int) and not isinstance(n, bool) for n in exponents
+    ):
+        c.fail("diffusion.fourier_exponents", "a tuple of integers (() for none)", exponents)
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:

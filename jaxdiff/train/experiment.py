@@ -26,7 +26,7 @@ import optax
 from jax.sharding import Mesh
 
 from jaxdiff import data as data_lib
-from jaxdiff import losses, models, samplers, schedules
+from jaxdiff import losses, models, samplers, schedules, vdm
 from jaxdiff import sharding as sharding_lib
 from jaxdiff.diffusion import split_learned_variance
 from jaxdiff.train.family import Family, run_keys
@@ -43,6 +43,7 @@ __all__ = [
     "Process",
     "EDMLevels",
     "LinearPath",
+    "VDMBound",
     "PROCESSES",
     "OBJECTIVES",
     "SAMPLERS",
@@ -97,11 +98,14 @@ def _uniform_prior(rng, shape):
 class Process(NamedTuple):
     """A noise process of ``config.diffusion``: ``build(config.diffusion)`` gives the process
     object the losses and samplers take, ``prior`` draws where sampling starts, ``time_input``
-    a dummy conditioning input of the model's time dtype."""
+    a dummy conditioning input of the model's time dtype. ``wrap(config.diffusion, network)``,
+    when given, makes the model from the network of ``config.model`` (built with the data's
+    output channels), for a process with learned parts of its own."""
 
     build: Callable
     prior: Callable
     time_input: Callable
+    wrap: Callable | None = None
 
 
 class EDMLevels(NamedTuple):
@@ -145,6 +149,40 @@ class LinearPath(NamedTuple):
         return samplers.flow_likelihood(self.velocity(model_fn), x0, rng)
 
 
+class VDMBound(NamedTuple):
+    """The process of ``diffusion.kind = "vdm"`` (Kingma et al. 2021): the variance-preserving
+    path of gamma(t) = -log SNR(t), t in [0, 1], in continuous time (``num_timesteps`` None) or
+    as the T-step model. The model is a :class:`~jaxdiff.vdm.VDMModel`: its ``gamma`` method
+    is the schedule, fixed linear or learned (:func:`_vdm_model`)."""
+
+    num_timesteps: int | None = None
+
+    @staticmethod
+    def gamma(model_fn):
+        """The schedule gamma(t) of the bound model ``model_fn`` (a partial of ``apply``)."""
+        return functools.partial(model_fn, method="gamma")
+
+    def bound(self, model_fn, x0, rng) -> dict:
+        """:func:`~jaxdiff.losses.vdm_loss`: ``dict(total, diffusion, prior, decoder)``, each
+        ``[B]`` bits/dim."""
+        return losses.vdm_loss(
+            model_fn, self.gamma(model_fn), x0, rng, num_timesteps=self.num_timesteps
+        )
+
+
+def _vdm_model(d, network):
+    """``config.diffusion`` of a VDM run: ``gamma`` ("learned": :class:`~jaxdiff.vdm.
+    LearnedGamma` with ``gamma_features`` hidden units, initialised linear; "linear": fixed),
+    both between ``gamma_min`` and ``gamma_max``; ``fourier_exponents`` (() for none);
+    ``time_scale``."""
+    if d.fourier_exponents:
+        network = vdm.FourierFeatures(network, tuple(d.fourier_exponents))
+    schedule = None
+    if d.gamma == "learned":
+        schedule = vdm.LearnedGamma(d.gamma_min, d.gamma_max, d.gamma_features)
+    return vdm.VDMModel(network, schedule, d.gamma_min, d.gamma_max, d.time_scale)
+
+
 def _float_time(n):
     return jnp.ones((n,), jnp.float32)  # a noise level or a time in [0, 1]
 
@@ -169,6 +207,12 @@ PROCESSES: dict[str, Process] = {
         build=lambda d: LinearPath(d.time_scale),
         prior=_normal_prior,
         time_input=_float_time,
+    ),
+    "vdm": Process(
+        build=lambda d: VDMBound(d.get("num_timesteps")),
+        prior=_normal_prior,
+        time_input=_float_time,
+        wrap=_vdm_model,
     ),
 }
 
@@ -215,6 +259,11 @@ OBJECTIVES: dict[str, dict[str, Callable]] = {
         "flow_matching": lambda cfg, path: lambda model_fn, x0, rng: losses.flow_matching_loss(
             path.velocity(model_fn), x0, rng, time_sampling=cfg.loss.time_sampling
         )
+    },
+    "vdm": {
+        "vdm": lambda cfg, process: lambda model_fn, x0, rng: process.bound(model_fn, x0, rng)[
+            "total"
+        ]
     },
 }
 
@@ -281,9 +330,12 @@ def build_experiment(config: ml_collections.ConfigDict, *, data_shape=None) -> E
             f"config.loss.name must be one of {sorted(objectives)} for config.diffusion.kind="
             f"{diff.kind!r}, got {config.loss.name!r}"
         )
-    learned = diff.get("variance", "fixed_small") in ("learned", "learned_range")
-    model = _resolve_model(config.model, 2 * data_shape[-1] if learned else None)
     kind = PROCESSES[diff.kind]
+    if kind.wrap is not None:
+        model = kind.wrap(diff, _resolve_model(config.model, data_shape[-1]))
+    else:
+        learned = diff.get("variance", "fixed_small") in ("learned", "learned_range")
+        model = _resolve_model(config.model, 2 * data_shape[-1] if learned else None)
     process = kind.build(diff)
     objective = objectives[config.loss.name](config, process)
     opt = config.optim
@@ -330,6 +382,9 @@ SAMPLERS: dict[str, Callable] = {
     "edm": lambda c, p: _edm_sampler(c, p),
     "flow": lambda c, p: lambda f, x, rng: samplers.flow_sample(
         p.velocity(f), x, rng, num_steps=c.num_steps, method=c.method
+    ),
+    "vdm": lambda c, p: lambda f, x, rng: vdm.vdm_sample(
+        f, p.gamma(f), x, rng, num_steps=c.num_steps
     ),
 }
 
@@ -408,17 +463,16 @@ def initial_state(experiment: Experiment, key, *, rng) -> TrainState:
 
 def make_loss_fn(experiment: Experiment):
     """``loss_fn(params, batch, rng) -> [B]``: scales the batch to [-1, 1], binds the
-    parameters and a dropout key into ``model_fn`` and calls the objective."""
+    parameters and a dropout key into ``model_fn`` (a partial of ``model.apply``, so an
+    objective can call the model's other methods, e.g. a VDM's ``gamma``) and calls the
+    objective."""
 
     def loss_fn(params, batch, rng):
         dropout_key, loss_key = jax.random.split(rng)
         x0 = data_lib.to_model_range(batch["x"])
-
-        def model_fn(x, c):
-            return experiment.model.apply(
-                {"params": params}, x, c, train=True, rngs={"dropout": dropout_key}
-            )
-
+        model_fn = functools.partial(
+            experiment.model.apply, {"params": params}, train=True, rngs={"dropout": dropout_key}
+        )
         return experiment.objective(model_fn, x0, loss_key)
 
     return loss_fn

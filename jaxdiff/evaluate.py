@@ -197,15 +197,7 @@ def _likelihood_parts(likelihood, model_fn, x0, rng) -> dict:
                 decoder=out["bpd"] - prior - diffusion)
 
 
-def evaluate_bound(
-    bound: Callable,
-    model_fn: Callable,
-    data,
-    rng: jax.Array,
-    *,
-    batch_size: int = 64,
-    mesh=None,
-) -> dict:
+def evaluate_bound(bound: Callable, model_fn: Callable, data, rng, *, batch_size=64, mesh=None):
     """A per-example likelihood or bound given in parts, over a dataset, in bits/dim.
 
     Args:

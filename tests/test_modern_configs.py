@@ -53,14 +53,12 @@ def test_dit_is_the_network_of_every_process(name):
     _trace(config)
 
 
-@pytest.mark.slow
-def test_train_sample_eval_end_to_end(tmp_path):
-    """digits_dit (flow matching on a DiT); digits_edm and digits_flow differ from it only in
-    the entries traced above."""
-    name = "digits_dit"
+def _train_sample_eval(tmp_path, name, settings, num_examples):
+    """`jaxdiff train` (one step), `sample` (3 samples, 2 steps) and `eval` of a config; the
+    eval's JSON, after checking the samples and that the parts add up to the total."""
     workdir = tmp_path / "run"
-    settings = {**TINY_DIT, "training.batch_size": 4, "training.num_steps": 1, "sampling.num_samples": 0,
-                "sampling.num_steps": 2}
+    settings = {"training.batch_size": 4, "training.num_steps": 1, "sampling.num_samples": 0,
+                **settings}
     overrides = [f"--config.{k}={v}" for k, v in settings.items()]
     assert cli.main(["train", "--config", name, "--workdir", str(workdir), *overrides]) == 0
     out = tmp_path / "s.npz"
@@ -69,10 +67,19 @@ def test_train_sample_eval_end_to_end(tmp_path):
     samples = np.load(out)["samples"]
     assert samples.shape == (3, 8, 8, 1) and samples.dtype == np.uint8
     report = tmp_path / "eval.json"
-    assert cli.main(["eval", "--workdir", str(workdir), "--max_examples", "4", "--output", str(report)]) == 0
+    assert cli.main(["eval", "--workdir", str(workdir), "--max_examples", str(num_examples),
+                     "--output", str(report)]) == 0
     r = json.loads(report.read_text())
-    assert r["num_examples"] == 4 and np.isfinite(r["total_bpd"])
+    assert r["num_examples"] == num_examples and np.isfinite(r["total_bpd"])
     np.testing.assert_allclose(r["prior_bpd"] + r["diffusion_bpd"] + r["decoder_bpd"], r["total_bpd"], rtol=1e-5)
+    return r
+
+
+@pytest.mark.slow
+def test_train_sample_eval_end_to_end(tmp_path):
+    """digits_dit (flow matching on a DiT); digits_edm and digits_flow differ from it only in
+    the entries traced above."""
+    r = _train_sample_eval(tmp_path, "digits_dit", {**TINY_DIT, "sampling.num_steps": 2}, 4)
     np.testing.assert_allclose(r["decoder_bpd"], -math.log2(2 / 256), rtol=1e-5)  # the bin width
 
 
@@ -82,21 +89,7 @@ def test_vdm_train_sample_eval_end_to_end(tmp_path):
     warmup's first step). The eval's prior term is KL(N(alpha_1 x, sigma_1^2) || N(0, 1)) at the
     initial gamma(1) = 5, computed here in closed form from the test digits; the decoder term at
     gamma(0) = -13.3 (sigma_0 / alpha_0 = 0.0013, a sixth of the bin width) is near zero."""
-    workdir = tmp_path / "run"
-    settings = {"model.ch": 8, "model.ch_mult": "(1,)", "training.batch_size": 4,
-                "training.num_steps": 1, "sampling.num_samples": 0}
-    overrides = [f"--config.{k}={v}" for k, v in settings.items()]
-    assert cli.main(["train", "--config", "digits_vdm", "--workdir", str(workdir), *overrides]) == 0
-    out = tmp_path / "s.npz"
-    assert cli.main(["sample", "--workdir", str(workdir), "--num", "3", "--steps", "2",
-                     "--output", str(out)]) == 0
-    samples = np.load(out)["samples"]
-    assert samples.shape == (3, 8, 8, 1) and samples.dtype == np.uint8
-    report = tmp_path / "eval.json"
-    assert cli.main(["eval", "--workdir", str(workdir), "--max_examples", "8", "--output", str(report)]) == 0
-    r = json.loads(report.read_text())
-    assert r["num_examples"] == 8 and np.isfinite(r["total_bpd"])
-    np.testing.assert_allclose(r["prior_bpd"] + r["diffusion_bpd"] + r["decoder_bpd"], r["total_bpd"], rtol=1e-5)
+    r = _train_sample_eval(tmp_path, "digits_vdm", {"model.ch": 8, "model.ch_mult": "(1,)"}, 8)
     x = digits.digits_split("test")[0][:8].astype(np.float64) / 127.5 - 1.0
     alpha2, sigma2 = 1.0 / (1.0 + math.exp(5.0)), 1.0 / (1.0 + math.exp(-5.0))
     kl = 0.5 * (sigma2 + alpha2 * x**2 - 1.0 - math.log(sigma2))

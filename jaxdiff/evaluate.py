@@ -380,7 +380,8 @@ def _pixel_baseline_row(cfg, images, results) -> list:
 
 
 def _diffusion_nll(run, images, split, nll_key, ode_key, batch_size, variance, ode, log) -> dict:
-    """A DDPM run's bound, or the exact likelihood of a process that has one (EDM, flow)."""
+    """A DDPM or VDM run's bound, or the exact likelihood of a process that has one (EDM,
+    flow)."""
     cfg = run.config
     bound = cfg.diffusion.kind == "ddpm"
     process_bound = getattr(run.experiment.process, "bound", None)  # VDM's
@@ -404,8 +405,7 @@ def _diffusion_nll(run, images, split, nll_key, ode_key, batch_size, variance, o
         rows = [_nll_rows(f"diffusion (step {run.step})", results)]
     elif process_bound is not None:
         results = evaluate_bound(
-            process_bound, run.model_fn, images, nll_key,
-            batch_size=min(batch_size, images.shape[0]),
+            process_bound, run.model_fn, images, nll_key, batch_size=batch_size
         )
         rows = [_nll_rows(f"{cfg.diffusion.kind} bound (step {run.step})", results)]
     else:

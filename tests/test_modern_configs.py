@@ -109,3 +109,15 @@ def test_a_ddpm_run_samples_with_edms_sampler_through_the_vp_column():
     with pytest.raises(ValueError, match="edm sampler"):
         ncsn = cli.load_config_file("digits_ncsn")
         train.build_sampler(ncsn, train.build_experiment(ncsn, data_shape=(8, 8, 1)), sampler="edm")
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"diffusion.gamma": "cubic"}, "config.diffusion.gamma must be one of learned, linear"),
+    ({"diffusion.gamma_max": "-20.0"}, "config.diffusion.gamma_max must be > config.diffusion.gamma_min"),
+    ({"diffusion.num_timesteps": "0"}, "config.diffusion.num_timesteps must be an integer >= 1"),
+])
+def test_vdm_config_is_checked_by_field_name(overrides, message):
+    config = cli.load_config_file("digits_vdm")
+    cli.apply_overrides(config, overrides)
+    with pytest.raises(ValueError, match=message):
+        train.checks.check_config(config)

@@ -121,7 +121,7 @@ def train_runs(runs: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", default="runs")
+    parser.add_argument("--runs", default="runs", help="holds digits_{ddpm,vae,gan}; missing runs are trained")
     parser.add_argument("--num", type=int, default=1024, help="samples per model")
     parser.add_argument("--iwae_samples", type=int, default=1000)
     parser.add_argument("--out", default="experiments/figures")
@@ -183,6 +183,12 @@ def _cell(value, fmt):
     return "" if value is None else format(value, fmt)
 
 
+def _train_cell(row) -> str:
+    if row.get("train_s") is None:
+        return ""
+    return f"{row['train_s']:.0f} ({row['train_cpu_s']:.0f})"
+
+
 def write_table(rows, out: Path) -> None:
     with open(out / "trilemma.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
@@ -202,7 +208,7 @@ def write_table(rows, out: Path) -> None:
             f"| {r['model']} | {r['fd']:.1f} | {r['confidence']:.3f} | {r['class_entropy_bits']:.3f} | "
             f"{r['precision']:.3f} | {r['recall']:.3f} | {r['near_copies']:.3f} | "
             f"{_cell(r.get('samples_per_s'), '.0f')} | {_cell(r.get('nfe'), 'd')} | "
-            f"{_cell(r.get('train_s'), '.0f')} ({_cell(r.get('train_cpu_s'), '.0f')}) | {bpd} |"
+            f"{_train_cell(r)} | {bpd} |"
         )
     table = "\n".join(lines) + "\n"
     (out / "trilemma.md").write_text(table)
@@ -210,7 +216,7 @@ def write_table(rows, out: Path) -> None:
 
 
 def plot_grids(grids: dict, path: Path) -> None:
-    fig, axes = plt.subplots(1, len(grids), figsize=(2.6 * len(grids), 3.0))
+    fig, axes = plt.subplots(1, len(grids), figsize=(2.6 * len(grids), 3.4))
     for ax, (name, images) in zip(axes, grids.items()):
         ax.imshow(data.image_grid(images, ncols=8)[..., 0], cmap="gray", vmin=0, vmax=255)
         ax.set_title(name.replace(", ", ",\n").replace(" + ", " +\n"), fontsize=9)

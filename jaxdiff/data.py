@@ -79,22 +79,33 @@ class _ArraySource:
 
 NUM_DIGITS = 1797
 DIGITS_TEST_FRACTION = 0.2
+DIGITS_VALID_FRACTION = 0.1  # of the train split
 DIGITS_SPLIT_SEED = 0
 
 
 def digits_split_indices(split: str, *, num: int = NUM_DIGITS) -> np.ndarray:
-    """Indices of the digits ``split``: ``"train"`` (1,438), ``"test"`` (359) or ``"all"``.
+    """Indices of the digits ``split``: ``"train"`` (1,438), ``"test"`` (359), ``"all"``, or
+    the train split's two parts ``"valid"`` (144, for early stopping) and ``"fit"`` (1,294,
+    the rest of train).
 
     The test split is the first 20 % of ``RandomState(0).permutation(1797)`` (NumPy's legacy
-    generator, whose stream is frozen), sorted; train is the rest.
+    generator, whose stream is frozen), sorted; train is the rest; valid is the next 10 % of
+    train in the same permutation, fit the remainder.
     """
     if split == "all":
         return np.arange(num)
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
+    if split not in ("train", "test", "valid", "fit"):
+        raise ValueError(f"split must be 'train', 'test', 'valid', 'fit' or 'all', got {split!r}")
     perm = np.random.RandomState(DIGITS_SPLIT_SEED).permutation(num)
     num_test = int(round(DIGITS_TEST_FRACTION * num))
-    return np.sort(perm[:num_test] if split == "test" else perm[num_test:])
+    num_valid = int(round(DIGITS_VALID_FRACTION * (num - num_test)))
+    parts = {
+        "test": perm[:num_test],
+        "train": perm[num_test:],
+        "valid": perm[num_test : num_test + num_valid],
+        "fit": perm[num_test + num_valid :],
+    }
+    return np.sort(parts[split])
 
 
 def digits(split: str = "all") -> _ArraySource:
@@ -105,7 +116,8 @@ def digits(split: str = "all") -> _ArraySource:
 
     Args:
       split: ``"all"``, or ``"train"`` / ``"test"`` (about 80 / 20 %) as fixed by
-        :func:`digits_split_indices` (the split the evaluation uses).
+        :func:`digits_split_indices` (the split the evaluation uses), or train's parts
+        ``"fit"`` / ``"valid"`` (90 / 10 % of it).
     """
     from sklearn.datasets import load_digits
 

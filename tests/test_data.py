@@ -40,6 +40,11 @@ def test_digits_are_sklearn_digits_in_uint8():
     # the train and test splits (of the evaluation) partition the 1,797 images
     train, test = data.digits("train"), data.digits("test")
     assert len(train) + len(test) == 1797
+    # valid and fit partition train (the held-out part for early stopping never trains)
+    idx = {k: set(data.digits_split_indices(k).tolist()) for k in ("train", "test", "valid", "fit")}
+    assert (len(idx["valid"]), len(idx["fit"])) == (144, 1294)
+    assert idx["valid"] | idx["fit"] == idx["train"] and not idx["valid"] & idx["fit"]
+    assert not idx["valid"] & idx["test"]
 
 
 def test_batches_are_epoch_permutations_and_deterministic():

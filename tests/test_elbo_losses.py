@@ -121,6 +121,25 @@ def test_vlb_loss_is_an_unbiased_estimate_of_the_bound():
     assert np.all(np.abs(np.asarray(diff)) < 4 * np.asarray(se))
 
 
+def test_stratified_bound_is_unbiased_and_exact_in_its_known_terms():
+    s = schedules.linear(100)
+    _, exact = _exact_gaussian_model(s, 0.3, 0.0)
+    x0 = jnp.asarray(np.random.default_rng(1).choice(GRID, size=(4, 1)), jnp.float32)
+    opts = dict(variance="learned", clip_denoised=False)
+    full = jax.jit(jax.vmap(lambda k: elbo.nll_bpd(exact, s, x0, k, **opts)))(
+        jax.random.split(jax.random.key(0), 400))
+    estimate = functools.partial(elbo.stratified_nll_bpd, exact, s, x0, num_timesteps=7, **opts)
+    est = jax.jit(jax.vmap(estimate))(jax.random.split(jax.random.key(3), 3000))
+    diff = est["total"].mean(0) - full["total"].mean(0)
+    se = np.sqrt(est["total"].var(0) / 3000 + full["total"].var(0) / 400)
+    assert np.all(np.abs(np.asarray(diff)) < 4 * np.asarray(se))
+    # L_T is deterministic, and L_0 is computed as in the full bound, not sampled
+    np.testing.assert_allclose(est["prior"][0], full["prior"][0], rtol=1e-6)
+    np.testing.assert_allclose(est["decoder"].mean(0), full["decoder"].mean(0), rtol=0.05)
+    with pytest.raises(ValueError, match="num_timesteps must be at most T - 1 = 99"):
+        elbo.stratified_nll_bpd(exact, s, x0, jax.random.key(0), num_timesteps=100)
+
+
 def test_simple_loss_of_optimal_model_is_the_posterior_variance_of_eps():
     """E||eps - E[eps | x_t]||^2 / D = E_t[a^2 s^2 / (a^2 s^2 + b^2)] for Gaussian data."""
     s = schedules.cosine(200)

@@ -305,3 +305,28 @@ def test_build_sampler_maps_num_steps_of_langevin_to_steps_per_sigma():
         sample = train.build_sampler(config, exp, num_steps=7)
         jax.eval_shape(lambda p: sample({"params": p}, key, 2), state.ema_params)
     assert seen == [7]
+
+
+def test_early_stopping_keeps_the_best_held_out_state_and_eval_loads_it(tmp_path):
+    # With an EMA decay of 1 the EMA model never moves, so its held-out bound is the same at
+    # every evaluation: the first is the best and training stops `patience` evaluations later.
+    config = tiny_config(
+        training__num_steps=20, training__ema_decay=1.0, training__ema_warmup=False,
+        training__validation__every=2, training__validation__patience=2,
+        training__validation__split="test", training__validation__num_timesteps=19,
+    )
+    run(config, tmp_path)
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    valid = {r["step"]: r["valid_bpd"] for r in lines if "valid_bpd" in r}
+    assert sorted(valid) == [2, 4, 6] and len(set(valid.values())) == 1
+    assert json.loads((tmp_path / "best.json").read_text())["step"] == 2
+    assert train.load_run(tmp_path).step == 2
+    latest = train.load_run(tmp_path, checkpoint="latest")
+    assert latest.step == 6
+    # K = T - 1 strata hit every t once: the held-out value is the full bound up to the noise
+    from jaxdiff import evaluate
+
+    points = evaluate.split_images(config, "test")
+    full = evaluate.evaluate_nll(latest.model_fn, latest.schedule, points, jax.random.PRNGKey(5),
+                                 batch_size=4000, variance=config.diffusion.variance)
+    np.testing.assert_allclose(valid[2], full["total_bpd"], rtol=0.01)

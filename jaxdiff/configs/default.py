@@ -45,6 +45,11 @@ def get_config() -> ml_collections.ConfigDict:
         checkpoint_every=10_000,
         keep_checkpoints=3,
         sample_every=50_000,  # 0: a sample grid only at the end
+        # Early stopping on a held-out bound of the EMA model (diffusion runs): every `every`
+        # steps (0: never) the bound on `split` (K stratified timesteps; fixed noise); the best
+        # is kept in WORKDIR/best/, which eval and sample then use; training stops after
+        # `patience` evaluations without a new best (0: never).
+        validation=dict(every=0, split="valid", patience=0, num_timesteps=100, batch_size=256),
     )
     config.sampling = dict(
         sampler="ddpm",  # ddpm | ddim | dpm_solver | ode | langevin

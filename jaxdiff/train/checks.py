@@ -182,6 +182,11 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         c.int(f"training.{field}", minimum=1)
     c.int("training.sample_every", minimum=0)
     c.real("training.ema_decay", low=0.0, high=1.0)
+    for field in ("every", "patience"):  # absent in runs saved before early stopping
+        c.int(f"training.validation.{field}", minimum=0)
+    c.int("training.validation.num_timesteps", minimum=1)
+    c.int("training.validation.batch_size", minimum=1)
+    c.text("training.validation.split")
     c.boolean("training.ema_warmup")
     c.int("sampling.num_samples", minimum=0)
     if config.get("family", "diffusion") == "diffusion":

@@ -26,7 +26,7 @@ import optax
 from jax.sharding import Mesh
 
 from jaxdiff import data as data_lib
-from jaxdiff import losses, models, samplers, schedules, vdm
+from jaxdiff import elbo, losses, models, samplers, schedules, vdm
 from jaxdiff import sharding as sharding_lib
 from jaxdiff.diffusion import split_learned_variance
 from jaxdiff.train.family import Family, run_keys
@@ -551,4 +551,30 @@ def diffusion_family(config: ml_collections.ConfigDict, data_shape) -> Family:
         train_step=_pure_step(experiment, ema=tcfg.ema_decay, ema_warmup=tcfg.ema_warmup),
         sample=lambda state, rng, num: sample({"params": state.ema_params}, rng, num),
         data_shape=experiment.data_shape,
+        validate=_validation_bound(config, experiment),
     )
+
+
+def _validation_bound(config, experiment: Experiment):
+    """``validate(state, batch, rng) -> [B]``: the EMA model's bound on a held-out batch by
+    :func:`jaxdiff.elbo.stratified_nll_bpd` (``config.training.validation.num_timesteps``
+    timesteps besides L_0); None for a process without a discrete bound."""
+    if config.diffusion.kind != "ddpm":
+        return None
+    vcfg = config.training.get("validation") or {}
+    schedule = experiment.process
+    num = min(vcfg.get("num_timesteps", 100), schedule.num_timesteps - 1)
+
+    def validate(state, batch, rng):
+        model_fn = functools.partial(experiment.model.apply, {"params": state.ema_params})
+        return elbo.stratified_nll_bpd(
+            model_fn,
+            schedule,
+            data_lib.to_model_range(batch["x"]),
+            rng,
+            num_timesteps=num,
+            variance=config.diffusion.variance,
+            prediction=config.diffusion.prediction,
+        )["total"]
+
+    return validate

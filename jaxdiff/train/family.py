@@ -21,6 +21,9 @@ bundled in a :class:`Family`, the way optax bundles ``init`` and ``update``:
     the sample grids, ``jaxdiff sample`` writes them as uint8.
 ``data_shape``
     The shape of one example.
+``validate(state, batch, rng) -> [B]`` (optional)
+    A held-out bound in bits/dim of the EMA model on ``batch`` (lower is better), for early
+    stopping (``config.training.validation``); None when the family has none.
 
 A family is built from the run's config by a builder ``(config, data_shape) -> Family``,
 registered in :data:`FAMILIES` under the name ``config.family`` selects (``"diffusion"`` when
@@ -47,6 +50,7 @@ class Family(NamedTuple):
     train_step: Callable[[Any, dict, jax.Array], tuple[Any, dict]]
     sample: Callable[[Any, jax.Array, int], jax.Array]
     data_shape: tuple[int, ...]
+    validate: Callable[[Any, dict, jax.Array], jax.Array] | None = None
 
 
 def run_keys(seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:

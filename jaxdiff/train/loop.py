@@ -32,13 +32,16 @@ from jaxdiff import distributed
 from jaxdiff import sharding as sharding_lib
 from jaxdiff._io import OutputWriteError, write_text
 from jaxdiff.checkpoint import Checkpointer, IncompatibleWorkdirError, check_compatible, save_config
+from jaxdiff.metrics.batching import as_array, map_batches
 from jaxdiff.train.checks import check_config
 from jaxdiff.train.experiment import compile_train_step, train_source
 from jaxdiff.train.family import Family, build_family, run_keys
 
-__all__ = ["RUN_INFO", "TrainingError", "Interrupted", "train"]
+__all__ = ["RUN_INFO", "BEST_DIR", "BEST_INFO", "TrainingError", "Interrupted", "train"]
 
 RUN_INFO = "run.json"  # what a run needs besides its config: the shape of one example
+BEST_DIR = "best"  # the checkpoint of the best held-out bound (early stopping)
+BEST_INFO = "best.json"  # its step and bound: {"step": ..., "valid_bpd": ...}
 
 
 class TrainingError(RuntimeError):
@@ -138,6 +141,7 @@ class _Setup(NamedTuple):
     init_fn: Callable  # () -> a fresh state on the mesh
     step_fn: Callable  # (state, batch) -> (state, metrics, finite), compiled
     grid_fn: Callable  # (state) -> [num_samples, *data_shape], compiled
+    valid_fn: Callable | None  # (state) -> the mean held-out bound; None: no early stopping
 
 
 def _mesh_and_layout(config: ml_collections.ConfigDict, devices=None) -> tuple[Mesh, Callable]:
@@ -190,7 +194,82 @@ def _setup(config: ml_collections.ConfigDict, workdir: Path, devices) -> _Setup:
     jax.eval_shape(step_fn, abstract, batch)
     if num:
         jax.eval_shape(grid_fn, abstract)
-    return _Setup(family, batches, mesh, abstract, lambda: init(init_key), step_fn, grid_fn)
+    valid_fn = _validation_fn(config, family, mesh)
+    return _Setup(
+        family, batches, mesh, abstract, lambda: init(init_key), step_fn, grid_fn, valid_fn
+    )
+
+
+def _validation_fn(config: ml_collections.ConfigDict, family: Family, mesh: Mesh):
+    """``valid(state) -> float``, the family's held-out bound (bits/dim) averaged over
+    ``config.training.validation.split``, always with the same key (every evaluation sees the
+    same timesteps and noise, so that two states are compared on equal terms); None when
+    ``validation.every`` is 0."""
+    vcfg = config.training.get("validation")
+    if not vcfg or not vcfg.every:
+        return None
+    if family.validate is None:
+        raise ValueError(
+            "config.training.validation.every must be 0 for this run: its family or process "
+            "has no held-out bound to stop on"
+        )
+    images = as_array(
+        data_lib.load_source(
+            config.data.dataset,
+            split=vcfg.split,
+            data_dir=config.data.get("data_dir"),
+            download=config.data.get("download", False),
+        )
+    )
+    shards = dict(mesh.shape)[sharding_lib.DATA]
+    batch_size = -(-min(vcfg.batch_size, images.shape[0]) // shards) * shards
+    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
+
+    def bound(key, state, batch, index):
+        return family.validate(state, {"x": batch}, jax.random.fold_in(key, index))
+
+    def valid(state) -> float:
+        values = map_batches(bound, images, batch_size=batch_size, mesh=mesh, args=(key, state))
+        return float(np.mean(values, dtype=np.float64))
+
+    return valid
+
+
+class _EarlyStopping:
+    """Keeps the state of the best held-out bound in ``WORKDIR/best/`` (one orbax checkpoint;
+    its step and bound in ``best.json``) and counts the evaluations since; a resumed run picks
+    both up from the files.
+
+    Args:
+      workdir: the run directory.
+      every, patience: ``config.training.validation``'s fields.
+      start: the step training starts (or resumes) from.
+      is_main: whether this process writes ``best.json``.
+    """
+
+    def __init__(self, workdir: Path, *, every: int, patience: int, start: int, is_main: bool):
+        self.info_path = workdir / BEST_INFO
+        self.checkpointer = Checkpointer(workdir / BEST_DIR, max_to_keep=1, asynchronous=False)
+        info = json.loads(self.info_path.read_text()) if self.info_path.is_file() else None
+        self.best = info["valid_bpd"] if info else float("inf")
+        self.best_step = info["step"] if info else None
+        self.stale = start // every - self.best_step // every if info else 0
+        self.patience, self.is_main = patience, is_main
+
+    def update(self, step: int, value: float, state) -> bool:
+        """Records the bound of ``state`` at ``step``; True when training should stop."""
+        if value < self.best:
+            self.checkpointer.save(step, state)
+            self.best, self.best_step, self.stale = value, step, 0
+            if self.is_main:
+                info = json.dumps({"step": step, "valid_bpd": value}) + "\n"
+                write_text(self.info_path, info, overwrite=True)
+        else:
+            self.stale += 1
+        return bool(self.patience) and self.stale >= self.patience
+
+    def close(self) -> None:
+        self.checkpointer.close()
 
 
 def _non_finite(values: dict[str, float], state_finite: bool) -> str | None:
@@ -263,6 +342,13 @@ def train(
     except OutputWriteError:
         checkpointer.close()
         raise
+    vcfg = tcfg.get("validation")
+    stopper = None
+    if run.valid_fn is not None:
+        stopper = _EarlyStopping(
+            workdir, every=vcfg.every, patience=vcfg.patience, start=int(state.step),
+            is_main=is_main,
+        )
     batch_sharding = sharding_lib.batch_sharding(run.mesh)
 
     def device_batch(step: int):
@@ -319,6 +405,18 @@ def train(
             sums.clear()
             tic, tic_step = time.time(), step + 1
 
+    def validate(step: int, state, bar) -> bool:
+        """The held-out bound of ``state``, logged; True when training should stop early."""
+        value = run.valid_fn(state)
+        logger.write(step, {"valid_bpd": value})
+        stop = stopper.update(step, value, state)
+        if is_main:
+            bar.write(
+                f"step {step}: held-out bound {value:.4f} bits/dim (best {stopper.best:.4f} "
+                f"at step {stopper.best_step})" + ("; stopping early" if stop else "")
+            )
+        return stop
+
     start = int(state.step)
     num_steps = tcfg.num_steps
     tic, tic_step = time.time(), start
@@ -351,6 +449,12 @@ def train(
                     report(*pending, bar)
                     pending = None
                     grid(done, state)
+                if stopper is not None and (done % vcfg.every == 0 or done == num_steps):
+                    if pending is not None:
+                        report(*pending, bar)
+                        pending = None
+                    if validate(done, state, bar):
+                        break
             if pending is not None:
                 report(*pending, bar)
         final = int(state.step)
@@ -362,8 +466,14 @@ def train(
     except BaseException:
         checkpointer.close()  # waits for a save still in flight; its failure was raised above
         logger.close(quiet=True)
+        if stopper is not None:
+            stopper.close()
         raise
     checkpointer.close()
+    if stopper is not None:
+        stopper.close()
+        log(f"best held-out bound {stopper.best:.4f} bits/dim at step {stopper.best_step}, "
+            f"in {stopper.checkpointer.directory}")
     logger.close()
     grid_note = f"; samples in {grid_path(workdir, final)}" if config.sampling.num_samples else ""
     log(f"done: step {final}; checkpoint in {checkpointer.directory / str(final)}{grid_note}")

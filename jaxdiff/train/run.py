@@ -17,7 +17,7 @@ from jaxdiff.checkpoint import Checkpointer, load_config
 from jaxdiff.train.checks import check_config
 from jaxdiff.train.experiment import Experiment, build_experiment
 from jaxdiff.train.family import Family, build_family
-from jaxdiff.train.loop import RUN_INFO
+from jaxdiff.train.loop import BEST_DIR, RUN_INFO
 
 __all__ = ["Run", "load_run"]
 
@@ -30,8 +30,9 @@ class Run:
       config: the saved config.
       experiment: the config resolved (model, process, objective, prior, ...); None for a
         family other than diffusion (``config.family``: a VAE, a GAN).
-      variables: ``{"params": EMA parameters}`` of the latest checkpoint, for ``model.apply``
-        (the generator's for a GAN).
+      variables: ``{"params": EMA parameters}`` of the loaded checkpoint (the best held-out
+        one of a run trained with early stopping, else the latest), for ``model.apply`` (the
+        generator's for a GAN).
       step: the step of that checkpoint.
       family: the run's :class:`~jaxdiff.train.family.Family` (set by :func:`load_run`).
       state: the whole restored train state (set by :func:`load_run`).
@@ -60,8 +61,12 @@ class Run:
         return self.experiment.process
 
 
-def load_run(workdir, *, devices=None) -> Run:
-    """Loads a run's config and the EMA parameters of its latest readable checkpoint.
+def load_run(workdir, *, devices=None, checkpoint: str = "best") -> Run:
+    """Loads a run's config and the EMA parameters of one of its checkpoints.
+
+    ``checkpoint="best"`` loads the checkpoint of the best held-out bound when the run kept one
+    (``WORKDIR/best/``, written by early stopping, ``config.training.validation``), and the
+    latest readable checkpoint otherwise; ``"latest"`` always the latest.
 
     The state is restored replicated on ``devices`` (all devices when None), whatever the
     number of devices and the layout (replicated or FSDP) it was trained with.
@@ -81,11 +86,20 @@ def load_run(workdir, *, devices=None) -> Run:
     shapes = jax.eval_shape(family.init_state, jax.random.PRNGKey(0))
     replicated = sharding.replicated(sharding.make_mesh(devices))
     abstract = sharding.abstract(shapes, jax.tree.map(lambda _: replicated, shapes))
-    checkpointer = Checkpointer(workdir / "checkpoints", asynchronous=False)
-    try:
-        restored = checkpointer.restore_latest(abstract)
-    finally:
-        checkpointer.close()
+    if checkpoint not in ("best", "latest"):
+        raise ValueError(f"checkpoint must be 'best' or 'latest', got {checkpoint!r}")
+    directories = [workdir / "checkpoints"]
+    if checkpoint == "best" and (workdir / BEST_DIR).is_dir():
+        directories.insert(0, workdir / BEST_DIR)
+    restored = None
+    for directory in directories:
+        checkpointer = Checkpointer(directory, asynchronous=False)
+        try:
+            restored = checkpointer.restore_latest(abstract)
+        finally:
+            checkpointer.close()
+        if restored is not None:
+            break
     if restored is None:
         raise FileNotFoundError(f"no readable checkpoint in {workdir / 'checkpoints'}")
     step, state = restored

@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 from jax.sharding import Mesh
 
-from jaxdiff import cli, train
-from jaxdiff.metrics import digits
+from jaxdiff import cli, data, train
 
 TINY_DIT = {"model.hidden_size": 16, "model.depth": 1, "model.num_heads": 2}
 
@@ -89,12 +88,22 @@ def test_vdm_train_sample_eval_end_to_end(tmp_path):
     warmup's first step). The eval's prior term is KL(N(alpha_1 x, sigma_1^2) || N(0, 1)) at the
     initial gamma(1) = 5, computed here in closed form from the test digits; the decoder term at
     gamma(0) = -13.3 (sigma_0 / alpha_0 = 0.0013, a sixth of the bin width) is near zero."""
-    r = _train_sample_eval(tmp_path, "digits_vdm", {"model.ch": 8, "model.ch_mult": "(1,)"}, 8)
-    x = digits.digits_split("test")[0][:8].astype(np.float64) / 127.5 - 1.0
+    validation = {"training.validation.every": 1, "training.validation.num_timesteps": 2}
+    r = _train_sample_eval(
+        tmp_path, "digits_vdm", {"model.ch": 8, "model.ch_mult": "(1,)", **validation}, 8
+    )
     alpha2, sigma2 = 1.0 / (1.0 + math.exp(5.0)), 1.0 / (1.0 + math.exp(-5.0))
-    kl = 0.5 * (sigma2 + alpha2 * x**2 - 1.0 - math.log(sigma2))
-    np.testing.assert_allclose(r["prior_bpd"], kl.mean() / math.log(2.0), rtol=1e-4)
+
+    def prior_bpd(split):
+        x = np.stack([e["x"] for e in data.digits(split)]).astype(np.float64) / 127.5 - 1.0
+        kl = 0.5 * (sigma2 + alpha2 * x**2 - 1.0 - math.log(sigma2))
+        return np.mean(kl, axis=(1, 2, 3)) / math.log(2.0)
+
+    np.testing.assert_allclose(r["prior_bpd"], prior_bpd("test")[:8].mean(), rtol=1e-4)
     assert 0.0 <= r["decoder_bpd"] < 0.01
+    # early stopping on the held-out bound: at least its prior term on the 144 valid digits
+    best = json.loads((tmp_path / "run" / "best.json").read_text())
+    assert best["step"] == 1 and prior_bpd("valid").mean() < best["valid_bpd"] < 20.0
 
 
 def test_a_ddpm_run_samples_with_edms_sampler_through_the_vp_column():

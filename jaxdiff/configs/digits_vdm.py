@@ -9,6 +9,9 @@ with the 1000-step ancestral chain and the discretised decoder (1000 network eva
     jaxdiff sample --workdir runs/digits_vdm --num 100 --steps 1000
     jaxdiff eval --workdir runs/digits_vdm            # the bound in bits/dim and its parts
 
+It trains on the ``fit`` part of the train digits and keeps the state of the best bound on the
+held-out ``valid`` part (``WORKDIR/best/``, what eval and sample load), as ``digits_iddpm``.
+
 ``--config.diffusion.gamma=linear`` keeps the schedule fixed; ``--config.diffusion.num_timesteps=T``
 trains and evaluates the T-step model instead of the continuous-time one.
 """
@@ -34,4 +37,7 @@ def get_config():
     config.loss = dict(name="vdm")
     config.sampling.sampler = "vdm"
     config.sampling.num_steps = 1000
+    # early stopping on the bound of the held-out valid digits, as digits_iddpm
+    config.data.split = "fit"
+    config.training.validation.update(every=500, split="valid", patience=3)
     return config

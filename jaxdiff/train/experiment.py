@@ -556,25 +556,32 @@ def diffusion_family(config: ml_collections.ConfigDict, data_shape) -> Family:
 
 
 def _validation_bound(config, experiment: Experiment):
-    """``validate(state, batch, rng) -> [B]``: the EMA model's bound on a held-out batch by
-    :func:`jaxdiff.elbo.stratified_nll_bpd` (``config.training.validation.num_timesteps``
-    timesteps besides L_0); None for a process without a discrete bound."""
-    if config.diffusion.kind != "ddpm":
-        return None
+    """``validate(state, batch, rng) -> [B]``: the EMA model's bound on a held-out batch from
+    ``K = config.training.validation.num_timesteps`` model calls per example. A DDPM run:
+    :func:`jaxdiff.elbo.stratified_nll_bpd` (K stratified timesteps besides L_0); a process
+    with its own bound estimate (VDM's): the mean of K of them. None for any other process."""
     vcfg = config.training.get("validation") or {}
-    schedule = experiment.process
-    num = min(vcfg.get("num_timesteps", 100), schedule.num_timesteps - 1)
+    num = vcfg.get("num_timesteps", 100)
+    process = experiment.process
+    if config.diffusion.kind == "ddpm":
+
+        def bound(model_fn, x0, rng):
+            return elbo.stratified_nll_bpd(
+                model_fn, process, x0, rng, num_timesteps=min(num, process.num_timesteps - 1),
+                variance=config.diffusion.variance, prediction=config.diffusion.prediction,
+            )["total"]
+
+    elif hasattr(process, "bound"):
+
+        def bound(model_fn, x0, rng):
+            keys = jax.random.split(rng, num)
+            return jnp.mean(jax.lax.map(lambda k: process.bound(model_fn, x0, k)["total"], keys), 0)
+
+    else:
+        return None
 
     def validate(state, batch, rng):
         model_fn = functools.partial(experiment.model.apply, {"params": state.ema_params})
-        return elbo.stratified_nll_bpd(
-            model_fn,
-            schedule,
-            data_lib.to_model_range(batch["x"]),
-            rng,
-            num_timesteps=num,
-            variance=config.diffusion.variance,
-            prediction=config.diffusion.prediction,
-        )["total"]
+        return bound(model_fn, data_lib.to_model_range(batch["x"]), rng)
 
     return validate

@@ -185,6 +185,7 @@ def eps_x0_from_output(out, x, alpha, sigma, *, prediction: str = "eps", clip_de
       ``(eps, x0)``, each of ``x``'s shape.
     """
     _checks.one_of("prediction", prediction, PATH_PREDICTIONS)
+    _checks.same_shape("the model output", out, "x_t", x)
     if prediction == "eps":
         eps, x0 = out, x0_from_eps(x, out, alpha, sigma)
     elif prediction == "x0":

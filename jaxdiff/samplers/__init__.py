@@ -16,8 +16,6 @@ from jaxdiff.samplers._ddpm import ddpm_sample as ddpm_sample
 from jaxdiff.samplers._ddpm import ddpm_step as ddpm_step
 from jaxdiff.samplers._inpaint import Inpaint as Inpaint
 from jaxdiff.samplers._inpaint import impute as impute
-from jaxdiff.samplers._inpaint import impute_sigma as impute_sigma
-from jaxdiff.samplers._inpaint import impute_vp as impute_vp
 from jaxdiff.samplers._inpaint import inpaint_spec as inpaint_spec
 from jaxdiff.samplers._langevin import annealed_langevin as annealed_langevin
 from jaxdiff.samplers._langevin import langevin as langevin

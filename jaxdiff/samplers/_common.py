@@ -1,5 +1,7 @@
-"""What every sampler shares: the scanned chain with an optional thinned trajectory, and the
-output bundle returned when a caller asks for more than x_0."""
+"""What every sampler shares: the driver that runs a chain of steps as one scan (keys,
+trajectory, inpainting), and the output bundle returned when a caller asks for more than x_0.
+
+A sampler is its step function and its levels: :func:`drive` owns the rest."""
 
 from __future__ import annotations
 
@@ -8,9 +10,11 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxdiff import _checks
 from jaxdiff._compile import compiled as compiled
+from jaxdiff.samplers._inpaint import impute
 
 
 class SamplerOutput(NamedTuple):
@@ -72,6 +76,115 @@ def run_chain(
         carry, last = jax.lax.scan(chunk, carry, tail)
         traj = jnp.concatenate([traj, last], axis=0)
     return carry, traj
+
+
+def _identity(x):
+    return x
+
+
+def drive(
+    step: Callable[[Any, Any, Any], Any],
+    carry: Any,
+    inputs: Any,
+    *,
+    rng=None,
+    key_ids=None,
+    inpaint=None,
+    arrives_at: Callable[[Any], tuple] | None = None,
+    known_ids=None,
+    get_x: Callable[[Any], jnp.ndarray] = _identity,
+    set_x: Callable[[Any, jnp.ndarray], Any] | None = None,
+    trajectory_every: int = 0,
+):
+    """The one driver of every fixed-step sampler: ``carry = step(carry, inputs[i], key_i)``
+    for i = 0, ..., N - 1 as one ``lax.scan`` (:func:`run_chain`), with the step keys, the
+    trajectory and inpainting done here, so a new sampler is its step and its levels.
+
+    Inpainting re-imposes the known pixels after every step: they are replaced by a sample of
+    the forward process at the level the step arrived at, alpha known + sigma z (Song & Ermon
+    2019, Alg. 2; Song et al. 2021, App. I.2). ``alpha = 1, sigma = 0`` (the data) puts the
+    known values themselves.
+
+    Args:
+      step: ``step(carry, inputs_i, key) -> carry``; ``key`` is None without an rng.
+      carry: the initial carry.
+      inputs: pytree with a leading axis of length N, the per-step inputs.
+      rng: the chain's key; step i gets ``fold_in(rng, key_ids[i])``. With inpainting the key
+        is split first, ``rng, rng_known = split(rng)``.
+      key_ids: ``[N]`` ints (default ``arange(N)``).
+      inpaint: the known pixels (:class:`~jaxdiff.samplers.Inpaint`) or None.
+      arrives_at: ``arrives_at(inputs_i) -> (alpha, sigma)``, the forward process's scale and
+        noise at the level after step i, in the chain's scaling of x (needed with ``inpaint``).
+      known_ids: ``[N]`` ints; the known pixels' noise after step i is drawn from
+        ``fold_in(rng_known, known_ids[i])`` (default ``key_ids``): equal ids share one draw.
+      get_x, set_x: read and replace the sample in a carry (default: the carry is x).
+      trajectory_every: as in :func:`run_chain`.
+
+    Returns:
+      ``(final_carry, trajectory)`` as :func:`run_chain`.
+    """
+    num = jax.tree.leaves(inputs)[0].shape[0]
+    key_ids = jnp.arange(num) if key_ids is None else jnp.asarray(key_ids)
+    known_ids = key_ids if known_ids is None else jnp.asarray(known_ids)
+    if inpaint is not None:
+        if rng is None:
+            raise ValueError("inpainting draws forward noise: pass an rng key")
+        rng, rng_known = jax.random.split(rng)
+    set_x = set_x or (lambda c, x: x)
+
+    def body(c, xs):
+        key_id, known_id, inputs_i = xs
+        c = step(c, inputs_i, None if rng is None else jax.random.fold_in(rng, key_id))
+        if inpaint is None:
+            return c
+        x = get_x(c)
+        alpha, sigma = arrives_at(inputs_i)
+        noise = jax.random.normal(jax.random.fold_in(rng_known, known_id), x.shape, x.dtype)
+        return set_x(c, impute(x, inpaint.mask, alpha * inpaint.known + sigma * noise))
+
+    return run_chain(
+        body, carry, (key_ids, known_ids, inputs), state=get_x, trajectory_every=trajectory_every
+    )
+
+
+def reverse_chain(update, schedule, x_T, rng, inpaint, *, trajectory_every):
+    """:func:`drive` over a discrete schedule's steps t = T-1, ..., 0 (DDPM, DDIM, PC):
+    ``x = update(x, t, key)`` with t an int32 ``[B]`` and the key ``fold_in(rng, t)``. The step
+    from t arrives at abar_{t-1} (``alphas_cumprod_prev``, 1 after t = 0), where inpainting
+    puts q(x_{t-1} | x_0 = known) (Ho et al. 2020, eq. 4)."""
+    steps = jnp.arange(schedule.num_timesteps - 1, -1, -1)
+
+    def step(x, i, key):
+        return update(x, jnp.full(x.shape[:1], i, dtype=jnp.int32), key)
+
+    def arrives_at(i):
+        abar = schedule.alphas_cumprod_prev[i]
+        return jnp.sqrt(abar), jnp.sqrt(1.0 - abar)
+
+    x, trajectory = drive(
+        step, x_T, steps, rng=rng, key_ids=steps, inpaint=inpaint, arrives_at=arrives_at,
+        trajectory_every=trajectory_every,
+    )
+    return with_known(x, trajectory, inpaint)
+
+
+def with_known(x, trajectory, inpaint):
+    """The final sample (and the trajectory's last entry) with the known pixels exact."""
+    if inpaint is None:
+        return x, trajectory
+    x = impute(x, inpaint.mask, inpaint.known)
+    return x, None if trajectory is None else trajectory.at[-1].set(x)
+
+
+def saved_steps(num_steps: int, every: int):
+    """The steps after which :func:`run_chain` records the state: k, 2k, ... and the last
+    (None when ``every`` is 0)."""
+    if every == 0:
+        return None
+    idx = list(range(every, num_steps + 1, every))
+    if not idx or idx[-1] != num_steps:
+        idx.append(num_steps)
+    return np.asarray(idx)
 
 
 def finish(samples, trajectory, nfe, *, return_info: bool):

@@ -16,8 +16,8 @@ import jax.numpy as jnp
 
 from jaxdiff import _checks
 from jaxdiff.diffusion import PREDICTIONS, extract, predict_eps_and_x0
-from jaxdiff.samplers._common import compiled, finish, run_chain
-from jaxdiff.samplers._inpaint import Inpaint, inpaint_spec, reverse_chain
+from jaxdiff.samplers._common import compiled, drive, finish, reverse_chain
+from jaxdiff.samplers._inpaint import Inpaint, inpaint_spec
 from jaxdiff.samplers._spacing import Spacing, respaced, uniform_timesteps
 from jaxdiff.schedules import Schedule
 
@@ -161,8 +161,6 @@ def ddim_sample(
     _check_eta(eta, rng)
     steps = respaced(schedule, num_steps, spacing, prediction=prediction)
     inpaint = inpaint_spec(mask, known, x_T)
-    if inpaint is not None and rng is None:
-        raise ValueError("inpainting draws forward noise: pass an rng key")
     x_0, trajectory = _ddim_chain(
         model_fn,
         steps,
@@ -269,9 +267,9 @@ def ddim_invert(
 
 @compiled(static_argnames=("prediction", "trajectory_every"))
 def _ddim_invert_chain(model_fn, schedule: Schedule, x_0, *, prediction, trajectory_every):
-    def step(x, i):
+    def step(x, i, key):
         t = jnp.full(x.shape[:1], i, dtype=jnp.int32)
         return ddim_invert_step(model_fn, schedule, x, t, prediction=prediction)
 
     steps = jnp.arange(schedule.num_timesteps)
-    return run_chain(step, x_0, steps, state=lambda x: x, trajectory_every=trajectory_every)
+    return drive(step, x_0, steps, trajectory_every=trajectory_every)

@@ -11,8 +11,8 @@ import jax.numpy as jnp
 
 from jaxdiff import _checks
 from jaxdiff.diffusion import PREDICTIONS, VARIANCES, p_mean_variance
-from jaxdiff.samplers._common import compiled, finish
-from jaxdiff.samplers._inpaint import Inpaint, inpaint_spec, reverse_chain
+from jaxdiff.samplers._common import compiled, finish, reverse_chain
+from jaxdiff.samplers._inpaint import Inpaint, inpaint_spec
 from jaxdiff.samplers._spacing import Spacing, linspace_timesteps, respaced
 from jaxdiff.schedules import Schedule
 

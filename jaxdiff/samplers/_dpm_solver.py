@@ -26,7 +26,8 @@ import numpy as np
 
 from jaxdiff import _checks
 from jaxdiff.diffusion import PREDICTIONS
-from jaxdiff.samplers._common import compiled, finish, run_chain
+from jaxdiff.processes import vp_alpha_sigma
+from jaxdiff.samplers._common import compiled, drive, finish, saved_steps, with_known
 from jaxdiff.samplers._continuous import (
     Grid,
     alpha_sigma,
@@ -37,6 +38,7 @@ from jaxdiff.samplers._continuous import (
     model_eps_x0,
     vp_scale,
 )
+from jaxdiff.samplers._inpaint import inpaint_spec
 from jaxdiff.schedules import Schedule
 
 __all__ = [
@@ -203,6 +205,7 @@ def dpm_solver_sample(
     model_fn: Callable,
     schedule: Schedule,
     x_T: jnp.ndarray,
+    rng=None,
     *,
     num_steps: int,
     order: int = 2,
@@ -211,6 +214,8 @@ def dpm_solver_sample(
     lower_order_final: bool = True,
     clip_denoised: bool = False,
     denoise_last: bool = False,
+    mask=None,
+    known=None,
     return_info: bool = False,
     trajectory_every: int = 1,
 ):
@@ -227,6 +232,7 @@ def dpm_solver_sample(
         (fractional between the training timesteps, see :func:`model_time`).
       schedule: the training schedule (T >= 2 steps).
       x_T: ``[B, ...]`` starting noise, x at tau = T - 1.
+      rng: the key of inpainting's forward noise (the solver itself is deterministic).
       num_steps: number of steps (= model calls), in [1, T].
       order: 1 (DDIM), 2 (DPM-Solver++(2M)) or 3.
       prediction: what the network predicts: ``eps``, ``x0`` or ``v``.
@@ -237,6 +243,9 @@ def dpm_solver_sample(
       lower_order_final: lower the order over the last steps of chains shorter than 10 steps.
       clip_denoised: clip every data prediction to [-1, 1].
       denoise_last: one more model call at the end that returns its x_0 estimate (abar = 1).
+      mask, known: inpainting, as in :func:`~jaxdiff.samplers.ddpm_sample`: after every step
+        the known pixels are a sample of the process at the step's level, and ``known`` at the
+        end (needs rng). The multistep history keeps the predictions made before.
       return_info: return a :class:`SamplerOutput` (samples, trajectory, nfe).
       trajectory_every: with ``return_info``, keep the state after every k-th step (0: none).
 
@@ -260,8 +269,10 @@ def dpm_solver_sample(
         model_fn,
         schedule,
         x_T,
+        rng,
         taus,
         jnp.asarray(orders),
+        inpaint_spec(mask, known, x_T),
         prediction=prediction,
         clip_denoised=clip_denoised,
         denoise_last=denoise_last,
@@ -280,8 +291,10 @@ def _dpm_solver_chain(
     model_fn,
     schedule,
     x_T,
+    rng,
     taus,
     orders,
+    inpaint,
     *,
     prediction,
     clip_denoised,
@@ -289,7 +302,7 @@ def _dpm_solver_chain(
     integer_time,
     trajectory_every,
 ):
-    def step(state, inputs):
+    def step(state, inputs, key):
         tau, tau_next, order = inputs
         return dpm_solver_pp_step(
             model_fn,
@@ -303,25 +316,32 @@ def _dpm_solver_chain(
             integer_time=integer_time,
         )
 
-    state, trajectory = run_chain(
+    state, trajectory = drive(
         step,
         DPMSolverState.initial(x_T * vp_scale(schedule, taus[0])),
         (taus[:-1], taus[1:], orders),
-        state=lambda s: s.x,
+        rng=rng,
+        inpaint=inpaint,
+        arrives_at=lambda inputs: vp_alpha_sigma(schedule.log_snr_at(inputs[1])),
+        get_x=lambda s: s.x,
+        set_x=lambda s, x: s._replace(x=x),
         trajectory_every=trajectory_every,
     )
-    if not denoise_last:
-        return state.x / vp_scale(schedule, taus[-1]), trajectory
-    _, x0 = model_eps_x0(
-        model_fn,
-        schedule,
-        state.x,
-        taus[-1],
-        prediction=prediction,
-        clip_denoised=clip_denoised,
-        integer_time=integer_time,
-    )
-    return x0, trajectory
+    if trajectory is not None:  # the solver's variance-preserving x, back to the process's
+        scale = vp_scale(schedule, taus[saved_steps(taus.shape[0] - 1, trajectory_every)])
+        trajectory = trajectory / scale.reshape((-1,) + (1,) * x_T.ndim)
+    x = state.x / vp_scale(schedule, taus[-1])
+    if denoise_last:
+        _, x = model_eps_x0(
+            model_fn,
+            schedule,
+            x,
+            taus[-1],
+            prediction=prediction,
+            clip_denoised=clip_denoised,
+            integer_time=integer_time,
+        )
+    return with_known(x, trajectory, inpaint)
 
 
 def _check_order(order) -> None:

@@ -26,7 +26,8 @@ import numpy as np
 from jaxdiff import _checks
 from jaxdiff._compile import PytreeFn, as_pytree_fn
 from jaxdiff.diffusion import PATH_PREDICTIONS, eps_x0_from_output, x0_from_score_sigma
-from jaxdiff.samplers._common import compiled, finish, run_chain
+from jaxdiff.samplers._common import compiled, drive, finish, with_known
+from jaxdiff.samplers._inpaint import inpaint_spec
 from jaxdiff.samplers._continuous import call_real_time
 from jaxdiff.samplers._flow import change_of_variables, euler_step
 from jaxdiff.samplers._ode import heun_step
@@ -165,6 +166,8 @@ def edm_sample(
     s_tmax=float("inf"),
     s_noise=1.0,
     method: str = "heun",
+    mask=None,
+    known=None,
     return_info: bool = False,
     trajectory_every: int = 1,
 ):
@@ -178,11 +181,14 @@ def edm_sample(
       sigmas: ``[N + 1]`` strictly decreasing levels, the last usually 0
         (:func:`~jaxdiff.schedules.karras_sigmas`).
       x_T: ``[B, ...]`` the start, x ~ N(0, sigmas[0]^2 I) (noise scaled by sigmas[0]).
-      rng: key of the churn noise (step i uses ``fold_in(rng, i)``); needed when churn > 0.
+      rng: key of the churn noise (step i uses ``fold_in(rng, i)``) and of inpainting; needed
+        when churn > 0 or with ``mask``.
       churn, s_tmin, s_tmax, s_noise: S_churn, S_tmin, S_tmax, S_noise of Alg. 2 (the
         per-step gamma is :func:`churn_gammas`); may be traced.
       method: ``"heun"`` (Alg. 1) or ``"euler"`` (the same steps with Euler's method; with a
         DDPM model through :func:`process_denoiser` on DDIM's levels it is DDIM).
+      mask, known: inpainting, as in :func:`~jaxdiff.samplers.ddpm_sample`: after every step
+        the known pixels are ``known + sigma_next z``, and ``known`` at the end (needs rng).
       return_info: return a :class:`~jaxdiff.samplers.SamplerOutput`.
       trajectory_every: with ``return_info``, keep the state after every k-th step.
 
@@ -206,30 +212,38 @@ def edm_sample(
     if stochastic and rng is None:
         raise ValueError("churn > 0 draws noise (Alg. 2): pass an rng key")
     gammas = churn_gammas(sigmas, churn=churn, s_tmin=s_tmin, s_tmax=s_tmax)
+    inpaint = inpaint_spec(mask, known, x_T)
     x, trajectory = _edm_chain(
         denoiser_fn,
         sigmas,
         gammas,
         x_T,
-        rng if stochastic else None,
+        rng if stochastic or inpaint is not None else None,
         jnp.asarray(s_noise, x_T.dtype),
+        inpaint,
+        stochastic=stochastic,
         method=method,
         trajectory_every=trajectory_every if return_info else 0,
     )
     return finish(x, trajectory, nfe, return_info=return_info)
 
 
-@compiled(static_argnames=("method", "trajectory_every"))
-def _edm_chain(denoiser_fn, sigmas, gammas, x_T, rng, s_noise, *, method, trajectory_every):
-    def step(x, inputs):
-        i, sigma, sigma_next, gamma = inputs
-        key = None if rng is None else jax.random.fold_in(rng, i)
+@compiled(static_argnames=("stochastic", "method", "trajectory_every"))
+def _edm_chain(
+    denoiser_fn, sigmas, gammas, x_T, rng, s_noise, inpaint, *, stochastic, method, trajectory_every
+):
+    def step(x, inputs, key):
+        sigma, sigma_next, gamma = inputs
         return edm_step(
-            denoiser_fn, x, sigma, sigma_next, key, gamma=gamma, s_noise=s_noise, method=method
+            denoiser_fn, x, sigma, sigma_next, key if stochastic else None, gamma=gamma,
+            s_noise=s_noise, method=method,
         )
 
-    steps = (jnp.arange(gammas.shape[0]), sigmas[:-1], sigmas[1:], gammas)
-    return run_chain(step, x_T, steps, state=lambda x: x, trajectory_every=trajectory_every)
+    x, trajectory = drive(
+        step, x_T, (sigmas[:-1], sigmas[1:], gammas), rng=rng, inpaint=inpaint,
+        arrives_at=lambda inputs: (1.0, inputs[1]), trajectory_every=trajectory_every,
+    )
+    return with_known(x, trajectory, inpaint)
 
 
 def edm_log_sigma_field(denoiser_fn: Callable) -> Callable:

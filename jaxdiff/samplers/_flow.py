@@ -17,7 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdiff import _checks
-from jaxdiff.samplers._common import compiled, finish, run_chain
+from jaxdiff.samplers._common import compiled, drive, finish, run_chain, saved_steps, with_known
+from jaxdiff.samplers._inpaint import fixed_step_inpaint
 from jaxdiff.samplers._ode import (
     TRACE_ESTIMATORS,
     _diffrax_nfe,
@@ -107,6 +108,8 @@ def flow_sample(
     rtol: float = 1e-5,
     atol: float = 1e-5,
     max_steps: int = 4096,
+    mask=None,
+    known=None,
     return_info: bool = False,
     trajectory_every: int = 1,
 ):
@@ -123,11 +126,14 @@ def flow_sample(
     Args:
       velocity_fn: ``velocity_fn(x, t) -> dx/dt``, t a float ``[B]`` in [0, 1].
       x_1: ``[B, ...]`` the noise at t = 1, N(0, I).
-      rng: unused by these deterministic solvers; accepted for the samplers' one signature.
+      rng: the key of inpainting's forward noise (the solvers themselves are deterministic).
       num_steps: the number of fixed steps (optional for adaptive methods: the trajectory is
         then saved on that grid).
       method: ``"euler"``, ``"heun"`` or an adaptive method.
       rtol, atol, max_steps: the adaptive solver's tolerances and step budget.
+      mask, known: inpainting with a fixed-step method, as in
+        :func:`~jaxdiff.samplers.ddpm_sample`: after every step the known pixels are the path's
+        (1 - t) known + t z at the step's end time t, and ``known`` at t = 0 (needs rng).
       return_info: return a :class:`~jaxdiff.samplers.SamplerOutput`.
       trajectory_every: with ``return_info``, the state after every k-th step (grid time).
 
@@ -141,11 +147,14 @@ def flow_sample(
     _checks.batched("x_1", x_1)
     solver = _check_solver(method, num_steps, rtol, atol)
     keep = trajectory_every if return_info and num_steps is not None else 0
+    inpaint = fixed_step_inpaint(mask, known, x_1, solver)
     x, trajectory, nfe = _flow_chain(
         velocity_fn,
         x_1,
+        rng,
         jnp.asarray(rtol, x_1.dtype),
         jnp.asarray(atol, x_1.dtype),
+        inpaint,
         num_steps=num_steps,
         euler=method == "euler",
         solver=solver,
@@ -157,30 +166,24 @@ def flow_sample(
 
 @compiled(static_argnames=("num_steps", "euler", "solver", "max_steps", "trajectory_every"))
 def _flow_chain(
-    velocity_fn, x_1, rtol, atol, *, num_steps, euler, solver, max_steps, trajectory_every
+    velocity_fn, x_1, rng, rtol, atol, inpaint, *, num_steps, euler, solver, max_steps,
+    trajectory_every,
 ):
     field = flow_field(velocity_fn)
+    times = None if num_steps is None else flow_time_grid(num_steps, x_1.dtype)
     if solver is None:
-        times = flow_time_grid(num_steps, x_1.dtype)
-
         method = euler_step if euler else heun_step
-        x, trajectory = run_chain(
-            lambda x, pair: method(field, x, *pair),
-            x_1,
-            (times[:-1], times[1:]),
-            state=lambda x: x,
+        x, trajectory = drive(
+            lambda x, pair, key: method(field, x, *pair), x_1, (times[:-1], times[1:]),
+            rng=rng, inpaint=inpaint, arrives_at=lambda pair: (1.0 - pair[1], pair[1]),
             trajectory_every=trajectory_every,
         )
+        x, trajectory = with_known(x, trajectory, inpaint)
         return x, trajectory, num_steps * (1 if euler else 2)
-    save_ts = None
-    if trajectory_every:
-        idx = list(range(trajectory_every, num_steps + 1, trajectory_every))
-        if idx[-1] != num_steps:
-            idx.append(num_steps)
-        save_ts = flow_time_grid(num_steps, x_1.dtype)[np.asarray(idx)]
+    saved = saved_steps(num_steps, trajectory_every) if times is not None else None
+    save_ts = None if saved is None else times[saved]
     one, zero = jnp.ones((), x_1.dtype), jnp.zeros((), x_1.dtype)
-    x, trajectory, nfe = _solve(field, x_1, one, zero, solver, rtol, atol, max_steps, save_ts)
-    return x, trajectory, nfe
+    return _solve(field, x_1, one, zero, solver, rtol, atol, max_steps, save_ts)
 
 
 def flow_likelihood(velocity_fn: Callable, x0: jnp.ndarray, rng, **options) -> dict:

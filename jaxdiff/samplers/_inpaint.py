@@ -3,22 +3,18 @@
 After every update of the chain, the known pixels are replaced by a sample of the forward
 process at the chain's current noise level, so the unknown pixels are generated conditionally
 on them (Song & Ermon 2019, App. B.3, Alg. 2 for NCSN; Song et al. 2021, App. I.2 for diffusion
-models). At the end of a chain the known pixels hold the known values exactly.
+models). At the end of a chain the known pixels hold the known values exactly. The driver
+(:func:`~jaxdiff.samplers._common.drive`) does this for every fixed-step sampler.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdiff.diffusion import perturb_sigma, q_sample
-from jaxdiff.samplers._common import run_chain
-from jaxdiff.schedules import Schedule
-
-__all__ = ["Inpaint", "inpaint_spec", "impute", "impute_vp", "impute_sigma", "reverse_chain"]
+__all__ = ["Inpaint", "inpaint_spec", "fixed_step_inpaint", "impute"]
 
 
 class Inpaint(NamedTuple):
@@ -63,53 +59,13 @@ def impute(x, mask, values) -> jnp.ndarray:
     return jnp.where(mask, values, x)
 
 
-def impute_vp(schedule: Schedule, x_prev, t, inpaint: Inpaint, rng) -> jnp.ndarray:
-    """Replaces the known pixels of x_{t-1}, the output of a reverse step from ``t``, by a
-    sample of q(x_{t-1} | x_0 = known) (Ho et al. 2020, eq. 4; Song et al. 2021, App. I.2);
-    after the last step (t = 0) by the known values themselves.
-
-    Args:
-      schedule: the (possibly respaced) schedule of the chain.
-      x_prev: ``[B, ...]`` the state after the step.
-      t: ``[B]`` the index of the step that was taken.
-      inpaint: the known pixels.
-      rng: key for the forward noise.
-    """
-    noise = jax.random.normal(rng, x_prev.shape, x_prev.dtype)
-    noisy = q_sample(schedule, inpaint.known, jnp.maximum(t - 1, 0), noise)
-    first = (t == 0).reshape(t.shape + (1,) * (x_prev.ndim - 1))
-    noisy = jnp.where(first, inpaint.known, noisy)
-    return impute(x_prev, inpaint.mask, noisy)
-
-
-def impute_sigma(x, sigma, inpaint: Inpaint, noise) -> jnp.ndarray:
-    """Replaces the known pixels of ``x`` by ``known + sigma z`` (Song & Ermon 2019, Alg. 2).
-
-    Args:
-      x: ``[B, ...]``; sigma: ``[B]`` the current noise level; noise: ``[B, ...]`` z ~ N(0, I).
-    """
-    return impute(x, inpaint.mask, perturb_sigma(inpaint.known, sigma, noise))
-
-
-def reverse_chain(update, schedule: Schedule, x_T, rng, inpaint: Inpaint | None, *, trajectory_every):
-    """Runs ``x = update(x, t, key)`` for t = T-1, ..., 0 of ``schedule`` as one scan, the key of
-    step t being ``fold_in(rng, t)`` (None without an rng), with the known pixels re-imposed
-    after every step (:func:`impute_vp`) when ``inpaint`` is given. Shared by the DDPM and DDIM
-    chains.
-
-    Returns:
-      ``(x_0, trajectory)`` as :func:`~jaxdiff.samplers._common.run_chain`.
-    """
-
-    def step(x, i):
-        t = jnp.full(x.shape[:1], i, dtype=jnp.int32)
-        key = None if rng is None else jax.random.fold_in(rng, i)
-        if inpaint is not None:
-            key, key_known = jax.random.split(key)
-        x = update(x, t, key)
-        if inpaint is not None:
-            x = impute_vp(schedule, x, t, inpaint, key_known)
-        return x
-
-    steps = jnp.arange(schedule.num_timesteps - 1, -1, -1)
-    return run_chain(step, x_T, steps, state=lambda x: x, trajectory_every=trajectory_every)
+def fixed_step_inpaint(mask, known, x, solver) -> Inpaint | None:
+    """:func:`inpaint_spec` for an ODE sampler: inpainting re-imposes the known pixels between
+    steps, so it needs the fixed-step solver (``solver`` None), not an adaptive one."""
+    inpaint = inpaint_spec(mask, known, x)
+    if inpaint is not None and solver is not None:
+        raise ValueError(
+            "mask: inpainting needs fixed steps (method 'euler' or 'heun' with num_steps), "
+            "not an adaptive solver"
+        )
+    return inpaint

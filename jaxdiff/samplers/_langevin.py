@@ -3,7 +3,6 @@ decreasing noise levels (NCSN, Song & Ermon 2019, Alg. 1) or at one fixed level.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 import jax
@@ -12,8 +11,8 @@ import numpy as np
 
 from jaxdiff import _checks
 from jaxdiff.diffusion import x0_from_score_sigma
-from jaxdiff.samplers._common import compiled, finish, run_chain
-from jaxdiff.samplers._inpaint import Inpaint, impute, impute_sigma, inpaint_spec
+from jaxdiff.samplers._common import compiled, drive, finish, with_known
+from jaxdiff.samplers._inpaint import Inpaint, inpaint_spec
 
 __all__ = ["langevin_update", "langevin_step", "annealed_langevin", "langevin"]
 
@@ -95,7 +94,7 @@ def annealed_langevin(
         ``known + sigma_i z`` (z drawn once per level), and by ``known`` at the end.
       return_info: return a :class:`SamplerOutput` instead of x alone.
       trajectory_every: with ``return_info``, keep the state every this many steps (0: none);
-        with ``denoise_last`` or inpainting the final output is appended.
+        with ``denoise_last`` the final output is appended.
 
     Returns:
       ``[B, ...]`` samples, or a :class:`SamplerOutput` with ``nfe = L * T (+ 1)``.
@@ -177,31 +176,20 @@ def _langevin_chain(
     denoise_last,
     trajectory_every,
 ):
-    batch = x_init.shape[:1]
     levels = jnp.repeat(jnp.arange(sigmas.shape[0]), steps_per_sigma)
-    if inpaint is not None:
-        rng, rng_known = jax.random.split(rng)
 
-    def step(x, k_level):
-        k, level = k_level
+    def step(x, level, key):
         sigma = sigmas[level]
         alpha = step_lr * (sigma / sigmas[-1]) ** 2
-        x = langevin_step(score_fn, x, sigma, jax.random.fold_in(rng, k), step_size=alpha)
-        if inpaint is not None:
-            key_known = jax.random.fold_in(rng_known, level)
-            noise = jax.random.normal(key_known, x.shape, x.dtype)
-            x = impute_sigma(x, jnp.broadcast_to(sigma, batch), inpaint, noise)
-        return x
+        return langevin_step(score_fn, x, sigma, key, step_size=alpha)
 
-    xs = (jnp.arange(levels.shape[0]), levels)
-    x, trajectory = run_chain(
-        step, x_init, xs, state=lambda x: x, trajectory_every=trajectory_every
+    x, trajectory = drive(
+        step, x_init, levels, rng=rng, inpaint=inpaint, known_ids=levels,
+        arrives_at=lambda level: (1.0, sigmas[level]), trajectory_every=trajectory_every,
     )
     if denoise_last:
-        sigma_last = jnp.broadcast_to(sigmas[-1], batch)
+        sigma_last = jnp.broadcast_to(sigmas[-1], x.shape[:1])
         x = x0_from_score_sigma(x, sigma_last, score_fn(x, sigma_last))
-    if inpaint is not None:
-        x = impute(x, inpaint.mask, inpaint.known)
-    if trajectory is not None and (denoise_last or inpaint is not None):
-        trajectory = jnp.concatenate([trajectory, x[None]], axis=0)
-    return x, trajectory
+        if trajectory is not None:
+            trajectory = jnp.concatenate([trajectory, x[None]], axis=0)
+    return with_known(x, trajectory, inpaint)

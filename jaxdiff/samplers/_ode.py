@@ -26,7 +26,8 @@ import numpy as np
 
 from jaxdiff import _checks
 from jaxdiff.diffusion import PATH_PREDICTIONS
-from jaxdiff.samplers._common import compiled, finish, run_chain
+from jaxdiff.samplers._common import compiled, drive, finish, run_chain, saved_steps, with_known
+from jaxdiff.samplers._inpaint import fixed_step_inpaint
 from jaxdiff.samplers._continuous import (
     Grid,
     alpha_sigma,
@@ -204,6 +205,7 @@ def ode_sample(
     model_fn: Callable,
     schedule: Schedule,
     x_T: jnp.ndarray,
+    rng=None,
     *,
     method="heun",
     num_steps: int | None = None,
@@ -214,6 +216,8 @@ def ode_sample(
     clip_denoised: bool = False,
     denoise_last: bool = False,
     max_steps: int = 4096,
+    mask=None,
+    known=None,
     return_info: bool = False,
     trajectory_every: int = 1,
 ):
@@ -233,6 +237,7 @@ def ode_sample(
         :func:`model_time`).
       schedule: the training schedule (T >= 2 steps).
       x_T: ``[B, ...]`` starting noise, x at tau = T - 1.
+      rng: the key of inpainting's forward noise (the solvers themselves are deterministic).
       method: ``"heun"``, a name in :data:`ADAPTIVE_METHODS`, or a diffrax explicit RK solver.
       num_steps: Heun's number of fixed steps, in [1, T] (None: adaptive Heun); for an
         adaptive method optional: the trajectory is then saved at that grid's levels.
@@ -242,6 +247,9 @@ def ode_sample(
       clip_denoised: clip the x_0 estimate to [-1, 1] at every model call.
       denoise_last: one more model call that returns its x_0 estimate at the end (abar = 1).
       max_steps: the adaptive solver's step budget (it raises beyond it).
+      mask, known: inpainting with fixed Heun steps, as in :func:`~jaxdiff.samplers.ddpm_sample`:
+        after every step the known pixels are a sample of the process at the step's level,
+        and ``known`` at the end (needs rng).
       return_info: return a :class:`SamplerOutput` (samples, trajectory, nfe).
       trajectory_every: with ``return_info``, the state after every k-th step or grid level.
 
@@ -262,9 +270,11 @@ def ode_sample(
         model_fn,
         schedule,
         x_T,
+        rng,
         taus,
         jnp.asarray(rtol, x_T.dtype),
         jnp.asarray(atol, x_T.dtype),
+        fixed_step_inpaint(mask, known, x_T, solver),
         solver=solver,
         prediction=prediction,
         clip_denoised=clip_denoised,
@@ -285,9 +295,11 @@ def _ode_chain(
     model_fn,
     schedule,
     x_T,
+    rng,
     taus,
     rtol,
     atol,
+    inpaint,
     *,
     solver,
     prediction,
@@ -302,20 +314,28 @@ def _ode_chain(
     y_T = x_T / alphas[0]
     if solver is None:
 
-        def step(carry, sigma_next):
+        def step(carry, sigma_next, key):
             y, sigma = carry
             return heun_step(field, y, sigma, sigma_next), sigma_next
 
-        (y, _), trajectory = run_chain(
+        def arrives_at(level):  # alpha and sigma of the process at sigma / alpha = level
+            alpha = _alpha_at_level(schedule, level)
+            return alpha, alpha * level
+
+        (y, _), trajectory = drive(
             step,
             (y_T, levels[0]),
             levels[1:],
-            state=lambda c: c[0] * _alpha_at_level(schedule, c[1]),
+            rng=rng,
+            inpaint=inpaint,
+            arrives_at=arrives_at,
+            get_x=lambda c: c[0] * _alpha_at_level(schedule, c[1]),
+            set_x=lambda c, x: (x / _alpha_at_level(schedule, c[1]), c[1]),
             trajectory_every=trajectory_every,
         )
         nfe = 2 * (taus.shape[0] - 1)
     else:
-        saved = _saved_levels(taus.shape[0] - 1, trajectory_every)
+        saved = saved_steps(taus.shape[0] - 1, trajectory_every)
         save_ts = None if saved is None else levels[saved]
 
         y, ys, nfe = _adaptive_solve(
@@ -330,17 +350,8 @@ def _ode_chain(
             model_fn, schedule, x, taus[-1], prediction=prediction, clip_denoised=clip_denoised
         )
         nfe = nfe + 1
+    x, trajectory = with_known(x, trajectory, inpaint)
     return x, trajectory, nfe
-
-
-def _saved_levels(num_steps: int, every: int):
-    """Indices of the grid levels after steps k, 2k, ... and the last (as :func:`run_chain`)."""
-    if every == 0:
-        return None
-    idx = list(range(every, num_steps + 1, every))
-    if not idx or idx[-1] != num_steps:
-        idx.append(num_steps)
-    return np.asarray(idx)
 
 
 def uniform_dequantize(x0: jnp.ndarray, rng) -> jnp.ndarray:

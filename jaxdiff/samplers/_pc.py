@@ -19,7 +19,8 @@ import numpy as np
 
 from jaxdiff import _checks
 from jaxdiff.diffusion import PREDICTIONS, extract, predict_eps_and_x0, score_from_eps
-from jaxdiff.samplers._common import compiled, finish, run_chain
+from jaxdiff.samplers._common import compiled, finish, reverse_chain
+from jaxdiff.samplers._inpaint import inpaint_spec
 from jaxdiff.samplers._langevin import langevin_update
 from jaxdiff.samplers._spacing import Spacing, linspace_timesteps, respaced
 from jaxdiff.schedules import Schedule
@@ -166,6 +167,8 @@ def pc_sample(
     prediction: str = "eps",
     num_steps: int | None = None,
     spacing: Spacing = linspace_timesteps,
+    mask=None,
+    known=None,
     return_info: bool = False,
     trajectory_every: int = 1,
 ):
@@ -179,6 +182,8 @@ def pc_sample(
       rng: key; level i (counting down from T - 1) uses ``jax.random.fold_in(rng, i)``.
       predictor, corrector_steps, snr, prediction: as in :func:`pc_step`.
       num_steps, spacing: sample on a respaced schedule, as in :func:`ddpm_sample`.
+      mask, known: inpainting, as in :func:`ddpm_sample` (the known pixels are re-imposed
+        after every level, Song et al. 2021, App. I.2).
       return_info, trajectory_every: as in :func:`ddpm_sample`.
 
     Returns:
@@ -205,6 +210,7 @@ def pc_sample(
         x_T,
         rng,
         jnp.asarray(snr, x_T.dtype),
+        inpaint_spec(mask, known, x_T),
         predictor=predictor,
         corrector_steps=corrector_steps,
         prediction=prediction,
@@ -216,21 +222,25 @@ def pc_sample(
 
 @compiled(static_argnames=("predictor", "corrector_steps", "prediction", "trajectory_every"))
 def _pc_chain(
-    model_fn, schedule, x_T, rng, snr, *, predictor, corrector_steps, prediction, trajectory_every
+    model_fn,
+    schedule,
+    x_T,
+    rng,
+    snr,
+    inpaint,
+    *,
+    predictor,
+    corrector_steps,
+    prediction,
+    trajectory_every,
 ):
-    def step(x, i):
-        t = jnp.full(x.shape[:1], i, dtype=jnp.int32)
-        return pc_step(
-            model_fn,
-            schedule,
-            x,
-            t,
-            jax.random.fold_in(rng, i),
-            predictor=predictor,
-            corrector_steps=corrector_steps,
-            snr=snr,
-            prediction=prediction,
-        )
-
-    steps = jnp.arange(schedule.num_timesteps - 1, -1, -1)
-    return run_chain(step, x_T, steps, state=lambda x: x, trajectory_every=trajectory_every)
+    update = functools.partial(
+        pc_step,
+        model_fn,
+        schedule,
+        predictor=predictor,
+        corrector_steps=corrector_steps,
+        snr=snr,
+        prediction=prediction,
+    )
+    return reverse_chain(update, schedule, x_T, rng, inpaint, trajectory_every=trajectory_every)

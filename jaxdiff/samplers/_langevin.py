@@ -129,22 +129,19 @@ def langevin(
     *,
     num_steps: int,
     step_size,
-    denoise_last: bool = True,
-    mask=None,
-    known=None,
-    return_info: bool = False,
-    trajectory_every: int = 1,
+    **options,
 ):
     """Plain Langevin dynamics at one fixed noise level sigma (Song & Ermon 2019, Sec. 2.2):
     :func:`annealed_langevin` with the single level ``[sigma]``, so the two can be compared
     (Sec. 3.2.2: without annealing, the relative weights of separated modes are lost).
 
     Args:
-      score_fn, x_init, rng, denoise_last, mask, known, return_info, trajectory_every: as in
-        :func:`annealed_langevin`.
+      score_fn, x_init, rng: as in :func:`annealed_langevin`.
       sigma: the noise level (scalar).
       num_steps: number of Langevin steps.
       step_size: epsilon.
+      **options: ``denoise_last``, ``mask``, ``known``, ``return_info``, ``trajectory_every``
+        of :func:`annealed_langevin`.
     """
     if np.ndim(sigma) != 0:
         raise ValueError(f"sigma must be a scalar, got shape {np.shape(sigma)}")
@@ -155,11 +152,7 @@ def langevin(
         rng,
         steps_per_sigma=num_steps,
         step_lr=step_size,
-        denoise_last=denoise_last,
-        mask=mask,
-        known=known,
-        return_info=return_info,
-        trajectory_every=trajectory_every,
+        **options,
     )
 
 

@@ -420,6 +420,57 @@ def test_conv2d_gradients_equal_xla_convolution_gradients(padding):
         )
 
 
+@pytest.mark.parametrize("matmul_kernel_grad", [False, True])
+def test_nearest_upsample_conv_equals_convolution_of_the_repeated_image(matmul_kernel_grad):
+    """The four 2x2 phase convolutions at the input resolution against XLA's 3x3 convolution
+    of the image repeated 2x (``jnp.repeat``), values and both gradients, in float64."""
+    from jaxdiff.models import conv
+    from jaxdiff.models.unet import nearest_upsample_conv
+
+    base = functools.partial(conv.conv2d, min_pixels=0) if matmul_kernel_grad else None
+    ours = functools.partial(nearest_upsample_conv, conv=base or jax.lax.conv_general_dilated)
+    pads = ((1, 1), (1, 1))
+
+    def direct(x, k, strides, padding, dimension_numbers):
+        up = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+        return jax.lax.conv_general_dilated(up, k, strides, padding, dimension_numbers=DN)
+
+    with jax.enable_x64(True):
+        x = jax.random.normal(jax.random.key(0), (2, 5, 3, 4), jnp.float64)  # odd, not square
+        k = jax.random.normal(jax.random.key(1), (3, 3, 4, 6), jnp.float64)
+        w = jax.random.normal(jax.random.key(2), (2, 10, 6, 6), jnp.float64)
+
+        def loss(fn):
+            return lambda x, k: jnp.sum(w * fn(x, k, (1, 1), pads, dimension_numbers=DN))
+
+        np.testing.assert_allclose(
+            ours(x, k, (1, 1), pads, dimension_numbers=DN),
+            direct(x, k, (1, 1), pads, DN),
+            rtol=1e-12,
+            atol=1e-12,
+        )
+        got = jax.grad(loss(ours), argnums=(0, 1))(x, k)
+        want = jax.grad(loss(direct), argnums=(0, 1))(x, k)
+        for g, r in zip(got, want):
+            np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-10)
+    with pytest.raises(ValueError, match="stride 1, padding 1"):
+        ours(x, k, (2, 2), pads, dimension_numbers=DN)
+
+
+def test_upsample_keeps_the_parameters_of_a_conv():
+    """``Upsample``'s parameters are a ``flax.linen.Conv`` named ``conv`` (checkpoints and
+    ``from_diffusers`` rely on the names), and its output is that Conv applied to the
+    repeated image."""
+    x = jax.random.normal(jax.random.key(0), (2, 4, 4, 8))
+    variables = models.Upsample().init(jax.random.key(1), x)
+    shapes = {"params": {"conv": {"kernel": (3, 3, 8, 8), "bias": (8,)}}}
+    assert jax.tree.map(jnp.shape, variables) == shapes
+    up = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+    conv = flax.linen.Conv(8, (3, 3), padding=1)
+    want = conv.apply({"params": variables["params"]["conv"]}, up)
+    np.testing.assert_allclose(models.Upsample().apply(variables, x), want, rtol=1e-5, atol=1e-5)
+
+
 def test_unet_matmul_kernel_grad_is_an_explicit_option():
     """``UNet(matmul_kernel_grad=True)`` routes every convolution through ``conv2d``'s custom
     gradient, the default through XLA's, on any backend; the parameters are the same."""

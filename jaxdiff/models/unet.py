@@ -63,6 +63,7 @@ __all__ = [
     "UNet",
     "Upsample",
     "fourier_embedding",
+    "nearest_upsample_conv",
     "sinusoidal_embedding",
 ]
 
@@ -75,12 +76,93 @@ default_init = nn.initializers.variance_scaling(1.0, "fan_avg", "uniform")
 zero_init = nn.initializers.zeros_init()
 
 
+def _conv_fn(matmul_kernel_grad: bool) -> Callable:
+    """``jax.lax.conv_general_dilated``, or :func:`~jaxdiff.models.conv.conv2d` (kernel gradient
+    as matrix products, for CPUs) when ``matmul_kernel_grad`` is set."""
+    return conv2d if matmul_kernel_grad else jax.lax.conv_general_dilated
+
+
 def _conv_module(matmul_kernel_grad: bool) -> ModuleDef:
-    """:class:`flax.linen.Conv`, with :func:`~jaxdiff.models.conv.conv2d` (kernel gradient as
-    matrix products, for CPUs) when ``matmul_kernel_grad`` is set."""
-    if matmul_kernel_grad:
-        return functools.partial(nn.Conv, conv_general_dilated=conv2d)
-    return nn.Conv
+    """:class:`flax.linen.Conv` computed by :func:`_conv_fn`."""
+    return functools.partial(nn.Conv, conv_general_dilated=_conv_fn(matmul_kernel_grad))
+
+
+def _phase_taps(kernel, axis):
+    """The 3 taps of ``kernel`` along ``axis`` folded into the 2 taps that an even and an odd
+    output pixel of a 2x nearest-neighbour upsampling see: (w0, w1 + w2) and (w0 + w1, w2)."""
+    w0, w1, w2 = (jax.lax.index_in_dim(kernel, i, axis, keepdims=False) for i in range(3))
+    return jnp.stack([w0, w1 + w2], axis), jnp.stack([w0 + w1, w2], axis)
+
+
+def nearest_upsample_conv(
+    lhs,
+    rhs,
+    window_strides,
+    padding,
+    *,
+    lhs_dilation=None,
+    rhs_dilation=None,
+    dimension_numbers=None,
+    feature_group_count=1,
+    precision=None,
+    conv: Callable = jax.lax.conv_general_dilated,
+):
+    r"""A 3x3 convolution (stride 1, padding 1) of the input upsampled 2x by nearest-neighbour
+    repetition, computed at the input's resolution as one 2x2 convolution per output phase.
+
+    With :math:`(Ux)_{2i+a,\,2j+b} = x_{ij}` the repetition and :math:`W` the kernel, a kernel
+    window over :math:`Ux` meets only 2x2 pixels of x, so the taps that meet one pixel add up:
+
+    .. math::
+
+        (W \star Ux)_{2i+a,\,2j+b} = \sum_{p,q \in \{0, 1\}}
+            (R_a W R_b^\top)_{pq}\, x_{i+a+p-1,\,j+b+q-1},
+        \quad R_0 = \begin{pmatrix} 1 & 0 & 0 \\ 0 & 1 & 1 \end{pmatrix},
+        \ R_1 = \begin{pmatrix} 1 & 1 & 0 \\ 0 & 0 & 1 \end{pmatrix}
+
+    (zero padding outside x). That is 16 instead of 36 multiply-adds per output pixel and
+    channel pair, and the same values up to float rounding. The output is [B, 2H, 2W, C_out].
+
+    A drop-in for ``jax.lax.conv_general_dilated`` applied to the *upsampled* input, for
+    ``flax.linen.Conv(conv_general_dilated=...)``: NHWC images, an HWIO 3x3 kernel, stride 1,
+    padding 1, no dilation or feature groups. ``conv`` computes the four small convolutions.
+    """
+    dn = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+    supported = (
+        dn == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC"))
+        and rhs.shape[:2] == (3, 3)
+        and tuple(window_strides) == (1, 1)
+        and [tuple(p) for p in padding] == [(1, 1), (1, 1)]
+        and all(d == 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
+        and feature_group_count == 1
+    )
+    if not supported:
+        raise ValueError(
+            "nearest_upsample_conv: needs NHWC images, an HWIO 3x3 kernel, stride 1, padding 1 "
+            f"and no dilation or groups; got kernel {rhs.shape}, strides {window_strides}, "
+            f"padding {padding}, dimension_numbers {dimension_numbers}, lhs_dilation "
+            f"{lhs_dilation}, rhs_dilation {rhs_dilation}, feature_group_count {feature_group_count}"
+        )
+    b, height, width, _ = lhs.shape
+    padded = jnp.pad(lhs, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    phases = [
+        jnp.stack(
+            [
+                conv(
+                    padded[:, a : a + height + 1, c : c + width + 1],
+                    taps,
+                    (1, 1),
+                    "VALID",
+                    dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                    precision=precision,
+                )
+                for c, taps in enumerate(_phase_taps(row_taps, 1))
+            ],
+            axis=3,
+        )
+        for a, row_taps in enumerate(_phase_taps(rhs, 0))
+    ]  # per row phase a: [B, H, W, 2 (column phase), C_out]
+    return jnp.stack(phases, axis=2).reshape(b, 2 * height, 2 * width, rhs.shape[-1])
 
 
 
@@ -288,7 +370,9 @@ class Downsample(nn.Module):
 class Upsample(nn.Module):
     """Double H and W by nearest-neighbour repetition, then (optionally) a 3x3 convolution.
 
-    Input [B, H, W, C], output [B, 2H, 2W, C].
+    The convolution of the repeated image is computed at the input resolution
+    (:func:`nearest_upsample_conv`, 2.25x fewer operations); its parameters are those of a
+    :class:`flax.linen.Conv` named ``conv``. Input [B, H, W, C], output [B, 2H, 2W, C].
     """
 
     with_conv: bool = True
@@ -298,13 +382,12 @@ class Upsample(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        Conv = _conv_module(self.matmul_kernel_grad)  # noqa: N806
         b, height, width, c = x.shape
-        x = jnp.broadcast_to(x[:, :, None, :, None, :], (b, height, 2, width, 2, c))
-        x = x.reshape(b, 2 * height, 2 * width, c)
         if not self.with_conv:
-            return x
-        return Conv(
+            x = jnp.broadcast_to(x[:, :, None, :, None, :], (b, height, 2, width, 2, c))
+            return x.reshape(b, 2 * height, 2 * width, c)
+        conv = functools.partial(nearest_upsample_conv, conv=_conv_fn(self.matmul_kernel_grad))
+        return nn.Conv(
             c,
             (3, 3),
             padding=1,
@@ -312,6 +395,7 @@ class Upsample(nn.Module):
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             name="conv",
+            conv_general_dilated=conv,
         )(x)
 
 

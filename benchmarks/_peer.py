@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 
@@ -36,7 +37,8 @@ def to_nchw(x: np.ndarray) -> torch.Tensor:
 
 
 def alternate(runs: dict[str, Callable[[], object]], *, rounds: int, warmup: int):
-    """Calls every run once per round, in turn, so that all see the same machine load.
+    """Calls every run once per round, in turn, so that all see the same machine load; prints
+    each round's times to stderr.
 
     Args:
       runs: name -> a callable that finishes its work before returning (block on JAX results).
@@ -50,11 +52,13 @@ def alternate(runs: dict[str, Callable[[], object]], *, rounds: int, warmup: int
         for run in runs.values():
             run()
     times = {name: [] for name in runs}
-    for _ in range(rounds):
+    for i in range(rounds):
         for name, run in runs.items():
             start = time.perf_counter()
             run()
             times[name].append(time.perf_counter() - start)
+        done = ", ".join(f"{name} {ts[-1]:.3f} s" for name, ts in times.items())
+        print(f"round {i + 1}/{rounds}: {done}", file=sys.stderr, flush=True)
     return times
 
 

@@ -95,17 +95,7 @@ def _phase_taps(kernel, axis):
 
 
 def nearest_upsample_conv(
-    lhs,
-    rhs,
-    window_strides,
-    padding,
-    *,
-    lhs_dilation=None,
-    rhs_dilation=None,
-    dimension_numbers=None,
-    feature_group_count=1,
-    precision=None,
-    conv: Callable = jax.lax.conv_general_dilated,
+    lhs, rhs, window_strides, padding, *, conv: Callable = jax.lax.conv_general_dilated, **options
 ):
     r"""A 3x3 convolution (stride 1, padding 1) of the input upsampled 2x by nearest-neighbour
     repetition, computed at the input's resolution as one 2x2 convolution per output phase.
@@ -125,23 +115,24 @@ def nearest_upsample_conv(
 
     A drop-in for ``jax.lax.conv_general_dilated`` applied to the *upsampled* input, for
     ``flax.linen.Conv(conv_general_dilated=...)``: NHWC images, an HWIO 3x3 kernel, stride 1,
-    padding 1, no dilation or feature groups. ``conv`` computes the four small convolutions.
+    padding 1; ``options`` are that function's keywords (no dilation or feature groups;
+    ``precision`` is passed on). ``conv`` computes the four small convolutions.
     """
-    dn = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+    dn = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, options.get("dimension_numbers"))
+    dilations = (*(options.get("lhs_dilation") or ()), *(options.get("rhs_dilation") or ()))
     supported = (
         dn == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC"))
         and rhs.shape[:2] == (3, 3)
         and tuple(window_strides) == (1, 1)
         and [tuple(p) for p in padding] == [(1, 1), (1, 1)]
-        and all(d == 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
-        and feature_group_count == 1
+        and all(d == 1 for d in dilations)
+        and options.get("feature_group_count", 1) == 1
     )
     if not supported:
         raise ValueError(
             "nearest_upsample_conv: needs NHWC images, an HWIO 3x3 kernel, stride 1, padding 1 "
             f"and no dilation or groups; got kernel {rhs.shape}, strides {window_strides}, "
-            f"padding {padding}, dimension_numbers {dimension_numbers}, lhs_dilation "
-            f"{lhs_dilation}, rhs_dilation {rhs_dilation}, feature_group_count {feature_group_count}"
+            f"padding {padding}, {options}"
         )
     b, height, width, _ = lhs.shape
     padded = jnp.pad(lhs, ((0, 0), (1, 1), (1, 1), (0, 0)))
@@ -154,7 +145,7 @@ def nearest_upsample_conv(
                     (1, 1),
                     "VALID",
                     dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                    precision=precision,
+                    precision=options.get("precision"),
                 )
                 for c, taps in enumerate(_phase_taps(row_taps, 1))
             ],

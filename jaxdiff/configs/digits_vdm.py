@@ -5,7 +5,7 @@ low-discrepancy times) with the learned monotone schedule gamma(t) (end points o
 interior on the variance of the diffusion loss; initialised linear on [-13.3, 5]), and sampled
 with the 1000-step ancestral chain and the discretised decoder (1000 network evaluations).
 
-    jaxdiff train --config digits_vdm                 # ~3-5 min on a 2-core CPU
+    jaxdiff train --config digits_vdm                 # ~8 min on a shared 2-core CPU
     jaxdiff sample --workdir runs/digits_vdm --num 100 --steps 1000
     jaxdiff eval --workdir runs/digits_vdm            # the bound in bits/dim and its parts
 

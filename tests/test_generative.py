@@ -378,6 +378,8 @@ def test_mode_statistics_and_entropy_by_hand():
     s = diversity.mode_statistics(samples, centres, std=0.05, min_share=0.5)
     assert s["modes_covered"] == 2 and s["high_quality"] == 0.8  # expected count 2.5, need 1.25
     np.testing.assert_allclose(s["kl_uniform"], 0.75 * np.log(4 * 0.75) + 0.25 * np.log(4 * 0.25))
+    far = diversity.mode_statistics(samples[-2:], centres, std=0.05)  # none near a mode
+    assert far["modes_covered"] == 0 and far["high_quality"] == 0.0 and np.isnan(far["kl_uniform"])
     assert diversity.histogram_entropy([1, 1, 1, 1]) == 2.0 and diversity.histogram_entropy([0, 3]) == 0.0
     assert diversity.near_copy_share(np.array([[0.0], [5.0]]), np.array([[0.1]]), threshold=1.0) == 0.5
 

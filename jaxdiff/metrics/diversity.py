@@ -111,7 +111,7 @@ def mode_statistics(samples, centres, *, std: float, min_share: float = 0.1) -> 
     of it. A mode is *covered* when it holds at least ``min_share`` of its expected count of
     high-quality samples (N / K). The KL divergence of the histogram of high-quality samples
     over the modes from the uniform one, sum_k p_k log(K p_k) in nats, is 0 for perfect
-    balance and log K when all fall on one mode.
+    balance and log K when all fall on one mode; NaN when no sample is of high quality.
 
     Args:
       samples: ``[N, 2]``; centres: ``[K, 2]``; std: the components' standard deviation.
@@ -125,11 +125,10 @@ def mode_statistics(samples, centres, *, std: float, min_share: float = 0.1) -> 
     good = d[np.arange(len(samples)), nearest] <= 3.0 * std
     counts = np.bincount(nearest[good], minlength=len(centres))
     num_modes = len(centres)
-    p = counts / max(counts.sum(), 1)
-    nonzero = p > 0
+    p = counts[counts > 0] / max(counts.sum(), 1)
     return dict(
         modes_covered=int(np.sum(counts >= min_share * len(samples) / num_modes)),
         num_modes=num_modes,
         high_quality=float(good.mean()),
-        kl_uniform=float(np.sum(p[nonzero] * np.log(num_modes * p[nonzero]))),
+        kl_uniform=float(np.sum(p * np.log(num_modes * p))) if p.size else float("nan"),
     )

@@ -255,8 +255,9 @@ def stratified_nll_bpd(
         \\qquad t_k = 1 + \\lfloor (k + u_k)(T-1)/K \\rfloor,\\; u_k \\sim U[0, 1),
 
     (each t is hit with probability K/(T-1) in total, so the estimate is unbiased; with K =
-    T - 1 every t is hit once). The same ``rng`` gives the same timesteps and noise, so two
-    models compared on one key share their randomness.
+    T - 1 every t is hit once). Each example draws its own offsets u_k, so the error of the
+    strata averages out over a batch. The same ``rng`` gives the same timesteps and noise, so
+    two models compared on one key share their randomness.
 
     Args:
       model_fn, schedule, x0, variance, prediction, clip_denoised: as in :func:`nll_bpd`.
@@ -291,13 +292,13 @@ def _stratified_nll_bpd(
 ):
     batch, span = x0.shape[0], schedule.num_timesteps - 1
     offset_key, noise_key = jax.random.split(rng)
-    offsets = jax.random.uniform(offset_key, (num_timesteps,))
-    strata = jnp.arange(num_timesteps) + offsets
+    offsets = jax.random.uniform(offset_key, (num_timesteps, batch))  # per example and stratum
+    strata = jnp.arange(num_timesteps)[:, None] + offsets
     strata_t = 1 + jnp.floor(strata * span / num_timesteps).astype(jnp.int32)
-    times = jnp.concatenate([jnp.zeros((1,), jnp.int32), strata_t])  # L_0, then one t a stratum
+    times = jnp.concatenate([jnp.zeros((1, batch), jnp.int32), strata_t])  # [1 + K, B]: L_0 first
 
     def term(index):
-        t = jnp.full((batch,), times[index], dtype=jnp.int32)
+        t = times[index]
         noise = jax.random.normal(jax.random.fold_in(noise_key, index), x0.shape, x0.dtype)
         x_t = q_sample(schedule, x0, t, noise)
         out = model_fn(x_t, schedule.timesteps[t])

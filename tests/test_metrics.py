@@ -239,3 +239,29 @@ def test_pixel_baseline_smoothing_by_hand():
     np.testing.assert_allclose(bpd, [math.log2(7)], rtol=1e-6)
     with pytest.raises(ValueError, match="outside levels"):
         pixel_baseline.fit_pixel_categoricals(images, levels=[0, 1])
+
+
+def test_independent_pixel_posterior_gives_the_likelihood_through_i_mmse():
+    """The continuous-time diffusion bound of a denoiser that is exact for a distribution q is
+    -log q(x) (I-MMSE, Guo, Shamai & Verdu 2005; Kingma et al. 2021, eq. 17): for each x,
+    KL(q(z_min | x) || N(0, 1)) + int 0.5 e^lambda E_eps (x - E[x | z])^2 dlambda
+    - E log p(x | z_max) = -log q(x), here with q a categorical on three of the 256 values."""
+    images = np.repeat(np.array([0, 128, 255], np.uint8), [5, 3, 2])[:, None]
+    log_probs = pixel_baseline.fit_pixel_categoricals(images, alpha=0.0)  # q = (.5, .3, .2)
+    lambdas = np.linspace(-12.0, 14.0, 521)
+    eps = np.random.default_rng(0).normal(size=(8000, 1))
+    for value, q in ((0, 0.5), (128, 0.3), (255, 0.2)):
+        x = value / 127.5 - 1.0
+        alpha2 = 1.0 / (1.0 + np.exp(-lambdas))  # sigmoid(lambda): alpha^2, SNR = e^lambda
+        mse = []
+        for a2 in alpha2:
+            a, s = np.sqrt(a2), np.sqrt(1.0 - a2)
+            mean = pixel_baseline.posterior_mean(log_probs, a * x + s * eps, a, s)
+            mse.append(np.mean((np.asarray(mean) - x) ** 2))
+        diffusion = np.trapezoid(0.5 * np.exp(lambdas) * np.array(mse), lambdas)
+        a2 = alpha2[0]
+        prior = 0.5 * (1.0 - a2 + a2 * x**2 - 1.0 - np.log(1.0 - a2))
+        a, s = np.sqrt(alpha2[-1]), np.sqrt(1.0 - alpha2[-1])
+        post = pixel_baseline.posterior_log_probs(log_probs, a * x + s * eps, a, s)
+        decoder = -float(np.mean(np.asarray(post)[..., value]))
+        np.testing.assert_allclose(prior + diffusion + decoder, -np.log(q), atol=0.04)

@@ -12,12 +12,13 @@ Example::
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxdiff.elbo import mean_flat_bits
 
-__all__ = ["fit_pixel_categoricals", "pixel_nll_bpd"]
+__all__ = ["fit_pixel_categoricals", "pixel_nll_bpd", "posterior_log_probs", "posterior_mean"]
 
 
 def fit_pixel_categoricals(images, *, levels=None, alpha: float = 1.0) -> np.ndarray:
@@ -78,3 +79,34 @@ def pixel_nll_bpd(log_probs, images) -> jnp.ndarray:
         axis=-1,
     )[..., 0]
     return -mean_flat_bits(picked)
+
+
+_VALUES = jnp.arange(256) / 127.5 - 1.0  # the 8-bit values in the model range [-1, 1]
+
+
+def posterior_log_probs(log_probs, z, alpha, sigma) -> jnp.ndarray:
+    """The independent-pixel model's posterior of each clean pixel given its own noisy value,
+    z_d = alpha x_d + sigma eps_d (Bayes' rule over the 256 values v):
+
+    .. math:: \\log p(x_d = v \\mid z_d) = \\log p_d(v) - \\frac{(z_d - \\alpha v)^2}{2 \\sigma^2}
+        - \\log \\sum_{v'} p_d(v') \\, e^{-(z_d - \\alpha v')^2 / 2 \\sigma^2}
+
+    Args:
+      log_probs: ``[..., 256]`` from :func:`fit_pixel_categoricals`.
+      z: ``[B, ...]`` noisy data in the model range.
+      alpha, sigma: ``[B]`` (or scalars) the signal and noise scales of z.
+
+    Returns:
+      ``[B, ..., 256]`` log-probabilities (nats).
+    """
+    z = jnp.asarray(z)
+    scale = jnp.reshape(jnp.asarray(alpha, z.dtype), (-1,) + (1,) * z.ndim)
+    noise = jnp.reshape(jnp.asarray(sigma, z.dtype), (-1,) + (1,) * z.ndim)
+    logits = jnp.asarray(log_probs, z.dtype) - 0.5 * ((z[..., None] - scale * _VALUES) / noise) ** 2
+    return jax.nn.log_softmax(logits, axis=-1)
+
+
+def posterior_mean(log_probs, z, alpha, sigma) -> jnp.ndarray:
+    """E[x_d | z_d] under the independent-pixel model (:func:`posterior_log_probs`): the best
+    denoiser, in squared error, among those that see only their own pixel. ``[B, ...]``."""
+    return jnp.sum(jnp.exp(posterior_log_probs(log_probs, z, alpha, sigma)) * _VALUES, axis=-1)

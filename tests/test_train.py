@@ -310,8 +310,10 @@ def test_build_sampler_maps_num_steps_of_langevin_to_steps_per_sigma():
 def test_early_stopping_keeps_the_best_held_out_state_and_eval_loads_it(tmp_path):
     # With an EMA decay of 1 the EMA model never moves, so its held-out bound is the same at
     # every evaluation: the first is the best and training stops `patience` evaluations later.
+    # Checkpoints, sample grids and evaluations fall on the same steps.
     config = tiny_config(
         training__num_steps=20, training__ema_decay=1.0, training__ema_warmup=False,
+        training__sample_every=2, sampling__num_samples=4,
         training__validation__every=2, training__validation__patience=2,
         training__validation__split="test", training__validation__num_timesteps=19,
     )

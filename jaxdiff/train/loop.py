@@ -405,6 +405,11 @@ def train(
             sums.clear()
             tic, tic_step = time.time(), step + 1
 
+    def flush(pending, bar) -> None:
+        """Reports the metrics still pending, if any; returns None, the new pending."""
+        if pending is not None:
+            report(*pending, bar)
+
     def validate(step: int, state, bar) -> bool:
         """The held-out bound of ``state``, logged; True when training should stop early."""
         value = run.valid_fn(state)
@@ -435,8 +440,7 @@ def train(
                 done = step + 1
                 stopping = stop.should_stop(done)  # the same in every process
                 if stopping or (done % tcfg.checkpoint_every == 0 and done < num_steps):
-                    report(*pending, bar)
-                    pending = None
+                    pending = flush(pending, bar)
                     checkpointer.save(done, state)
                 if stopping:
                     checkpointer.wait()
@@ -446,17 +450,13 @@ def train(
                     )
                     raise Interrupted(stop.received)
                 if tcfg.sample_every and done % tcfg.sample_every == 0 and done < num_steps:
-                    report(*pending, bar)
-                    pending = None
+                    pending = flush(pending, bar)
                     grid(done, state)
                 if stopper is not None and (done % vcfg.every == 0 or done == num_steps):
-                    if pending is not None:
-                        report(*pending, bar)
-                        pending = None
+                    pending = flush(pending, bar)
                     if validate(done, state, bar):
                         break
-            if pending is not None:
-                report(*pending, bar)
+            flush(pending, bar)
         final = int(state.step)
         if final not in checkpointer.steps():
             checkpointer.save(final, state)

@@ -39,6 +39,7 @@ import csv
 import functools
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -63,7 +64,7 @@ class Levels(NamedTuple):
     network's eps prediction at level k."""
 
     lambdas: np.ndarray
-    eps_fn: callable
+    eps_fn: Callable
 
 
 def vdm_levels(run, num: int) -> Levels:

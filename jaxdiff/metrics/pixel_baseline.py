@@ -81,7 +81,7 @@ def pixel_nll_bpd(log_probs, images) -> jnp.ndarray:
     return -mean_flat_bits(picked)
 
 
-_VALUES = jnp.arange(256) / 127.5 - 1.0  # the 8-bit values in the model range [-1, 1]
+_VALUES = (np.arange(256) / 127.5 - 1.0).astype(np.float32)  # in [-1, 1]; NumPy: no JAX at import
 
 
 def posterior_log_probs(log_probs, z, alpha, sigma) -> jnp.ndarray:

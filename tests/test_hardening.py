@@ -1,10 +1,8 @@
 """Bad input, tried as a careless or hostile user would: every case is one line on stderr,
 exit code 2, and nothing written. The same table feeds the closing note's list of cases."""
 
-import json
 import os
 import stat
-import sys
 from pathlib import Path
 
 import numpy as np

@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import flax.struct
@@ -16,7 +15,7 @@ import numpy as np
 import pytest
 from test_train import TINY, leaves_equal, run, tiny_config
 
-from jaxdiff import checkpoint, cli, train
+from jaxdiff import checkpoint, train
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -415,10 +415,11 @@ def _diffusion_nll(run, images, split, nll_key, ode_key, batch_size, variance, o
         rows = [_nll_rows(f"{cfg.diffusion.kind} ODE likelihood (step {run.step})", results)]
     if images.dtype == np.uint8:
         rows.append(_pixel_baseline_row(cfg, images, results))
-    if ode and bound:
+    if ode and likelihood is None:  # a bound model: its probability-flow ODE as well
+        process = run.schedule if bound else run.experiment.process.ode_process(run.model_fn)
         results.update(
             evaluate_ode_nll(
-                run.model_fn, run.schedule, images, ode_key, batch_size=min(64, images.shape[0])
+                run.model_fn, process, images, ode_key, batch_size=min(64, images.shape[0])
             )
         )
         rows.append(

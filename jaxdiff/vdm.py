@@ -50,6 +50,7 @@ __all__ = [
     "grid_values",
     "decoder_log_probs",
     "decoder_nll",
+    "categorical_eps",
     "fourier_features",
     "FourierFeatures",
     "VDMModel",
@@ -255,6 +256,37 @@ def decoder_nll(x, z_0, gamma_0) -> jnp.ndarray:
     return -jnp.take_along_axis(log_probs, index[..., None], axis=-1)[..., 0]
 
 
+def categorical_eps(logits, z, gamma) -> jnp.ndarray:
+    """eps^ of a denoiser that is a distribution over each element's 256 values: the network's
+    logits l_k(z, t) plus the element's own Gaussian likelihood log q(z_d | x_d = v_k),
+
+    .. math:: p(x_d = v_k \\mid z) \\propto \\exp\\Big(l_{dk} - \\frac{(z_d / \\alpha - v_k)^2}
+        {2\\, e^{\\gamma}}\\Big), \\quad \\hat x_d = \\sum_k p(x_d = v_k \\mid z)\\, v_k,
+        \\quad \\hat\\epsilon = \\frac{z - \\alpha \\hat x}{\\sigma}
+
+    With zero logits it is the exact posterior mean of independent, uniform 8-bit pixels; the
+    logits carry what the rest of the image (and the data's own grid) says about each element.
+    Kingma et al. (2021) give the network the fine scale of z through Fourier features
+    (App. B); this head gives it exactly, so at high SNR the denoiser snaps to the grid as the
+    per-pixel Bayes posterior does and the network learns only the dependence between elements.
+
+    Args:
+      logits: ``[B, ..., 256]`` the network's output, one logit per element and value.
+      z: ``[B, ...]`` the noisy input z_t.
+      gamma: gamma(t), broadcastable to ``z``.
+
+    Returns:
+      ``[B, ...]`` eps^.
+    """
+    alpha, sigma = alpha_sigma(gamma)
+    log_likelihood = -0.5 * jnp.exp(-gamma)[..., None] * (
+        (z / alpha)[..., None] - grid_values(z.dtype)
+    ) ** 2
+    probs = jax.nn.softmax(logits + log_likelihood, axis=-1)
+    x_hat = jnp.sum(probs * grid_values(z.dtype), axis=-1)
+    return (z - alpha * x_hat) / sigma
+
+
 # --- network inputs ------------------------------------------------------------------------------
 
 
@@ -285,7 +317,9 @@ class VDMModel(nn.Module):
 
     ``apply(variables, z_t, t)`` is eps^ (the network called with ``time_scale * t``, the range
     a sinusoidal embedding made for integer timesteps expects; wrap it in
-    :class:`FourierFeatures` for those inputs), and
+    :class:`FourierFeatures` for those inputs): the network's output itself (``head="eps"``),
+    or with ``head="categorical"`` its ``256 C`` output channels as the logits of
+    :func:`categorical_eps`; and
     ``apply(variables, t, method="gamma")`` is gamma(t): ``schedule`` (a :class:`LearnedGamma`)
     when given, else :func:`linear_gamma` between ``gamma_min`` and ``gamma_max``.
 
@@ -294,6 +328,7 @@ class VDMModel(nn.Module):
       schedule: a learned schedule module, or None for the fixed linear one.
       gamma_min, gamma_max: the linear schedule's end points (unused with ``schedule``).
       time_scale: the factor from t in [0, 1] to the network's time input.
+      head: ``"eps"`` or ``"categorical"``.
     """
 
     network: nn.Module
@@ -301,6 +336,7 @@ class VDMModel(nn.Module):
     gamma_min: float = GAMMA_MIN
     gamma_max: float = GAMMA_MAX
     time_scale: float = 1000.0
+    head: str = "eps"
 
     def gamma(self, t, *, train: bool = False):
         """gamma(t) = -log SNR(t); ``train`` is accepted (and unused) so that the same bound
@@ -313,7 +349,12 @@ class VDMModel(nn.Module):
     def __call__(self, z, t, *, train: bool = False):
         if self.is_initializing():
             self.gamma(jnp.asarray(t, jnp.float32))  # create the schedule's parameters
-        return self.network(z, self.time_scale * jnp.asarray(t, jnp.float32), train=train)
+        t = jnp.asarray(t, jnp.float32)
+        out = self.network(z, self.time_scale * t, train=train)
+        if self.head == "eps":
+            return out
+        logits = out.reshape(*z.shape, NUM_VALUES)
+        return categorical_eps(logits, z, expand_like(self.gamma(t), z))
 
 
 # --- sampling ------------------------------------------------------------------------------------

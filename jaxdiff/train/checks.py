@@ -14,10 +14,11 @@ from collections.abc import Iterable
 
 import ml_collections
 
+from jaxdiff.diffusion import PREDICTIONS
+
 __all__ = ["check_config", "DTYPES"]
 
 DTYPES = ("float32", "bfloat16", "float16")
-_PREDICTIONS = ("eps", "x0", "v")
 _VARIANCES = ("fixed_small", "fixed_large", "learned", "learned_range")
 
 
@@ -101,7 +102,7 @@ def _check_diffusion(c: _Checker) -> None:
     if kind == "ddpm":
         c.one_of("diffusion.schedule", sorted(schedules._NAMED))
         c.int("diffusion.num_timesteps", minimum=1)
-        c.one_of("diffusion.prediction", _PREDICTIONS)
+        c.one_of("diffusion.prediction", PREDICTIONS)
         c.one_of("diffusion.variance", _VARIANCES)
         c.int("sampling.ddpm_num_steps", minimum=1, optional=True)
         num_steps, total = c.get("sampling.ddpm_num_steps"), c.get("diffusion.num_timesteps")
@@ -139,6 +140,7 @@ def _check_vdm(c: _Checker) -> None:
     c.int("diffusion.gamma_features", minimum=1)
     c.int("diffusion.num_timesteps", minimum=1, optional=True)
     c.real("diffusion.time_scale", low=0.0, low_open=True)
+    c.one_of("diffusion.head", ("eps", "categorical"))
     exponents = c.get("diffusion.fourier_exponents")
     if not isinstance(exponents, (list, tuple)) or not all(
         isinstance(n, int) and not isinstance(n, bool) for n in exponents

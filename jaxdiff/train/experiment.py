@@ -26,7 +26,7 @@ import optax
 from jax.sharding import Mesh
 
 from jaxdiff import data as data_lib
-from jaxdiff import elbo, losses, models, samplers, schedules, vdm
+from jaxdiff import elbo, losses, models, processes, samplers, schedules, vdm
 from jaxdiff import sharding as sharding_lib
 from jaxdiff.diffusion import split_learned_variance
 from jaxdiff.train.family import Family, run_keys
@@ -162,6 +162,10 @@ class VDMBound(NamedTuple):
         """The schedule gamma(t) of the bound model ``model_fn`` (a partial of ``apply``)."""
         return functools.partial(model_fn, method="gamma")
 
+    def ode_process(self, model_fn) -> processes.VPGamma:
+        """The continuous process of the model's schedule, for the probability-flow ODE."""
+        return processes.VPGamma(self.gamma(model_fn))
+
     def bound(self, model_fn, x0, rng) -> dict:
         """:func:`~jaxdiff.losses.vdm_loss`: ``dict(total, diffusion, prior, decoder)``, each
         ``[B]`` bits/dim."""
@@ -174,13 +178,15 @@ def _vdm_model(d, network):
     """``config.diffusion`` of a VDM run: ``gamma`` ("learned": :class:`~jaxdiff.vdm.
     LearnedGamma` with ``gamma_features`` hidden units, initialised linear; "linear": fixed),
     both between ``gamma_min`` and ``gamma_max``; ``fourier_exponents`` (() for none);
-    ``time_scale``."""
+    ``time_scale``; ``head`` ("eps", or "categorical": :func:`~jaxdiff.vdm.categorical_eps`)."""
     if d.fourier_exponents:
         network = vdm.FourierFeatures(network, tuple(d.fourier_exponents))
     schedule = None
     if d.gamma == "learned":
         schedule = vdm.LearnedGamma(d.gamma_min, d.gamma_max, d.gamma_features)
-    return vdm.VDMModel(network, schedule, d.gamma_min, d.gamma_max, d.time_scale)
+    return vdm.VDMModel(
+        network, schedule, d.gamma_min, d.gamma_max, d.time_scale, d.get("head", "eps")
+    )
 
 
 def _float_time(n):
@@ -298,6 +304,16 @@ def _resolve_model(cfg: ml_collections.ConfigDict, out_channels: int | None):
         raise ValueError(f"config.model: {e}") from e
 
 
+def _output_channels(diff, channels: int) -> int | None:
+    """The network's output channels: twice the data's for a learned variance, 256 per data
+    channel for a VDM's categorical head, else the data's (None)."""
+    if diff.get("variance", "fixed_small") in ("learned", "learned_range"):
+        return 2 * channels
+    if diff.get("head", "eps") == "categorical":
+        return vdm.NUM_VALUES * channels
+    return None
+
+
 def train_source(cfg):
     """The dataset the run trains on (``config.data``)."""
     return data_lib.load_source(
@@ -331,11 +347,8 @@ def build_experiment(config: ml_collections.ConfigDict, *, data_shape=None) -> E
             f"{diff.kind!r}, got {config.loss.name!r}"
         )
     kind = PROCESSES[diff.kind]
-    if kind.wrap is not None:
-        model = kind.wrap(diff, _resolve_model(config.model, data_shape[-1]))
-    else:
-        learned = diff.get("variance", "fixed_small") in ("learned", "learned_range")
-        model = _resolve_model(config.model, 2 * data_shape[-1] if learned else None)
+    network = _resolve_model(config.model, _output_channels(diff, data_shape[-1]))
+    model = network if kind.wrap is None else kind.wrap(diff, network)
     process = kind.build(diff)
     objective = objectives[config.loss.name](config, process)
     opt = config.optim

@@ -224,6 +224,9 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--steps", type=_integer(1), default=None)
     evaluate.add_argument("--fid_stats", default=None, help="reference FID statistics (.npz)")
     evaluate.add_argument("--iwae_samples", type=_integer(1), default=None, help="k of a VAE's IWAE bound")
+    evaluate.add_argument(
+        "--bound_draws", type=_integer(1), default=32, help="draws of a VDM bound per example"
+    )
     stats = sub.add_parser("stats", help="FID reference statistics of a dataset")
     stats.add_argument("--dataset", required=True)
     stats.add_argument("--split", default="train")
@@ -360,6 +363,7 @@ def _eval(args) -> int:
         num_steps=args.steps,
         fid_stats=args.fid_stats,
         iwae_samples=args.iwae_samples,
+        bound_draws=args.bound_draws,
     )
     write_text(output, json.dumps(results, indent=2) + "\n")
     print(f"wrote {output}")

@@ -232,12 +232,17 @@ def main():
         writer.writerows(table)
 
     fig, ax = plt.subplots(figsize=(7, 4))
+    to_bits = functools.partial(np.multiply, 0.5 / math.log(2.0))
     for name, run, result in runs:
         if "terms_bpd" in result and run.config.diffusion.kind == "ddpm":
             lam, density = density_of_terms(run, result)
             ax.semilogy(lam, density, lw=1, label=f"{name}: {result['total_bpd']:.2f} bits/dim "
                         f"(decoder {result['decoder_bpd']:.2f})")
-    to_bits = functools.partial(np.multiply, 0.5 / math.log(2.0))
+        elif run is not best and run.config.diffusion.kind == "vdm":  # its network, same way
+            own = vdm_levels(run, args.levels)
+            mse = eps_errors(own, log_probs, x, key)["network"]
+            ax.semilogy(own.lambdas, to_bits(mse), lw=1, label=f"{name}, network on the test's "
+                        f"z: {diffusion_bits(own.lambdas, mse):.2f} (diffusion)")
     ax.semilogy(levels.lambdas, to_bits(errors["network"]), lw=1.5, color="k",
                 label=f"{label}, network on the test's z: {d_net:.2f} (diffusion)")
     ax.semilogy(levels.lambdas, to_bits(errors["independent"]), lw=1.5, ls="--", color="gray",

@@ -23,9 +23,11 @@ def test_config_builds_and_traces(name):
 
 
 @pytest.mark.parametrize("overrides", [{"diffusion.gamma": "linear", "diffusion.fourier_exponents": "()"},
-                                       {"diffusion.num_timesteps": "10"}])
+                                       {"diffusion.num_timesteps": "10"},
+                                       {"diffusion.head": "eps"}])
 def test_vdm_variants_trace(overrides):
-    """digits_vdm with the fixed linear schedule and no Fourier features; the T-step model."""
+    """digits_vdm with the fixed linear schedule and no Fourier features; the T-step model; the
+    network predicting eps itself (one output channel per data channel, not per input one)."""
     config = cli.load_config_file("digits_vdm")
     cli.apply_overrides(config, overrides)
     _trace(config)

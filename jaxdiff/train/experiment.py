@@ -305,12 +305,13 @@ def _resolve_model(cfg: ml_collections.ConfigDict, out_channels: int | None):
 
 
 def _output_channels(diff, channels: int) -> int | None:
-    """The network's output channels: twice the data's for a learned variance, 256 per data
-    channel for a VDM's categorical head, else the data's (None)."""
+    """The network's output channels: twice the data's for a learned variance; a VDM's, whose
+    input has Fourier channels too, the data's (eps) or 256 per data channel (categorical);
+    else the input's (None)."""
     if diff.get("variance", "fixed_small") in ("learned", "learned_range"):
         return 2 * channels
-    if diff.get("head", "eps") == "categorical":
-        return vdm.NUM_VALUES * channels
+    if diff.kind == "vdm":
+        return channels * (vdm.NUM_VALUES if diff.get("head", "eps") == "categorical" else 1)
     return None
 
 

@@ -170,7 +170,8 @@ def main():
         rows.append(dict(model=f"{label} (step {result['step']})", **{
             k: result[k] for k in ("total_bpd", "stderr_bpd", *PARTS)}))
         if "ode_bpd" in result:
-            rows.append(dict(model=f"{label}, PF-ODE likelihood", total_bpd=result["ode_bpd"],
+            rows.append(dict(model=f"{label}, PF-ODE likelihood ({result['ode_num_examples']} "
+                             "digits)", total_bpd=result["ode_bpd"],
                              stderr_bpd=result["ode_stderr_bpd"]))
     if args.vae:
         result = json.loads(Path(args.vae).read_text())
@@ -251,7 +252,7 @@ def main():
     ax.set_xlabel("log-SNR  lambda = log(alpha^2 / sigma^2)   (noise on the left)")
     ax.set_ylabel("bits/dim per unit log-SNR")
     ax.set_title("where the bits are spent, digits test split", fontsize=9)
-    ax.legend(fontsize=6.5)
+    ax.legend(fontsize=6.5, loc="upper left")
     fig.tight_layout()
     fig.savefig(out / "pixel_independence.png", dpi=150)
     print(f"wrote {out / 'pixel_independence.json'}, .csv and .png")

@@ -225,7 +225,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--fid_stats", default=None, help="reference FID statistics (.npz)")
     evaluate.add_argument("--iwae_samples", type=_integer(1), default=None, help="k of a VAE's IWAE bound")
     evaluate.add_argument(
-        "--bound_draws", type=_integer(1), default=32, help="draws of a VDM bound per example"
+        "--bound_draws", type=_integer(1), default=256, help="draws of a VDM bound per example"
     )
     stats = sub.add_parser("stats", help="FID reference statistics of a dataset")
     stats.add_argument("--dataset", required=True)

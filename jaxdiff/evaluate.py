@@ -311,7 +311,7 @@ def evaluate_run(
     num_steps: int | None = None,
     fid_stats=None,
     iwae_samples: int | None = None,
-    bound_draws: int = 32,
+    bound_draws: int = 256,
     log: Callable[[str], None] = print,
 ) -> dict:
     """Evaluates a trained run (:func:`jaxdiff.train.load_run`; EMA parameters): what

@@ -1,17 +1,18 @@
 """The test session's subprocesses (``python -m jaxdiff ...``, the launcher's workers) share a
 persistent XLA compilation cache, so a program that several of them compile (the same tiny
-config trained, resumed or run on more processes) is compiled once. JAX reads the setting when
-it is imported, so this process, whose compilations some tests count, keeps compiling."""
+config trained, resumed or run on more processes) is compiled once. The test processes
+themselves (pytest and its xdist workers, which inherit the variable) keep compiling in
+memory only: some tests count compilations."""
 
+import atexit
+import functools
 import os
+import shutil
 import tempfile
 
-import jax  # noqa: F401  (imported before the variable is set: not for this process)
+import jax
 
-os.environ.setdefault(
-    "JAX_COMPILATION_CACHE_DIR",
-    os.path.join(
-        tempfile.gettempdir(),
-        f"jaxdiff-test-xla-cache-{os.environ.get('PYTEST_XDIST_TESTRUNUID', os.getpid())}",
-    ),
-)
+jax.config.update("jax_compilation_cache_dir", None)
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # the session's first process: it owns it
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jaxdiff-test-xla-cache-")
+    atexit.register(functools.partial(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], True))

@@ -225,6 +225,14 @@ def grid_values(dtype=jnp.float32) -> jnp.ndarray:
     return jnp.arange(NUM_VALUES, dtype=dtype) / 127.5 - 1.0
 
 
+def _grid_log_likelihood(z, gamma) -> jnp.ndarray:
+    """log q(z | x = v_k) + const for the 256 values v_k of each element, ``[..., 256]``:
+    -(z / alpha - v_k)^2 / (2 sigma^2 / alpha^2), with sigma^2 / alpha^2 = e^gamma."""
+    alpha, _ = alpha_sigma(gamma)
+    inverse_variance = jnp.exp(-jnp.asarray(gamma))[..., None]
+    return -0.5 * inverse_variance * ((z / alpha)[..., None] - grid_values(z.dtype)) ** 2
+
+
 def decoder_log_probs(z_0, gamma_0) -> jnp.ndarray:
     """log p(x = v_k | z_0) for the 256 values v_k of each element: the discretised decoder of
     Kingma et al. (2021), App. C: q(z_0 | x) renormalised over the grid,
@@ -241,11 +249,7 @@ def decoder_log_probs(z_0, gamma_0) -> jnp.ndarray:
     Returns:
       ``[B, ..., 256]`` log probabilities.
     """
-    alpha_0, _ = alpha_sigma(gamma_0)
-    rescaled = (z_0 / alpha_0)[..., None]
-    inverse_variance = jnp.exp(-jnp.asarray(gamma_0))[..., None]  # alpha_0^2 / sigma_0^2
-    logits = -0.5 * inverse_variance * (rescaled - grid_values(z_0.dtype)) ** 2
-    return jax.nn.log_softmax(logits, axis=-1)
+    return jax.nn.log_softmax(_grid_log_likelihood(z_0, gamma_0), axis=-1)
 
 
 def decoder_nll(x, z_0, gamma_0) -> jnp.ndarray:
@@ -279,10 +283,7 @@ def categorical_eps(logits, z, gamma) -> jnp.ndarray:
       ``[B, ...]`` eps^.
     """
     alpha, sigma = alpha_sigma(gamma)
-    log_likelihood = -0.5 * jnp.exp(-gamma)[..., None] * (
-        (z / alpha)[..., None] - grid_values(z.dtype)
-    ) ** 2
-    probs = jax.nn.softmax(logits + log_likelihood, axis=-1)
+    probs = jax.nn.softmax(logits + _grid_log_likelihood(z, gamma), axis=-1)
     x_hat = jnp.sum(probs * grid_values(z.dtype), axis=-1)
     return (z - alpha * x_hat) / sigma
 

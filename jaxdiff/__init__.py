@@ -26,6 +26,7 @@ _SUBMODULES = (
       "state_dict",
       "sharding",
       "distributed",
+      "ema",
 )
 
 __all__ = list(_SUBMODULES) + ["__version__"]

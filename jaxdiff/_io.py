@@ -14,13 +14,14 @@ and is writable, and the file does not exist yet.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-__all__ = ["OutputWriteError", "check_new_output", "write_file", "write_text"]
+__all__ = ["OutputWriteError", "check_new_output", "write_file", "write_text", "read_json_object"]
 
 
 class OutputWriteError(OSError):
@@ -99,3 +100,26 @@ def write_file(path, write: Callable[[IO[bytes]], None], *, overwrite: bool = Fa
 def write_text(path, text: str, *, overwrite: bool = False) -> Path:
     """:func:`write_file` of UTF-8 text."""
     return write_file(path, lambda f: f.write(text.encode()), overwrite=overwrite)
+
+
+def read_json_object(path, *, what: str) -> dict:
+    """The JSON object (a dict) in the file ``path``.
+
+    Raises:
+      FileNotFoundError: there is no such file.
+      ValueError: one line naming the file (described as ``what``) when it cannot be read, is
+        not UTF-8 JSON (truncated, say), or holds another JSON value than an object.
+    """
+    path = Path(path)
+    try:
+        value = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise ValueError(f"{what} {path} cannot be read: {e.strerror or e}") from e
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        detail = "nested too deeply" if isinstance(e, RecursionError) else str(e)
+        raise ValueError(f"{what} {path} is not valid JSON ({detail})") from e
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} {path} holds a JSON {type(value).__name__}, not an object")
+    return value

@@ -29,7 +29,7 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
-from jaxdiff._io import OutputWriteError, write_text
+from jaxdiff._io import OutputWriteError, read_json_object, write_text
 
 __all__ = [
     "CONFIG_FILE",
@@ -240,11 +240,15 @@ def load_config(workdir) -> ml_collections.ConfigDict:
 
     Raises:
       FileNotFoundError: if the workdir has no saved config (it is not a jaxdiff run).
+      IncompatibleWorkdirError: the file is not a JSON object (truncated, edited), naming it.
     """
     path = Path(workdir) / CONFIG_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{workdir} is not a jaxdiff run directory (no {CONFIG_FILE})")
-    return ml_collections.ConfigDict(json.loads(path.read_text()))
+    try:
+        return ml_collections.ConfigDict(read_json_object(path, what="the run's config"))
+    except ValueError as e:
+        raise IncompatibleWorkdirError(f"{e}; restore it or use another --workdir") from e
 
 
 def _get(tree: dict, dotted: str):

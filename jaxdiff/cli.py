@@ -52,6 +52,8 @@ def _config_path(spec: str) -> Path:
     (:mod:`jaxdiff.configs`; ``configs/`` of a source checkout is the same folder)."""
     path = Path(spec)
     if path.is_file():
+        if path.suffix != ".py":
+            raise UsageError(f"--config {spec}: a config is a Python file ending in .py")
         return path
     if path.suffix == "" and len(path.parts) == 1 and (_CONFIG_DIR / f"{spec}.py").is_file():
         return _CONFIG_DIR / f"{spec}.py"
@@ -92,6 +94,8 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
         raise
     except Exception as e:  # noqa: BLE001 - any error in the user's file is reported as one line
         detail = f"{type(e).__name__}: {e}".splitlines()[0]
+        if isinstance(e, ModuleNotFoundError) and (_CONFIG_DIR / f"{e.name}.py").is_file():
+            detail += f" (a shipped config: import it as `from jaxdiff.configs import {e.name}`)"
         raise UsageError(f"config file {path} failed ({_where(e, path.resolve())}): {detail}") from e
     finally:
         sys.path.remove(directory)
@@ -280,9 +284,12 @@ def _new_output(path, flag: str, suffix: str) -> Path:
 
 def _check_sampler(run, sampler: str | None) -> None:
     from jaxdiff import train
+    from jaxdiff.train.checks import check_sampler
 
     if sampler is not None and sampler not in train.SAMPLERS:
         raise UsageError(f"--sampler must be one of {', '.join(sorted(train.SAMPLERS))}, got {sampler!r}")
+    if sampler is not None and run.experiment is not None:
+        check_sampler(run.config.diffusion.get("kind", "ddpm"), sampler, name="--sampler")
 
 
 def _sample(args) -> int:
@@ -342,6 +349,7 @@ def _eval(args) -> int:
             fid.load_statistics(args.fid_stats)  # readable before any computation
         except (OSError, ValueError) as e:
             raise UsageError(f"--fid_stats {args.fid_stats}: {e}") from e
+        fid.weights_path()  # the Inception weights are there before any computation
     run = _load(args.workdir)
     _check_sampler(run, args.sampler)
     trained = run.config.diffusion.get("variance", "fixed_small") if run.experiment else None
@@ -372,8 +380,10 @@ def _eval(args) -> int:
 
 def _stats(args) -> int:
     output = _new_output(args.output, "--output", ".npz")
+    from jaxdiff import data
     from jaxdiff.metrics import fid
 
+    data.load_source(args.dataset, split=args.split)  # a known dataset, before the weights
     variables = fid.load_inception(args.weights, download=args.download)
     result = fid.dataset_statistics(
         args.dataset,

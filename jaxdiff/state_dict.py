@@ -26,6 +26,7 @@ import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
+import ml_dtypes
 import numpy as np
 
 __all__ = ["UnsafeFileError", "read_torch_state_dict", "read_safetensors", "load_state_dict"]
@@ -226,18 +227,22 @@ def read_torch_state_dict(path) -> dict[str, np.ndarray]:
 
 
 _SAFETENSORS_DTYPES = {
-    "F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
-    "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
+    "F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16,
+    "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8,
+    "BOOL": np.bool_,
 }  # fmt: skip
 
 
 def read_safetensors(path) -> dict[str, np.ndarray]:
     """Reads a safetensors file (an 8-byte little-endian header length, a JSON header of
     ``{name: {dtype, shape, data_offsets}}``, then the bytes) into NumPy arrays; every record's
-    byte range is checked against its shape and the file.
+    byte range is checked against its shape and the file. Half-precision tensors (``F16``,
+    ``BF16``, as most diffusers checkpoints ship) keep their dtype (``BF16`` is
+    ``ml_dtypes.bfloat16``).
 
     Raises:
-      UnsafeFileError: for a malformed header or a record out of bounds.
+      UnsafeFileError: for a header that is not a JSON object of records (a list, a number,
+        nesting too deep to parse) or a record out of bounds.
     """
     path = Path(path)
     raw = path.read_bytes()
@@ -248,19 +253,27 @@ def read_safetensors(path) -> dict[str, np.ndarray]:
         raise UnsafeFileError(f"{path}: header of {n} bytes in a file of {len(raw)}")
     try:
         header = json.loads(raw[8 : 8 + n])
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UnsafeFileError(f"{path}: the safetensors header is not JSON ({e})") from e
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        detail = "nested too deeply" if isinstance(e, RecursionError) else str(e)
+        raise UnsafeFileError(f"{path}: the safetensors header is not JSON ({detail})") from e
+    if not isinstance(header, dict):
+        raise UnsafeFileError(
+            f"{path}: the safetensors header is a JSON {type(header).__name__}, not an object "
+            f"of tensor records"
+        )
     data = memoryview(raw)[8 + n :]
     out = {}
     for name, rec in header.items():
         if name == "__metadata__":
             continue
         try:
+            if not isinstance(rec, dict):
+                raise TypeError(f"a {type(rec).__name__}")
             dtype = np.dtype(_SAFETENSORS_DTYPES[rec["dtype"]])
             shape = tuple(rec["shape"])
             begin, end = rec["data_offsets"]
         except (KeyError, TypeError, ValueError) as e:
-            raise UnsafeFileError(f"{path}: bad record for tensor {name!r}") from e
+            raise UnsafeFileError(f"{path}: bad record for tensor {name!r} ({e})") from e
         ints = all(_is_int(v) and v >= 0 for v in (*shape, begin, end))
         if not ints or end - begin != math.prod(shape) * dtype.itemsize or end > len(data):
             raise UnsafeFileError(

@@ -7,7 +7,7 @@ Train on GPUs/TPUs (the batch is split over all devices); ``--config.model.dtype
 computes in bfloat16.
 """
 
-import default
+from jaxdiff.configs import default
 
 
 def get_config():

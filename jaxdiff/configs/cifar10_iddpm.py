@@ -4,7 +4,7 @@ variances Sigma = exp(v log beta_t + (1 - v) log beta~_t) (eq. 15) and L_hybrid 
 DDPM U-Net with twice the output channels; lr 1e-4, batch 128, EMA 0.9999, 500k steps.
 """
 
-import cifar10_ddpm
+from jaxdiff.configs import cifar10_ddpm
 
 
 def get_config():

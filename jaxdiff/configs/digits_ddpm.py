@@ -10,7 +10,7 @@ paper's. It trains on the digits "train" split (the evaluation holds out the "te
     jaxdiff train --config.training.num_steps=500     # a quicker look
 """
 
-import default
+from jaxdiff.configs import default
 
 
 def get_config():

@@ -7,7 +7,7 @@ tokens of 2x2 patches, four adaLN-Zero blocks of width 64 (0.33M parameters).
     jaxdiff eval --workdir runs/digits_dit            # the ODE likelihood in bits/dim
 """
 
-import digits_flow
+from jaxdiff.configs import digits_flow
 
 
 def get_config():

@@ -11,7 +11,7 @@ Alg. 2's churn is ``--config.sampling.churn=...`` (with ``s_tmin``, ``s_tmax``, 
 
 import math
 
-import digits_ddpm
+from jaxdiff.configs import digits_ddpm
 
 
 def get_config():

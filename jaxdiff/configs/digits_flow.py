@@ -9,7 +9,7 @@ for.
     jaxdiff eval --workdir runs/digits_flow           # the ODE likelihood in bits/dim
 """
 
-import digits_ddpm
+from jaxdiff.configs import digits_ddpm
 
 
 def get_config():

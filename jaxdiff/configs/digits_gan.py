@@ -10,7 +10,7 @@ digits) and the EMA are the default run's (``digits_ddpm``); the same driver tra
     jaxdiff train --config configs/digits_gan.py      # workdir ./runs/digits_gan
 """
 
-import digits_ddpm
+from jaxdiff.configs import digits_ddpm
 
 
 def get_config():

@@ -12,7 +12,7 @@ best.
     jaxdiff eval --workdir runs/digits_iddpm          # held-out bits/dim with its parts
 """
 
-import digits_ddpm
+from jaxdiff.configs import digits_ddpm
 
 
 def get_config():

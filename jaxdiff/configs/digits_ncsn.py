@@ -5,7 +5,7 @@ The noise levels follow the paper's recipe scaled to data in [-1, 1]: sigma_1 ab
 distance between training images, sigma_L = 0.01, L = 10 levels.
 """
 
-import default
+from jaxdiff.configs import default
 
 
 def get_config():

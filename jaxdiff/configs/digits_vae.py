@@ -10,7 +10,7 @@ run's (``digits_ddpm``); the same driver trains it.
     jaxdiff eval --workdir runs/digits_vae            # -ELBO and IWAE (k = 1000) in bits/dim
 """
 
-import digits_ddpm
+from jaxdiff.configs import digits_ddpm
 
 
 def get_config():

@@ -21,7 +21,7 @@ trains and evaluates the T-step model instead of the continuous-time one.
 
 from ml_collections.config_dict import placeholder
 
-import digits_ddpm
+from jaxdiff.configs import digits_ddpm
 
 
 def get_config():

@@ -4,7 +4,7 @@ The U-Net of the digits run, wider; the rest as in Ho et al. (2020). Needs the T
 (prepared once with ``pip install 'jaxdiff[tfds]'``; see ``jaxdiff.data.tfds_source``).
 """
 
-import default
+from jaxdiff.configs import default
 
 
 def get_config():

@@ -5,7 +5,7 @@
     python experiments/toy2d.py                       # samples next to the data, as a PNG
 """
 
-import default
+from jaxdiff.configs import default
 
 
 def get_config():

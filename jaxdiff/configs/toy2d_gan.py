@@ -9,8 +9,8 @@ long-tailed instance noise is ``--config.gan.instance_noise=0.05 --config.gan.no
     jaxdiff train --config configs/toy2d_gan.py --config.data.dataset=gaussian_grid
 """
 
-import digits_gan
-import toy2d_ddpm
+from jaxdiff.configs import digits_gan
+from jaxdiff.configs import toy2d_ddpm
 
 
 def get_config():

@@ -49,6 +49,7 @@ from jaxdiff.metrics.inception import (
     download_weights,
     load_inception,
     variables_from_state_dict,
+    weights_path,
 )
 from jaxdiff.state_dict import read_torch_state_dict
 

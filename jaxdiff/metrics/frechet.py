@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from typing import NamedTuple
 
 import numpy as np
@@ -89,9 +90,30 @@ def save_statistics(path, stats: Statistics, *, overwrite: bool = True) -> None:
 
 
 def load_statistics(path) -> Statistics:
-    """Reads statistics written by :func:`save_statistics` (or pytorch-fid's ``.npz``)."""
-    with np.load(path, allow_pickle=False) as f:
-        if "mu" not in f or "sigma" not in f:
-            raise ValueError(f"{path} holds no FID statistics (expected keys 'mu' and 'sigma')")
-        num = int(f["num"]) if "num" in f else 0
-        return Statistics(f["mu"].astype(np.float64), f["sigma"].astype(np.float64), num)
+    """Reads statistics written by :func:`save_statistics` (or pytorch-fid's ``.npz``).
+
+    Raises:
+      FileNotFoundError: there is no such file.
+      ValueError: naming ``path``, for a file that is not an ``.npz`` of arrays, lacks ``mu``
+        or ``sigma``, or whose ``mu`` [D] and ``sigma`` [D, D] disagree or are not finite.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in ("mu", "sigma", "num") if k in f.files}
+    except FileNotFoundError:
+        raise
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path} is not an .npz of FID statistics ({e})") from e
+    if "mu" not in arrays or "sigma" not in arrays:
+        raise ValueError(f"{path} holds no FID statistics (expected keys 'mu' and 'sigma')")
+    mu, sigma = arrays["mu"].astype(np.float64), arrays["sigma"].astype(np.float64)
+    num = int(arrays["num"]) if arrays.get("num", np.zeros(2)).size == 1 else 0
+    d = mu.shape[0] if mu.ndim == 1 else None
+    if d is None or sigma.shape != (d, d):
+        raise ValueError(
+            f"{path}: mu {list(mu.shape)} and sigma {list(sigma.shape)} are not the mean [D] and "
+            f"covariance [D, D] of one Gaussian"
+        )
+    if not (np.all(np.isfinite(mu)) and np.all(np.isfinite(sigma))):
+        raise ValueError(f"{path}: mu or sigma holds NaN or Inf")
+    return Statistics(mu, sigma, num)

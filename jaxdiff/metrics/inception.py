@@ -38,6 +38,7 @@ __all__ = [
     "InceptionV3",
     "default_weights_path",
     "download_weights",
+    "weights_path",
     "variables_from_state_dict",
     "load_inception",
 ]
@@ -296,6 +297,25 @@ def variables_from_state_dict(state_dict: dict[str, np.ndarray]) -> dict:
     return variables
 
 
+def weights_path(weights=None, *, download: bool = False) -> Path:
+    """Where :func:`load_inception` reads the weights (``weights``, else
+    :func:`default_weights_path`): a check to run before any work that needs them.
+
+    Raises:
+      FileNotFoundError: the file is missing and ``download`` is False; the message says how
+        to get it.
+    """
+    path = Path(weights).expanduser() if weights is not None else default_weights_path()
+    if not path.is_file() and not download:
+        raise FileNotFoundError(
+            f"FID Inception weights not found at {path}. Get them once with "
+            f"`python -m jaxdiff.metrics.fid download` (or load_inception(download=True)), "
+            f"which fetches {FID_WEIGHTS_URL} (~92 MB); or download that file yourself and "
+            f"pass its path (weights=..., or set $JAXDIFF_FID_WEIGHTS)."
+        )
+    return path
+
+
 def load_inception(weights=None, *, sha256: str | None = None, download: bool = False) -> dict:
     """Loads the FID Inception weights as variables of :class:`InceptionV3`.
 
@@ -315,15 +335,8 @@ def load_inception(weights=None, *, sha256: str | None = None, download: bool = 
         how to get it.
       ValueError: a wrong checksum, or a file that is not the FID weights.
     """
-    path = Path(weights).expanduser() if weights is not None else default_weights_path()
+    path = weights_path(weights, download=download)
     if not path.is_file():
-        if not download:
-            raise FileNotFoundError(
-                f"FID Inception weights not found at {path}. Get them once with "
-                f"`python -m jaxdiff.metrics.fid download` (or load_inception(download=True)), "
-                f"which fetches {FID_WEIGHTS_URL} (~92 MB); or download that file yourself and "
-                f"pass its path (weights=..., or set $JAXDIFF_FID_WEIGHTS)."
-            )
         download_weights(path)
     if sha256 is None and path.suffix != ".npz":
         sha256 = FID_WEIGHTS_SHA256_PREFIX

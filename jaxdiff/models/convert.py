@@ -22,7 +22,6 @@ Nothing here imports torch or diffusers.
 """
 
 import functools
-import json
 import re
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdiff.models.unet import FourierEmbedding, SinusoidalEmbedding, UNet
+from jaxdiff._io import read_json_object
 from jaxdiff.state_dict import load_state_dict
 
 __all__ = ["DDPM_CIFAR10_CONFIG", "from_diffusers", "load_diffusers"]
@@ -354,4 +354,5 @@ def load_diffusers(directory):
             f"{directory} is not a diffusers UNet2DModel folder (needs config.json and one of "
             f"{', '.join(_DIFFUSERS_WEIGHTS)})"
         )
-    return from_diffusers(load_state_dict(weights[0]), json.loads(config_path.read_text()))
+    config = read_json_object(config_path, what="the diffusers config")
+    return from_diffusers(load_state_dict(weights[0]), config)

@@ -16,7 +16,7 @@ import ml_collections
 
 from jaxdiff.diffusion import PREDICTIONS
 
-__all__ = ["check_config", "DTYPES"]
+__all__ = ["check_config", "check_sampler", "DTYPES", "SAMPLERS_OF_KIND"]
 
 DTYPES = ("float32", "bfloat16", "float16")
 _VARIANCES = ("fixed_small", "fixed_large", "learned", "learned_range")
@@ -92,6 +92,31 @@ class _Checker:
 
 _MISSING = object()
 
+# The samplers that fit each noise process (``config.diffusion.kind``): a discrete schedule's
+# chains and solvers, annealed Langevin on NCSN's noise levels, and each continuous process's
+# own sampler.
+SAMPLERS_OF_KIND = {
+    "ddpm": ("ddpm", "ddim", "dpm_solver", "ode", "edm"),
+    "ncsn": ("langevin",),
+    "edm": ("edm",),
+    "flow": ("flow",),
+    "vdm": ("vdm",),
+}
+
+
+def check_sampler(kind: str, sampler: str, *, name: str = "config.sampling.sampler") -> None:
+    """Checks that ``sampler`` fits a run of process ``kind`` (``config.diffusion.kind``).
+
+    Raises:
+      ValueError: naming ``name`` (the field or the flag) and the samplers that fit.
+    """
+    fits = SAMPLERS_OF_KIND.get(kind)
+    if fits is not None and sampler not in fits:
+        raise ValueError(
+            f"{name}={sampler} does not fit this run's process (config.diffusion.kind={kind}); "
+            f"it takes {', '.join(fits)}"
+        )
+
 
 def _check_diffusion(c: _Checker) -> None:
     from jaxdiff import schedules
@@ -122,6 +147,8 @@ def _check_diffusion(c: _Checker) -> None:
     c.real("loss.vlb_weight", low=0.0, optional=True)
     c.real("loss.gamma", low=0.0, low_open=True, optional=True)
     c.one_of("sampling.sampler", sorted(SAMPLERS))
+    if kind in SAMPLERS_OF_KIND:
+        check_sampler(kind, c.get("sampling.sampler"))
     c.int("sampling.num_steps", minimum=1)
     c.real("sampling.eta", low=0.0)
     c.boolean("sampling.clip_denoised")
@@ -173,6 +200,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     c.boolean("data.random_flip")
     c.text("model.preset")
     c.one_of("model.dtype", DTYPES)
+    c.int("model.ch", minimum=1)  # a U-Net's base width (absent for other networks)
     c.real("model.dropout", low=0.0, high=1.0, high_open=True)
     c.real("optim.learning_rate", low=0.0, low_open=True)
     c.int("optim.warmup_steps", minimum=0)

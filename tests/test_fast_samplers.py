@@ -101,18 +101,56 @@ def test_first_order_chain_on_ddims_timesteps_is_ddim_sample():
     assert ours.nfe == 20
 
 
-@pytest.mark.parametrize("order, expected", [(2, 2.0), (3, 3.0)])
-def test_dpm_solver_converges_to_the_exact_flow_at_its_order(order, expected):
+@pytest.mark.parametrize("order, band", [(1, (0.8, 1.2)), (2, (1.7, 2.3)), (3, (2.7, 4.5))])
+def test_dpm_solver_converges_to_the_exact_flow_at_its_order(order, band):
+    """The slope of log-error against log-steps is each method's order: a band that excludes
+    the orders next to it. Order 3 is at least third order; on this problem its fitted order
+    is ~4 (its warm-up steps act where the data prediction barely moves)."""
     steps = [20, 40, 80]
     errors = [dpm_error(n, order) for n in steps]
     rate = slope(steps, errors)
     table = ", ".join(f"N={n}: {e:.2e}" for n, e in zip(steps, errors))
     print(f"\nDPM-Solver++ order {order}: {table}; fitted order {rate:.2f}")
-    assert expected - 0.3 < rate < expected + 1.3  # order 3 converges faster here (~4)
-    assert errors[-1] < 1e-3
+    assert band[0] < rate < band[1]
 
 
-def test_dpm_solver_beats_ddim_at_10_and_20_model_calls():
+def test_integer_logsnr_grid_is_distinct_integers_near_equal_in_log_snr():
+    for n in (10, 40, T - 1):
+        taus = np.asarray(samplers.integer_logsnr_grid(SCHED, n))
+        assert taus[0] == T - 1 and taus[-1] == 0 and np.all(np.diff(taus) < 0)
+        np.testing.assert_array_equal(taus, np.round(taus))
+    # At 10 steps no level collides: each is the nearest integer to the equal log-SNR step.
+    lam = np.log(ABAR / (1 - ABAR))
+    targets = np.linspace(lam[-1], lam[0], 11)
+    nearest = [np.argmin(np.abs(np.interp(np.arange(T), np.arange(T), lam) - v)) for v in targets]
+    assert np.all(np.abs(np.asarray(samplers.integer_logsnr_grid(SCHED, 10)) - nearest) <= 1)
+
+
+def int_only(model_fn):
+    """``model_fn`` that insists on the int32 t of the integer-time contract."""
+    def call(x, t):
+        assert t.dtype == jnp.int32, t.dtype
+        return model_fn(x, t)
+    return call
+
+
+def test_dpm_solver_on_its_default_grid_has_under_half_ddims_error():
+    """DPM-Solver++(2) on its default grid (int32 t, near-equal log-SNR steps) against DDIM at
+    10 and 20 model calls, each measured against the exact flow map from its own start."""
+    rows = []
+    for nfe in (10, 20):
+        x_ddim = samplers.ddim_sample(GAUSS, SCHED, X_T, num_steps=nfe)
+        start = (nfe - 1) * (T // nfe)  # DDIM runs from its first timestep to abar = 1
+        ddim = flow_error(x_ddim, X_T, ABAR[start], 1.0)
+        x_dpm = samplers.dpm_solver_sample(int_only(GAUSS), SCHED, X_T, num_steps=nfe)
+        rows.append((nfe, ddim, flow_error(x_dpm, X_T, ABAR[-1], ABAR[0])))
+    print("\n NFE   DDIM      DPM-Solver++(2), default grid")
+    for nfe, ddim, dpm in rows:
+        print(f"{nfe:4d}  {ddim:.2e}  {dpm:.2e}")
+        assert dpm < 0.5 * ddim
+
+
+def test_dpm_solver_on_the_real_logsnr_grid_beats_ddim():
     rows = []
     for nfe in (10, 20):
         x_ddim = samplers.ddim_sample(GAUSS, SCHED, X_T, num_steps=nfe)

@@ -75,4 +75,5 @@ def test_alpha_sigma_give_the_log_snr(name):
 
 def test_integer_grid_needs_a_discrete_schedule():
     with pytest.raises(ValueError, match="uniform_logsnr_grid"):
-        samplers.dpm_solver_sample(lambda x, t: x, PROCESSES["ve"], Z, num_steps=5)
+        samplers.dpm_solver_sample(lambda x, t: x, PROCESSES["ve"], Z, num_steps=5,
+                                   grid=samplers.integer_logsnr_grid)

@@ -32,6 +32,7 @@ from jaxdiff.samplers._spacing import quadratic_timesteps as quadratic_timesteps
 from jaxdiff.samplers._spacing import uniform_timesteps as uniform_timesteps
 from jaxdiff.samplers._continuous import alpha_sigma as alpha_sigma
 from jaxdiff.samplers._continuous import continuous_log_snr as continuous_log_snr
+from jaxdiff.samplers._continuous import integer_logsnr_grid as integer_logsnr_grid
 from jaxdiff.samplers._continuous import karras_grid as karras_grid
 from jaxdiff.samplers._continuous import model_eps_x0 as model_eps_x0
 from jaxdiff.samplers._continuous import model_time as model_time

@@ -51,7 +51,8 @@ __all__ = [
     "real_time_model",
     "call_real_time",
     "vp_scale",
-    "integer_time_grid",
+    "integer_logsnr_grid",
+    "default_grid",
     "is_integer_grid",
     "uniform_time_grid",
     "uniform_logsnr_grid",
@@ -195,9 +196,15 @@ def real_time_model(make_model: Callable[[Schedule], Callable], schedule: Schedu
     return model_fn
 
 
-def integer_time_grid(schedule: Schedule, num_steps: int) -> jnp.ndarray:
-    """``num_steps`` near-equal steps on the integer timesteps from T - 1 to 0, so the network is
-    called with int32 t (as diffusers' multistep DPM-Solver spaces its timesteps "linspace").
+def integer_logsnr_grid(schedule: Schedule, num_steps: int) -> jnp.ndarray:
+    """``num_steps`` steps on a discrete schedule's integer timesteps from T - 1 to 0, near-equal
+    in the log-SNR, so the network is called with int32 t: :func:`uniform_logsnr_grid` (Lu et
+    al. 2022a, Sec. 3.3) rounded to the nearest integers, and made distinct where rounding
+    merges levels near the data (each such level moves up to the next free integer).
+
+    Equal steps in t instead (diffusers' "linspace" spacing) spend most steps where the
+    log-SNR barely moves: with the exact model of Gaussian data DPM-Solver++(2) is then worse
+    than DDIM at 10 and 20 steps, and on this grid it has several times less error.
 
     Raises:
       ValueError: if ``schedule`` is not a discrete :class:`Schedule`, or ``num_steps`` > T - 1
@@ -205,7 +212,7 @@ def integer_time_grid(schedule: Schedule, num_steps: int) -> jnp.ndarray:
     """
     if not isinstance(schedule, Schedule):
         raise ValueError(
-            f"integer_time_grid needs a discrete Schedule, got {type(schedule).__name__}; "
+            f"integer_logsnr_grid needs a discrete Schedule, got {type(schedule).__name__}; "
             "pass grid=uniform_logsnr_grid for a continuous process"
         )
     last = schedule.num_timesteps - 1
@@ -214,7 +221,20 @@ def integer_time_grid(schedule: Schedule, num_steps: int) -> jnp.ndarray:
             f"num_steps must be at most T - 1 = {last} on the integer timesteps, got {num_steps}; "
             "pass grid=uniform_logsnr_grid for real-valued levels"
         )
-    return jnp.round(jnp.linspace(last, 0.0, num_steps + 1, dtype=schedule.betas.dtype))
+    taus = jnp.round(uniform_logsnr_grid(schedule, num_steps))
+    # Distinct integers, decreasing: with v_i = tau_i - (N - i), tau_i >= tau_{i+1} + 1 means
+    # v_i >= v_{i+1}, a running maximum from the data end; capping tau_i at T - 1 - i keeps
+    # the levels inside [0, T - 1] and distinct.
+    back = num_steps - jnp.arange(num_steps + 1)
+    taus = jax.lax.cummax(taus - back, reverse=True) + back
+    return jnp.minimum(taus, last - jnp.arange(num_steps + 1)).astype(schedule.betas.dtype)
+
+
+def default_grid(process) -> Grid:
+    """The levels a solver visits unless told otherwise: :func:`integer_logsnr_grid` on a
+    discrete :class:`Schedule` (int32 t, as its network was trained), else
+    :func:`uniform_logsnr_grid`."""
+    return integer_logsnr_grid if isinstance(process, Schedule) else uniform_logsnr_grid
 
 
 def is_integer_grid(taus) -> bool:

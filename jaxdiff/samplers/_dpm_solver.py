@@ -32,8 +32,9 @@ from jaxdiff.samplers._continuous import (
     Grid,
     alpha_sigma,
     continuous_log_snr,
+    default_grid,
     grid_times,
-    integer_time_grid,
+    integer_logsnr_grid,
     is_integer_grid,
     model_eps_x0,
     vp_scale,
@@ -210,7 +211,7 @@ def dpm_solver_sample(
     num_steps: int,
     order: int = 2,
     prediction: str = "eps",
-    grid: Grid = integer_time_grid,
+    grid: Grid | None = None,
     lower_order_final: bool = True,
     clip_denoised: bool = False,
     denoise_last: bool = False,
@@ -222,8 +223,8 @@ def dpm_solver_sample(
     """Samples with multistep DPM-Solver++ (Lu et al. 2022b, Alg. 2 and its order-3 analogue),
     one ``lax.scan`` over the steps.
 
-    The chain visits the levels ``grid(schedule, num_steps)`` (by default near-equal steps on
-    the integer timesteps from T - 1 to 0) with one model call per step, and returns the state
+    The chain visits the levels ``grid(schedule, num_steps)`` (by default near-equal steps in
+    log-SNR, on the integer timesteps from T - 1 to 0 for a discrete schedule) with one model call per step, and returns the state
     at the last level, abar_0 = 1 - beta_0 for the built-in grids.
 
     Args:
@@ -236,10 +237,11 @@ def dpm_solver_sample(
       num_steps: number of steps (= model calls), in [1, T].
       order: 1 (DDIM), 2 (DPM-Solver++(2M)) or 3.
       prediction: what the network predicts: ``eps``, ``x0`` or ``v``.
-      grid: the levels, ``grid(schedule, num_steps) -> [num_steps + 1]`` decreasing taus:
-        :func:`integer_time_grid`, or real-valued ones (:func:`uniform_logsnr_grid`, equal
-        steps in log-SNR as Lu et al. 2022a recommend; :func:`uniform_time_grid`,
-        :func:`quadratic_time_grid`).
+      grid: the levels, ``grid(schedule, num_steps) -> [num_steps + 1]`` decreasing times.
+        By default :func:`integer_logsnr_grid` on a discrete schedule (int32 t, near-equal
+        steps in log-SNR) and :func:`uniform_logsnr_grid` on a continuous process (equal
+        steps in log-SNR, as Lu et al. 2022a recommend); also :func:`uniform_time_grid`,
+        :func:`quadratic_time_grid` or any such function.
       lower_order_final: lower the order over the last steps of chains shorter than 10 steps.
       clip_denoised: clip every data prediction to [-1, 1].
       denoise_last: one more model call at the end that returns its x_0 estimate (abar = 1).
@@ -260,9 +262,10 @@ def dpm_solver_sample(
     _checks.batched("x_T", x_T)
     _checks.one_of("prediction", prediction, PREDICTIONS)
     _check_order(order)
+    grid = default_grid(schedule) if grid is None else grid
     taus = grid_times(schedule, num_steps, grid)
     integer_time = is_integer_grid(taus) or (
-        isinstance(taus, jax.core.Tracer) and grid is integer_time_grid
+        isinstance(taus, jax.core.Tracer) and grid is integer_logsnr_grid
     )
     orders = dpm_solver_orders(num_steps, order, lower_order_final=lower_order_final)
     x, trajectory = _dpm_solver_chain(

@@ -16,10 +16,11 @@ import math
 from collections.abc import Callable
 
 import flax.struct
+import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdiff.processes import vp_alpha_sigma
+from jaxdiff.processes import GaussianProcess, vp_alpha_sigma
 
 __all__ = [
     "Schedule",
@@ -37,8 +38,10 @@ __all__ = [
 
 
 @flax.struct.dataclass
-class Schedule:
-    """Precomputed quantities of a variance-preserving diffusion with T steps.
+class Schedule(GaussianProcess):
+    """Precomputed quantities of a variance-preserving diffusion with T steps, and the
+    :class:`~jaxdiff.processes.GaussianProcess` they define: int32 t gathers its tables, a real
+    t (tau in [0, T - 1]) interpolates its log-SNR linearly.
 
     Attributes (all ``[T]`` float arrays, ``abar`` = ``alphas_cumprod``):
       betas: beta_t, the variance of q(x_t | x_{t-1}) (Ho et al. 2020, eq. 2).
@@ -77,9 +80,10 @@ class Schedule:
         """log(abar_t / (1 - abar_t)), the log signal-to-noise ratio of x_t (Kingma et al. 2021)."""
         return jnp.log(self.alphas_cumprod) - self.log_one_minus_alphas_cumprod
 
-    # --- the schedule as a process of :mod:`jaxdiff.processes`, in real time tau -------------
-    # At an integer tau = k the level is step k; in between the log-SNR is linear in tau (as
-    # Lu et al. 2022a, Sec. 3.4, interpolate a discrete schedule; they interpolate
+    # --- the schedule as a GaussianProcess ------------------------------------------------------
+    # An int32 t reads the tables (the training loss and the discrete samplers); a real t = tau
+    # interpolates: at an integer the level is that step's, in between the log-SNR is linear
+    # in tau (as Lu et al. 2022a, Sec. 3.4, interpolate a discrete schedule; they interpolate
     # log sqrt(abar), which agrees at the integers).
 
     @property
@@ -95,21 +99,43 @@ class Schedule:
     def _index(self) -> jnp.ndarray:
         return jnp.arange(self.num_timesteps, dtype=self.alphas_cumprod.dtype)
 
-    def log_snr_at(self, tau) -> jnp.ndarray:
-        """The log-SNR at real timesteps ``tau`` in [0, T - 1] (T >= 2)."""
-        return jnp.interp(tau, self._index(), self.log_snr)
+    def log_snr_at(self, t) -> jnp.ndarray:
+        """The log-SNR at timesteps ``t``: the table at int t, linear in between (T >= 2)."""
+        if _is_int(t):
+            return self.log_snr[t]
+        return jnp.interp(t, self._index(), self.log_snr)
 
-    def alpha_sigma(self, tau):
-        """sqrt(abar) and sqrt(1 - abar) at real timesteps ``tau``."""
-        return vp_alpha_sigma(self.log_snr_at(tau))
+    def alpha_sigma(self, t):
+        """sqrt(abar) and sqrt(1 - abar) at timesteps ``t`` (int: the tables; real: from the
+        interpolated log-SNR)."""
+        if _is_int(t):
+            return self.sqrt_alphas_cumprod[t], self.sqrt_one_minus_alphas_cumprod[t]
+        return vp_alpha_sigma(self.log_snr_at(t))
 
     def time_at_log_snr(self, log_snr) -> jnp.ndarray:
         """The inverse of :meth:`log_snr_at` (the log-SNR decreases strictly in tau)."""
         return jnp.interp(log_snr, self.log_snr[::-1], self._index()[::-1])
 
-    def model_time(self, tau) -> jnp.ndarray:
-        """The network's time input at ``tau``: :attr:`timesteps` interpolated linearly (float)."""
-        return jnp.interp(tau, self._index(), self.timesteps.astype(self.betas.dtype))
+    def model_time(self, t) -> jnp.ndarray:
+        """The network's time input: the int32 model timestep :attr:`timesteps` ``[t]`` at int
+        ``t``; at a real tau, the timesteps interpolated linearly (float)."""
+        if _is_int(t):
+            return self.timesteps[t]
+        return jnp.interp(t, self._index(), self.timesteps.astype(self.betas.dtype))
+
+    def sample_time(self, rng, batch: int) -> jnp.ndarray:
+        """t ~ Uniform{0, ..., T-1}, ``[batch]`` int32 (Ho et al. 2020, Alg. 1)."""
+        return jax.random.randint(rng, (batch,), 0, self.num_timesteps, dtype=jnp.int32)
+
+    @property
+    def prior_std(self):
+        """1: the prior N(0, I) of Ho et al. (2020)."""
+        return jnp.ones((), self.betas.dtype)
+
+
+def _is_int(t) -> bool:
+    """Whether ``t`` has an integer dtype (static under ``jit``)."""
+    return jnp.issubdtype(jnp.result_type(t), jnp.integer)
 
 
 def from_betas(betas) -> Schedule:

@@ -48,6 +48,9 @@ from jaxdiff.samplers._dpm_solver import dpm_solver_pp_update as dpm_solver_pp_u
 from jaxdiff.samplers._dpm_solver import dpm_solver_sample as dpm_solver_sample
 from jaxdiff.samplers._guidance import classifier_free_guidance as classifier_free_guidance
 from jaxdiff.samplers._guidance import guided_output as guided_output
+from jaxdiff.samplers._guidance import autoguidance as autoguidance
+from jaxdiff.samplers._guidance import interval_scale as interval_scale
+from jaxdiff.samplers._guidance import noise_level as noise_level
 from jaxdiff.samplers._ode import bits_per_dim as bits_per_dim
 from jaxdiff.samplers._ode import heun_step as heun_step
 from jaxdiff.samplers._ode import ode_likelihood as ode_likelihood

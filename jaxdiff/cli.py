@@ -7,6 +7,7 @@
                    [--num N] [--seed S] [--output FILE.npz]
     jaxdiff eval --workdir DIR [--seed S] [--output FILE.json] [--ode] [--num_samples N] ...
     jaxdiff stats --dataset NAME --output FILE.npz [--split S] [--weights FILE] [--download]
+                  [--image_size N] [--bad_images error|skip]   # NAME: also folder:PATH, npz:PATH
 
 ``jaxdiff train`` with no arguments trains the digits default into ``./runs/digits_ddpm``;
 rerunning it on a workdir resumes the run there. ``--config`` takes a config file or the name
@@ -238,6 +239,14 @@ def _parser() -> argparse.ArgumentParser:
     stats.add_argument("--weights", default=None, help="FID Inception weights (.pth or .npz)")
     stats.add_argument("--download", action="store_true", help="fetch the weights if missing")
     stats.add_argument("--batch_size", type=_integer(1), default=200)
+    stats.add_argument(
+        "--image_size", type=_integer(1), default=None,
+        help="folder:/npz: datasets: resize and centre-crop to N x N",
+    )
+    stats.add_argument(
+        "--bad_images", choices=("error", "skip"), default="error",
+        help="folder: datasets: stop at an unreadable image file, or leave it out",
+    )
     return parser
 
 
@@ -392,6 +401,7 @@ def _stats(args) -> int:
         output=output,
         batch_size=args.batch_size,
         overwrite=False,
+        options=data.ImageOptions(image_size=args.image_size, bad_images=args.bad_images),
     )
     print(f"wrote {output}: {result.num} examples, {result.mu.shape[0]}-d features")
     return 0

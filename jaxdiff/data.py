@@ -21,13 +21,18 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import warnings
+import zipfile
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import grain
 import jax.numpy as jnp
 import numpy as np
+from PIL import Image
 
 from jaxdiff._io import write_file
 
@@ -38,6 +43,12 @@ __all__ = [
     "load_source",
     "digits",
     "digits_split_indices",
+    "split_indices",
+    "ImageOptions",
+    "ImageFolder",
+    "npz_source",
+    "fit_image",
+    "config_source",
     "swiss_roll",
     "gaussian_mixture",
     "gaussian_grid",
@@ -83,22 +94,28 @@ DIGITS_VALID_FRACTION = 0.1  # of the train split
 DIGITS_SPLIT_SEED = 0
 
 
-def digits_split_indices(split: str, *, num: int = NUM_DIGITS) -> np.ndarray:
-    """Indices of the digits ``split``: ``"train"`` (1,438), ``"test"`` (359), ``"all"``, or
-    the train split's two parts ``"valid"`` (144, for early stopping) and ``"fit"`` (1,294,
-    the rest of train).
+def split_indices(
+    split: str, *, num: int, seed: int, test_fraction: float, valid_fraction: float
+) -> np.ndarray:
+    """Sorted indices of ``split`` among ``num`` examples: a deterministic function of
+    ``(num, seed, test_fraction, valid_fraction)``.
 
-    The test split is the first 20 % of ``RandomState(0).permutation(1797)`` (NumPy's legacy
-    generator, whose stream is frozen), sorted; train is the rest; valid is the next 10 % of
-    train in the same permutation, fit the remainder.
+    The test split is the first ``round(test_fraction * num)`` of
+    ``RandomState(seed).permutation(num)`` (NumPy's legacy generator, whose stream is frozen);
+    ``"train"`` is the rest; ``"valid"`` is the next ``round(valid_fraction * len(train))`` of
+    the same permutation (held out from training for early stopping when training reads
+    ``"fit"``), ``"fit"`` the remainder of train; ``"all"`` is every index.
+
+    Raises:
+      ValueError: for another split name.
     """
     if split == "all":
         return np.arange(num)
     if split not in ("train", "test", "valid", "fit"):
         raise ValueError(f"split must be 'train', 'test', 'valid', 'fit' or 'all', got {split!r}")
-    perm = np.random.RandomState(DIGITS_SPLIT_SEED).permutation(num)
-    num_test = int(round(DIGITS_TEST_FRACTION * num))
-    num_valid = int(round(DIGITS_VALID_FRACTION * (num - num_test)))
+    perm = np.random.RandomState(seed).permutation(num)
+    num_test = int(round(test_fraction * num))
+    num_valid = int(round(valid_fraction * (num - num_test)))
     parts = {
         "test": perm[:num_test],
         "train": perm[num_test:],
@@ -106,6 +123,19 @@ def digits_split_indices(split: str, *, num: int = NUM_DIGITS) -> np.ndarray:
         "fit": perm[num_test + num_valid :],
     }
     return np.sort(parts[split])
+
+
+def digits_split_indices(split: str, *, num: int = NUM_DIGITS) -> np.ndarray:
+    """Indices of the digits ``split``: ``"train"`` (1,438), ``"test"`` (359), ``"all"``, or
+    the train split's two parts ``"valid"`` (144, for early stopping) and ``"fit"`` (1,294,
+    the rest of train): :func:`split_indices` with seed 0, a test fifth and a valid tenth."""
+    return split_indices(
+        split,
+        num=num,
+        seed=DIGITS_SPLIT_SEED,
+        test_fraction=DIGITS_TEST_FRACTION,
+        valid_fraction=DIGITS_VALID_FRACTION,
+    )
 
 
 def digits(split: str = "all") -> _ArraySource:
@@ -198,6 +228,244 @@ BUILTIN_DATASETS: dict[str, Callable[[str], _ArraySource]] = {
 }
 
 
+# --- a user's images: a folder of files or a .npz array -----------------------------------------
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+FOLDER_PREFIX, NPZ_PREFIX = "folder:", "npz:"
+_GREY_MODES = ("1", "L", "I", "I;16", "F")
+_UNREADABLE = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ImageOptions:
+    """How a user's images (``folder:PATH`` or ``npz:PATH``) are read; the ``config.data``
+    fields of the same names.
+
+    Attributes:
+      image_size: resize (the short side, bicubic with antialiasing) and centre-crop every image
+        to ``image_size`` x ``image_size``; None keeps the images' own size, which must then be
+        the same for all of them.
+      bad_images: ``"error"`` (an unreadable image file stops with its name) or ``"skip"``
+        (leave it out, with one warning that counts them).
+      split_seed, test_fraction, valid_fraction: the split (:func:`split_indices`).
+    """
+
+    image_size: int | None = None
+    bad_images: str = "error"
+    split_seed: int = 0
+    test_fraction: float = 0.1
+    valid_fraction: float = 0.1
+
+    def __post_init__(self):
+        if self.image_size is not None and (
+            isinstance(self.image_size, bool) or not isinstance(self.image_size, int) or self.image_size < 1
+        ):
+            raise ValueError(f"image_size must be a positive integer or None, got {self.image_size!r}")
+        if self.bad_images not in ("error", "skip"):
+            raise ValueError(f"bad_images must be 'error' or 'skip', got {self.bad_images!r}")
+        for name in ("test_fraction", "valid_fraction"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+
+    def indices(self, split: str, num: int) -> np.ndarray:
+        """The examples of ``split`` among ``num``."""
+        return split_indices(
+            split,
+            num=num,
+            seed=self.split_seed,
+            test_fraction=self.test_fraction,
+            valid_fraction=self.valid_fraction,
+        )
+
+
+def fit_image(image: Image.Image, size: int | None) -> Image.Image:
+    """Scales ``image`` so that its short side is ``size`` (bicubic; Pillow antialiases when
+    shrinking), then crops the central ``size`` x ``size`` square; an image already of that
+    size, or ``size`` None, is returned as it is."""
+    width, height = image.size
+    if size is None or (width, height) == (size, size):
+        return image
+    scale = size / min(width, height)
+    width, height = max(size, round(width * scale)), max(size, round(height * scale))
+    image = image.resize((width, height), Image.Resampling.BICUBIC)
+    left, top = (width - size) // 2, (height - size) // 2
+    return image.crop((left, top, left + size, top + size))
+
+
+def _pixels(image: Image.Image, channels: int, size: int | None) -> np.ndarray:
+    """uint8 [H, W, channels] of a PIL image: grey ("L") or RGB (alpha dropped), fitted."""
+    image = fit_image(image.convert("L" if channels == 1 else "RGB"), size)
+    return np.asarray(image, dtype=np.uint8).reshape(image.size[1], image.size[0], channels)
+
+
+class ImageFolder:
+    """The PNG and JPEG files under a folder, indexed once and decoded when read.
+
+    Class subfolders become labels: the images under ``PATH/NAME/`` (at any depth) have the
+    label of ``NAME`` among the subfolders in sorted order (``classes``); with no subfolders,
+    every image directly in ``PATH`` has label 0. The index reads each file's header and checks
+    its data (``PIL.Image.verify``), not its pixels. Examples are
+    ``{"x": uint8 [H, W, C], "label": int32}`` with C = 1 when every image is grey, else 3.
+
+    Args:
+      path: the folder.
+      split: the part to read (:func:`split_indices` over the sorted files).
+      options: size, bad files and split (:class:`ImageOptions`).
+
+    Raises:
+      DataError: naming the file: no folder, no images, an unreadable image (unless skipped),
+        images of different sizes without ``image_size``, images beside class subfolders.
+    """
+
+    def __init__(self, path, *, split: str = "train", options: ImageOptions = ImageOptions()):
+        root = Path(path)
+        if not root.is_dir():
+            raise DataError(f"{root}: not a folder (folder:PATH needs a folder of PNG or JPEG images)")
+        files, labels, self.classes = _index_files(root)
+        files, labels, sizes, modes = _read_headers(files, labels, options.bad_images, root)
+        if options.image_size is None:
+            _check_one_size(files, sizes)
+        keep = options.indices(split, len(files))
+        self._files = [files[i] for i in keep]
+        self._labels = np.asarray(labels, np.int32)[keep]
+        self.channels = 1 if all(m in _GREY_MODES for m in modes) else 3
+        self._size = options.image_size
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def __getitem__(self, index: int) -> Example:
+        path = self._files[index]
+        try:
+            with Image.open(path) as image:
+                x = _pixels(image, self.channels, self._size)
+        except _UNREADABLE as e:
+            raise DataError(f"{path}: cannot read the image ({e})") from e
+        return {"x": x, "label": self._labels[index]}
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """The image files at any depth under ``folder``, sorted, hidden ones left out."""
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+
+
+def _index_files(root: Path) -> tuple[list[Path], list[int], tuple[str, ...]]:
+    """(files, labels, class names) of a folder: class subfolders, or images directly in it."""
+    files = _image_files(root)
+    if not files:
+        raise DataError(f"{root}: no PNG or JPEG images under this folder")
+    top = [p for p in files if p.parent == root]
+    classes = tuple(sorted({p.relative_to(root).parts[0] for p in files if p.parent != root}))
+    if classes and top:
+        raise DataError(
+            f"{top[0]}: an image directly in {root} beside class subfolders "
+            f"({', '.join(classes[:3])}{', ...' if len(classes) > 3 else ''}); move it into one"
+        )
+    label = {name: i for i, name in enumerate(classes)}
+    labels = [label[p.relative_to(root).parts[0]] if classes else 0 for p in files]
+    return files, labels, classes
+
+
+def _read_headers(files, labels, bad_images: str, root: Path):
+    """Sizes and modes of the files, checking each one; unreadable ones raise or are skipped."""
+    kept, kept_labels, sizes, modes, bad = [], [], [], [], []
+    for path, label in zip(files, labels):
+        try:
+            with Image.open(path) as image:
+                size, mode = image.size, image.mode
+                image.verify()
+        except _UNREADABLE as e:
+            if bad_images == "error":
+                raise DataError(
+                    f"{path}: not a readable image ({type(e).__name__}: {e}); remove it, or "
+                    f"leave such files out with config.data.bad_images='skip'"
+                ) from e
+            bad.append(path)
+            continue
+        kept.append(path)
+        kept_labels.append(label)
+        sizes.append(size)
+        modes.append(mode)
+    if bad:
+        warnings.warn(f"{root}: skipped {len(bad)} unreadable image file(s), the first {bad[0]}")
+    if not kept:
+        raise DataError(f"{root}: none of its {len(files)} image files is readable")
+    return kept, kept_labels, sizes, modes
+
+
+def _check_one_size(files: Sequence[Path], sizes: Sequence[tuple[int, int]]) -> None:
+    for path, size in zip(files, sizes):
+        if size != sizes[0]:
+            raise DataError(
+                f"{path}: {size[0]}x{size[1]} pixels, but {files[0]} is {sizes[0][0]}x{sizes[0][1]}; "
+                f"set config.data.image_size=N to resize and centre-crop every image to N x N"
+            )
+
+
+def npz_source(path, *, split: str = "train", options: ImageOptions = ImageOptions()) -> _ArraySource:
+    """Images from a ``.npz`` file: ``images`` uint8 [N, H, W, C] (C = 1 or 3) or [N, H, W]
+    (grey), and optionally ``labels``, N integers >= 0 (0 for every image when absent).
+
+    Args:
+      path: the ``.npz`` file (``np.savez``; nothing in it is unpickled).
+      split: the part to read (:func:`split_indices`).
+      options: size and split (:class:`ImageOptions`; ``bad_images`` does not apply).
+
+    Raises:
+      DataError: naming the file: unreadable, no ``images``, not uint8, not 3-D or 4-D, 2 or
+        more than 3 channels, ``labels`` that are not one integer >= 0 per image.
+    """
+    path = Path(path)
+    try:
+        archive = np.load(path, allow_pickle=False)
+        if isinstance(archive, np.lib.npyio.NpzFile):
+            with archive:
+                arrays = {k: archive[k] for k in archive.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise DataError(f"{path}: cannot read it as a .npz file ({type(e).__name__}: {e})") from e
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise DataError(f"{path}: one array, not a .npz archive of named arrays; write it with np.savez(PATH, images=...)")
+    images = arrays.get("images")
+    if images is None:
+        raise DataError(f"{path}: no array 'images' in it (it has: {', '.join(arrays) or 'nothing'})")
+    channels = images.shape[-1] if images.ndim == 4 else 1
+    if images.dtype != np.uint8 or images.ndim not in (3, 4) or channels not in (1, 3):
+        raise DataError(
+            f"{path}: 'images' must be uint8 of shape [N, H, W, C] with C = 1 or 3, or "
+            f"[N, H, W], got {images.dtype} {list(images.shape)}"
+        )
+    if images.ndim == 3:
+        images = images[..., None]
+    if len(images) == 0:
+        raise DataError(f"{path}: 'images' holds no image")
+    labels = arrays.get("labels", np.zeros(len(images), np.int32))
+    if (
+        labels.shape != (len(images),)
+        or not np.issubdtype(labels.dtype, np.integer)
+        or (labels.size and labels.min() < 0)
+        or (labels.size and labels.max() > np.iinfo(np.int32).max)
+    ):
+        raise DataError(
+            f"{path}: 'labels' must be {len(images)} integers >= 0, one per image, "
+            f"got {labels.dtype} {list(labels.shape)}"
+        )
+    keep = options.indices(split, len(images))
+    images, labels = images[keep], labels[keep].astype(np.int32)
+    size = options.image_size
+    if size is not None and images.shape[1:3] != (size, size) and len(images):
+        mode = "L" if images.shape[-1] == 1 else "RGB"
+        fitted = [_pixels(Image.fromarray(im.squeeze(-1) if mode == "L" else im), images.shape[-1], size) for im in images]
+        images = np.stack(fitted)
+    return _ArraySource(x=images, label=labels)
+
+
 # --- TFDS --------------------------------------------------------------------------------------
 
 
@@ -276,19 +544,51 @@ class _TfdsImages:
 
 
 def load_source(
-    name: str, *, split: str = "train", data_dir: str | None = None, download: bool = False
+    name: str,
+    *,
+    split: str = "train",
+    data_dir: str | None = None,
+    download: bool = False,
+    options: ImageOptions = ImageOptions(),
 ) -> Sequence[Example]:
-    """Resolves a dataset name: a built-in one (:data:`BUILTIN_DATASETS`) or a TFDS name.
+    """Resolves a dataset name: a built-in one (:data:`BUILTIN_DATASETS`), ``folder:PATH``
+    (:class:`ImageFolder`), ``npz:PATH`` (:func:`npz_source`) or a TFDS name.
+
+    Args:
+      name: the dataset.
+      split: the split to read.
+      data_dir, download: for a TFDS dataset (:func:`tfds_source`).
+      options: for ``folder:`` and ``npz:`` (:class:`ImageOptions`).
 
     Raises:
-      DataError: for an unknown name, or a TFDS dataset that is not available (see
-        :func:`tfds_source`).
+      DataError: for an unknown name, a TFDS dataset that is not available (see
+        :func:`tfds_source`), or a user's images that cannot be read, naming the file.
     """
     if not isinstance(name, str) or not name:
         raise DataError(f"dataset must be a non-empty name, got {name!r}")
+    if name.startswith(FOLDER_PREFIX):
+        return ImageFolder(name.removeprefix(FOLDER_PREFIX), split=split, options=options)
+    if name.startswith(NPZ_PREFIX):
+        return npz_source(name.removeprefix(NPZ_PREFIX), split=split, options=options)
     if name in BUILTIN_DATASETS:
         return BUILTIN_DATASETS[name](split)
     return tfds_source(name, split=split, data_dir=data_dir, download=download)
+
+
+def config_source(data_config, *, split: str | None = None) -> Sequence[Example]:
+    """The source that ``config.data`` names (its ``split`` unless ``split`` is given); fields a
+    run saved before they existed take their defaults."""
+    defaults = ImageOptions()
+    options = ImageOptions(
+        **{f.name: data_config.get(f.name, getattr(defaults, f.name)) for f in dataclasses.fields(ImageOptions)}
+    )
+    return load_source(
+        data_config.dataset,
+        split=data_config.split if split is None else split,
+        data_dir=data_config.get("data_dir"),
+        download=data_config.get("download", False),
+        options=options,
+    )
 
 
 # --- batches -----------------------------------------------------------------------------------
@@ -399,8 +699,6 @@ def save_image_grid(
     """Writes :func:`image_grid` of uint8 images as a PNG (atomically, see
     :func:`jaxdiff._io.write_file`); small images are enlarged by an integer factor (nearest
     neighbour) so the grid is at least ~400 pixels wide."""
-    from PIL import Image
-
     grid = image_grid(images)
     if scale is None:
         scale = max(1, 400 // grid.shape[1])

@@ -255,13 +255,7 @@ def _sample_batch(sample_fn, variables, rng, rows, index):
 
 def split_images(config, split: str) -> np.ndarray:
     """The examples of the run's dataset ``split`` as one host array (uint8 for images)."""
-    source = data_lib.load_source(
-        config.data.dataset,
-        split=split,
-        data_dir=config.data.get("data_dir"),
-        download=config.data.get("download", False),
-    )
-    return as_array(source)
+    return as_array(data_lib.config_source(config.data, split=split))
 
 
 def format_table(rows: Sequence[Sequence], *, header: Sequence[str]) -> str:

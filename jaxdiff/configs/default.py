@@ -20,6 +20,12 @@ def get_config() -> ml_collections.ConfigDict:
         data_dir=placeholder(str),  # TFDS data_dir; None for TFDS's default
         download=False,  # True: let TFDS download and prepare a missing dataset (network)
         random_flip=False,  # random left-right flips
+        # a user's images (folder:PATH, npz:PATH; jaxdiff.data.ImageOptions):
+        image_size=placeholder(int),  # resize + centre-crop to N x N; None: the images' own size
+        bad_images="error",  # error | skip: an unreadable image file stops the run, or is left out
+        split_seed=0,  # train / valid / test split of the images (jaxdiff.data.split_indices)
+        test_fraction=0.1,
+        valid_fraction=0.1,  # of train
     )
     config.model = dict(
         preset="ddpm_cifar10",  # a name in jaxdiff.models, or "module.Name" (mlp.MLP)

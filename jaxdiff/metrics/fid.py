@@ -28,7 +28,7 @@ import numpy as np
 
 from jaxdiff._compile import static_partial
 
-from jaxdiff.data import to_model_range
+from jaxdiff.data import ImageOptions, load_source, to_model_range
 from jaxdiff.metrics import frechet, inception
 from jaxdiff.metrics.batching import as_array, map_batches
 from jaxdiff.metrics.frechet import (
@@ -100,21 +100,24 @@ def dataset_statistics(
     batch_size: int = 200,
     data_dir: str | None = None,
     overwrite: bool = True,
+    options: ImageOptions | None = None,
 ) -> Statistics:
     """Reference statistics of a dataset for FID (what ``jaxdiff stats`` computes).
 
     Args:
-      dataset: a name :func:`jaxdiff.data.load_source` knows (``"cifar10"``, ...).
+      dataset: a name :func:`jaxdiff.data.load_source` knows (``"cifar10"``,
+        ``"folder:PATH"``, ``"npz:PATH"``, ...).
       split: the split to describe.
       variables: the Inception variables (:func:`load_inception` when None).
       output: write the statistics there as ``.npz`` too (replacing a file there only with
         ``overwrite``).
       batch_size, data_dir: as usual.
+      options: how a user's images are read (:class:`jaxdiff.data.ImageOptions`; the
+        defaults when None).
     """
-    from jaxdiff import data
-
     variables = load_inception() if variables is None else variables
-    source = data.load_source(dataset, split=split, data_dir=data_dir)
+    options = ImageOptions() if options is None else options
+    source = load_source(dataset, split=split, data_dir=data_dir, options=options)
     stats = feature_statistics(inception_features(variables, source, batch_size=batch_size))
     if output is not None:
         save_statistics(output, stats, overwrite=overwrite)

@@ -317,12 +317,7 @@ def _output_channels(diff, channels: int) -> int | None:
 
 def train_source(cfg):
     """The dataset the run trains on (``config.data``)."""
-    return data_lib.load_source(
-        cfg.data.dataset,
-        split=cfg.data.split,
-        data_dir=cfg.data.data_dir,
-        download=cfg.data.get("download", False),
-    )
+    return data_lib.config_source(cfg.data)
 
 
 def build_experiment(config: ml_collections.ConfigDict, *, data_shape=None) -> Experiment:

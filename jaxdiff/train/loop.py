@@ -214,12 +214,7 @@ def _validation_fn(config: ml_collections.ConfigDict, family: Family, mesh: Mesh
             "has no held-out bound to stop on"
         )
     images = as_array(
-        data_lib.load_source(
-            config.data.dataset,
-            split=vcfg.split,
-            data_dir=config.data.get("data_dir"),
-            download=config.data.get("download", False),
-        )
+        data_lib.config_source(config.data, split=vcfg.split)
     )
     shards = dict(mesh.shape)[sharding_lib.DATA]
     batch_size = -(-min(vcfg.batch_size, images.shape[0]) // shards) * shards

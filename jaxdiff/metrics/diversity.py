@@ -1,6 +1,7 @@
 """Diversity of samples: precision and recall in a feature space (Kynkäänniemi et al. 2019),
 near-copies of the training set, the entropy of a class histogram, and the mode statistics of
-a 2-D mixture (modes covered, high-quality share, KL to the uniform mode histogram).
+a 2-D mixture (modes covered, high-quality share, KL to the uniform mode histogram), and the
+energy distance between two sample sets.
 
 All functions take host arrays and return Python floats or numpy arrays; distances are
 Euclidean, computed in float64 in blocks so that thousands of points fit in memory.
@@ -23,6 +24,7 @@ __all__ = [
     "near_copy_share",
     "histogram_entropy",
     "mode_statistics",
+    "energy_distance",
 ]
 
 
@@ -132,3 +134,21 @@ def mode_statistics(samples, centres, *, std: float, min_share: float = 0.1) -> 
         high_quality=float(good.mean()),
         kl_uniform=float(np.sum(p * np.log(num_modes * p))) if p.size else float("nan"),
     )
+
+
+def energy_distance(x, y) -> float:
+    """The energy distance between the distributions of two sample sets (Szekely & Rizzo 2013,
+    eq. 2.1), unbiased (a U-statistic within each set):
+
+    .. math:: E = 2\\, \\mathbb{E}\\|X - Y\\| - \\mathbb{E}\\|X - X'\\| - \\mathbb{E}\\|Y - Y'\\|
+
+    0 in expectation exactly when the distributions are equal, positive otherwise.
+
+    Args:
+      x: ``[N, ...]``; y: ``[M, ...]`` (N, M >= 2).
+    """
+    n, m = len(x), len(y)
+    if n < 2 or m < 2:
+        raise ValueError(f"energy_distance needs at least 2 points in each set, got {n} and {m}")
+    within = lambda a, k: pairwise_distances(a, a).sum() / (k * (k - 1))  # noqa: E731
+    return float(2.0 * pairwise_distances(x, y).mean() - within(x, n) - within(y, m))

@@ -1,0 +1,85 @@
+"""MkDocs hooks: the API reference is generated, one page per public module of jaxdiff, so that a
+new module has its page without anyone writing one.
+
+A module's page renders its docstring and its public names (``__all__`` or ``X as X``
+re-exports); a package whose public names live in public submodules (``jaxdiff.models.unet``,
+``jaxdiff.metrics.fid``, ...) gets a section per submodule instead.
+"""
+
+from __future__ import annotations
+
+import ast
+import pkgutil
+from pathlib import Path
+
+from mkdocs.structure.files import File
+
+PACKAGE = Path(__file__).resolve().parent.parent / "jaxdiff"  # this checkout's, not an installed one
+API_SECTION = "API reference"
+_SKIP = {"configs", "__main__"}
+
+
+def _public(name: str) -> bool:
+    return not any(part.startswith("_") or part in _SKIP for part in name.split(".")[1:])
+
+
+def _submodules(package: str) -> list[str]:
+    path = PACKAGE.joinpath(*package.split(".")[1:])
+    return sorted(
+        f"{package}.{info.name}"
+        for info in pkgutil.iter_modules([str(path)])
+        if _public(f"{package}.{info.name}")
+    )
+
+
+def modules() -> list[str]:
+    """The public top-level modules and packages of jaxdiff, by name."""
+    return _submodules("jaxdiff")
+
+
+def _is_package(module: str) -> bool:
+    return PACKAGE.joinpath(*module.split(".")[1:], "__init__.py").is_file()
+
+
+def _reexports(package: str) -> list[str]:
+    """The names a package's ``__init__`` re-exports as ``from M import X as X``, in order."""
+    tree = ast.parse(PACKAGE.joinpath(*package.split(".")[1:], "__init__.py").read_text())
+    return [
+        alias.name
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+        if alias.asname == alias.name
+    ]
+
+
+def page(module: str) -> str:
+    """The Markdown of ``module``'s reference page."""
+    parts = [f"# `{module}`\n"]
+    package = _is_package(module)
+    subs = _submodules(module) if package else []
+    members = subs or (_reexports(module) if package else [])
+    if members:
+        parts.append(f"::: {module}\n    options:\n      show_root_heading: false\n      members: false\n")
+        names = subs or [f"{module}.{name}" for name in members]
+        parts += [f"::: {name}\n    options:\n      heading_level: 2\n" for name in names]
+    else:
+        parts.append(f"::: {module}\n    options:\n      show_root_heading: false\n")
+    return "\n".join(parts)
+
+
+def on_config(config):
+    """Lists the generated pages under the API section of the nav."""
+    for entry in config.nav:
+        if isinstance(entry, dict) and API_SECTION in entry:
+            entry[API_SECTION] = ["api/index.md", *(f"api/{m.split('.', 1)[1]}.md" for m in modules())]
+    return config
+
+
+def on_files(files, config):
+    """Adds a generated page for each module (a hand-written ``docs/api/NAME.md`` wins)."""
+    for module in modules():
+        uri = f"api/{module.split('.', 1)[1]}.md"
+        if files.get_file_from_path(uri) is None:
+            files.append(File.generated(config, uri, content=page(module)))
+    return files

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import pkgutil
+import re
 from pathlib import Path
 
 from mkdocs.structure.files import File
@@ -68,6 +69,33 @@ def page(module: str) -> str:
     return "\n".join(parts)
 
 
+def _summary(module: str) -> str:
+    """The first sentence of a module's docstring."""
+    parts = module.split(".")[1:]
+    path = PACKAGE.joinpath(*parts, "__init__.py")
+    if not path.is_file():
+        path = PACKAGE.joinpath(*parts[:-1], f"{parts[-1]}.py")
+    doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+    paragraph = re.sub(r":\w+:`~?([^`]+)`", r"`\1`", " ".join(doc.split("\n\n")[0].split()))
+    abbreviations = "".join(rf"(?<!\b{a})" for a in ("al", "App", "Sec", "eq", "Fig", "Alg"))
+    first = re.split(abbreviations + r"\.\s+(?=[A-Z])", paragraph)[0]
+    return first.rstrip(".").replace(" | ", ", ").replace("|", "\\|")
+
+
+def index() -> str:
+    """The Markdown of the reference's index: every module with its summary."""
+    rows = [f"| [`{m}`]({m.split('.', 1)[1]}.md) | {_summary(m)} |" for m in modules()]
+    return "\n".join([INDEX_HEAD, "| module | what |", "| --- | --- |", *rows, ""])
+
+
+INDEX_HEAD = """# API reference
+
+Generated from the docstrings, one page per public module (by `docs/hooks.py`, so a new module
+has its page as soon as it exists). Import the flat public API (`jaxdiff.samplers.ddim_sample`,
+`jaxdiff.losses.denoising_loss`), never a private path.
+"""
+
+
 def on_config(config):
     """Lists the generated pages under the API section of the nav."""
     for entry in config.nav:
@@ -77,7 +105,10 @@ def on_config(config):
 
 
 def on_files(files, config):
-    """Adds a generated page for each module (a hand-written ``docs/api/NAME.md`` wins)."""
+    """Adds a generated page for each module and the index (a hand-written
+    ``docs/api/NAME.md`` wins)."""
+    if files.get_file_from_path("api/index.md") is None:
+        files.append(File.generated(config, "api/index.md", content=index()))
     for module in modules():
         uri = f"api/{module.split('.', 1)[1]}.md"
         if files.get_file_from_path(uri) is None:

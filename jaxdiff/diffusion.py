@@ -14,42 +14,41 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 
-from jaxdiff import _checks
+from jaxdiff import _checks, parametrize
+from jaxdiff.parametrize import eps_from_x0 as eps_from_x0
+from jaxdiff.parametrize import eps_x0_from_output as eps_x0_from_output
+from jaxdiff.parametrize import eps_x0_from_v as eps_x0_from_v
+from jaxdiff.parametrize import v_from_eps_x0 as v_from_eps_x0
+from jaxdiff.parametrize import x0_from_eps as x0_from_eps
+from jaxdiff.parametrize import x0_from_posterior_mean as x0_from_posterior_mean
 from jaxdiff.schedules import Schedule
 
 __all__ = [
     "PREDICTIONS",
+    "PATH_PREDICTIONS",
     "VARIANCES",
-    "extract",
     "q_sample",
     "q_mean_variance",
     "q_posterior",
-    "x0_from_eps",
-    "eps_from_x0",
-    "v_from_eps_x0",
-    "eps_x0_from_v",
-    "score_from_eps_alpha_sigma",
-    "velocity_from_eps_x0",
-    "eps_x0_from_output",
     "predict_x0_from_eps",
     "predict_eps_from_x0",
+    "v_from_x0_eps",
     "predict_x0_from_v",
     "predict_eps_from_v",
-    "v_from_x0_eps",
     "score_from_eps",
     "eps_from_score",
     "predict_eps_and_x0",
-    "x0_from_posterior_mean",
-    "PATH_PREDICTIONS",
     "training_target",
     "PMeanVariance",
     "p_mean_variance",
     "split_learned_variance",
     "perturb_sigma",
-    "score_from_eps_sigma",
-    "eps_from_score_sigma",
     "x0_from_score_sigma",
 ]
+# Also importable here, for the code written before :mod:`jaxdiff.parametrize`: ``extract``,
+# the (alpha, sigma) conversions ``x0_from_eps``, ``eps_from_x0``, ``v_from_eps_x0``,
+# ``eps_x0_from_v``, ``eps_x0_from_output``, ``x0_from_posterior_mean``, and the sigma forms
+# ``score_from_eps_sigma``, ``eps_from_score_sigma``.
 
 PREDICTIONS = ("eps", "x0", "v", "mean")
 # What a network can predict at any point of a path; "mean" (the posterior mean of
@@ -136,67 +135,7 @@ def q_posterior(schedule: Schedule, x0: jnp.ndarray, x_t: jnp.ndarray, t: jnp.nd
     return mean, variance, log_variance
 
 
-# --- conversions between eps, x0, v and the score --------------------------------------------
-
-
-# --- conversions over (alpha, sigma): every Gaussian path x = alpha x_0 + sigma eps ------------
-# alpha and sigma broadcast against x ([B, 1, ...] or scalars). The discrete-schedule forms
-# below gather them from the tables and call these.
-
-
-def x0_from_eps(x, eps, alpha, sigma) -> jnp.ndarray:
-    """x_0 = (x - sigma eps) / alpha, the path x = alpha x_0 + sigma eps solved for x_0."""
-    return (x - sigma * eps) / alpha
-
-
-def eps_from_x0(x, x0, alpha, sigma) -> jnp.ndarray:
-    """eps = (x - alpha x_0) / sigma."""
-    return (x - alpha * x0) / sigma
-
-
-def v_from_eps_x0(eps, x0, alpha, sigma) -> jnp.ndarray:
-    """v = alpha eps - sigma x_0 (Salimans & Ho 2022, Sec. 4)."""
-    return alpha * eps - sigma * x0
-
-
-def eps_x0_from_v(x, v, alpha, sigma):
-    """(eps, x_0) from v: x_0 = (alpha x - sigma v) / r, eps = (sigma x + alpha v) / r with
-    r = alpha^2 + sigma^2 (= 1 for a variance-preserving path; Salimans & Ho 2022, Sec. 4)."""
-    r = alpha**2 + sigma**2
-    return (sigma * x + alpha * v) / r, (alpha * x - sigma * v) / r
-
-
-def score_from_eps_alpha_sigma(eps, sigma) -> jnp.ndarray:
-    """grad_x log q(x) ~= -eps / sigma (Vincent 2011; Song et al. 2021, Sec. 3.3)."""
-    return -eps / sigma
-
-
-def velocity_from_eps_x0(eps, x0, dalpha, dsigma) -> jnp.ndarray:
-    """dx/dt = alpha'(t) x_0 + sigma'(t) eps along the path; eps - x_0 on the linear flow path
-    x = (1 - t) x_0 + t eps (Lipman et al. 2023; Liu et al. 2023)."""
-    return dalpha * x0 + dsigma * eps
-
-
-def eps_x0_from_output(out, x, alpha, sigma, *, prediction: str = "eps", clip_denoised: bool = False):
-    """Reads a network output at a point x of the path as (eps, x_0), for any prediction type
-    (eps, x0, v); with ``clip_denoised`` x_0 is clipped to [-1, 1] and eps recomputed from it.
-
-    Returns:
-      ``(eps, x0)``, each of ``x``'s shape.
-    """
-    _checks.one_of("prediction", prediction, PATH_PREDICTIONS)
-    _checks.same_shape("the model output", out, "x_t", x)
-    if prediction == "eps":
-        eps, x0 = out, x0_from_eps(x, out, alpha, sigma)
-    elif prediction == "x0":
-        eps, x0 = eps_from_x0(x, out, alpha, sigma), out
-    else:
-        eps, x0 = eps_x0_from_v(x, out, alpha, sigma)
-    if clip_denoised:
-        x0 = jnp.clip(x0, -1.0, 1.0)
-        eps = eps_from_x0(x, x0, alpha, sigma)
-    return eps, x0
-
+# --- the conversions on a schedule's steps: thin forms of :mod:`jaxdiff.parametrize` ----------
 
 
 def predict_x0_from_eps(schedule: Schedule, x_t, t, eps) -> jnp.ndarray:
@@ -226,12 +165,12 @@ def predict_eps_from_v(schedule: Schedule, x_t, t, v) -> jnp.ndarray:
 
 def score_from_eps(schedule: Schedule, t, eps) -> jnp.ndarray:
     """grad_x log q(x_t) ~= -eps / sqrt(1 - abar_t) (Song et al. 2021, Sec. 3.3 / Vincent 2011)."""
-    return score_from_eps_alpha_sigma(eps, extract(schedule.sqrt_one_minus_alphas_cumprod, t, eps.ndim))
+    return parametrize.score_from_eps(eps, _alpha_sigma(schedule, t, eps.ndim)[1])
 
 
 def eps_from_score(schedule: Schedule, t, score) -> jnp.ndarray:
     """eps = -sqrt(1 - abar_t) * score, the inverse of :func:`score_from_eps`."""
-    return -score * extract(schedule.sqrt_one_minus_alphas_cumprod, t, score.ndim)
+    return parametrize.eps_from_score(score, _alpha_sigma(schedule, t, score.ndim)[1])
 
 
 def predict_eps_and_x0(
@@ -255,21 +194,8 @@ def predict_eps_and_x0(
       ``(eps, x0)``, each ``[B, ...]``.
     """
     _checks.one_of("prediction", prediction, PREDICTIONS)
-    alpha, sigma = _alpha_sigma(schedule, t, x_t.ndim)
-    if prediction == "mean":
-        model_output, prediction = x0_from_posterior_mean(schedule, x_t, t, model_output), "x0"
-    return eps_x0_from_output(
-        model_output, x_t, alpha, sigma, prediction=prediction, clip_denoised=clip_denoised
-    )
-
-
-def x0_from_posterior_mean(schedule: Schedule, x_t, t, mean) -> jnp.ndarray:
-    """The x_0 whose posterior mean mu~_t(x_t, x_0) is ``mean``: eq. 7 of Ho et al. (2020)
-    solved for x_0, x_0 = (mu - coef2_t x_t) / coef1_t, so a network that predicts mu~ directly
-    (their Table 2, "mu~ prediction") fits every sampler and the bound."""
-    nd = x_t.ndim
-    return (mean - extract(schedule.posterior_mean_coef2, t, nd) * x_t) / extract(
-        schedule.posterior_mean_coef1, t, nd
+    return parametrize.eps_x0_from_prediction(
+        model_output, x_t, schedule, t, prediction=prediction, clip_denoised=clip_denoised
     )
 
 
@@ -278,14 +204,8 @@ def training_target(schedule: Schedule, x0, t, noise, *, prediction: str = "eps"
     eq. 14), x_0, v (Salimans & Ho 2022, Sec. 4), or the posterior mean mu~_t(x_t, x_0) (Ho
     et al. 2020, Table 2's unweighted "mu~ MSE")."""
     _checks.one_of("prediction", prediction, PREDICTIONS)
-    if prediction == "eps":
-        return noise
-    if prediction == "x0":
-        return x0
-    if prediction == "mean":
-        x_t = q_sample(schedule, x0, t, noise)
-        return q_posterior(schedule, x0, x_t, t)[0]
-    return v_from_x0_eps(schedule, x0, t, noise)
+    x_t = q_sample(schedule, x0, t, noise)
+    return parametrize.prediction_from_eps_x0(noise, x0, x_t, schedule, t, prediction=prediction)
 
 
 # --- the reverse process p -------------------------------------------------------------------
@@ -406,12 +326,12 @@ def perturb_sigma(x0, sigma, noise) -> jnp.ndarray:
 
 def score_from_eps_sigma(eps, sigma) -> jnp.ndarray:
     """grad log q_sigma(x~ | x) = -(x~ - x) / sigma^2 = -eps / sigma (Song & Ermon 2019, eq. 5)."""
-    return -eps / _expand_sigma(sigma, eps.ndim)
+    return parametrize.score_from_eps(eps, _expand_sigma(sigma, eps.ndim))
 
 
 def eps_from_score_sigma(score, sigma) -> jnp.ndarray:
     """eps = -sigma * score, the inverse of :func:`score_from_eps_sigma`."""
-    return -score * _expand_sigma(sigma, score.ndim)
+    return parametrize.eps_from_score(score, _expand_sigma(sigma, score.ndim))
 
 
 def x0_from_score_sigma(x, sigma, score) -> jnp.ndarray:

@@ -1,18 +1,28 @@
 """Training losses. Each returns a per-example loss ``[B]`` and is differentiable with
 ``jax.grad``; average it (or weight it) outside.
 
-Every loss draws its own timesteps and noise from the ``rng`` it is given::
+One loss, :func:`denoising_loss`, trains a network on any
+:class:`~jaxdiff.processes.GaussianProcess` with any prediction type
+(:mod:`jaxdiff.parametrize`): the weighted squared error to its target at a drawn time. The
+papers' losses are instances of it, each a process, a prediction, a weighting and a time
+sampling: :func:`simple_loss` (Ho et al. 2020), :func:`edm_loss` (Karras et al. 2022),
+:func:`flow_matching_loss` (Lipman et al. 2023), :func:`dsm_loss` (Song & Ermon 2019) and the
+diffusion term of :func:`vdm_loss` (Kingma et al. 2021). Every loss draws its own times and
+noise from the ``rng`` it is given::
 
     def loss_fn(params, x0, rng):
         model_fn = functools.partial(model.apply, {"params": params})
-        return jnp.mean(jaxdiff.losses.simple_loss(model_fn, schedule, x0, rng))
+        return jnp.mean(jaxdiff.losses.denoising_loss(model_fn, process, x0, rng))
 
-Weightings are functions ``weight(schedule, t, prediction) -> [B]``; variants are partials,
-e.g. ``functools.partial(min_snr_weight, gamma=5.0)``.
+Weightings are functions ``weight(process, t, prediction) -> [B]``; variants are partials,
+e.g. ``functools.partial(min_snr_weight, gamma=5.0)``. Time samplings are ``"uniform"``
+(the process's :meth:`~jaxdiff.processes.GaussianProcess.sample_time`), ``"logit_normal"`` or
+functions ``sample(rng, batch, dtype) -> t``.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import jax
@@ -22,7 +32,6 @@ from jaxdiff import _checks, vdm
 from jaxdiff.diffusion import (
     PATH_PREDICTIONS,
     PREDICTIONS,
-    perturb_sigma,
     q_sample,
     split_learned_variance,
     training_target,
@@ -30,15 +39,19 @@ from jaxdiff.diffusion import (
 from jaxdiff.elbo import mean_flat as mean_flat
 from jaxdiff.elbo import mean_flat_bits
 from jaxdiff.elbo import vb_terms_bpd
+from jaxdiff.parametrize import PREDICTIONS as ADAPTER_PREDICTIONS
+from jaxdiff.parametrize import network_input, prediction_from_eps_x0
+from jaxdiff.processes import EDM, GaussianProcess, LinearFlow, VELevels
 from jaxdiff.schedules import Schedule
 
 __all__ = [
-    "mean_flat",
+    "denoising_loss",
     "sample_timesteps",
     "snr",
     "snr_weight",
     "min_snr_weight",
     "truncated_snr_weight",
+    "edm_weight",
     "simple_loss",
     "vlb_loss",
     "hybrid_loss",
@@ -46,11 +59,12 @@ __all__ = [
     "edm_loss",
     "uniform_time",
     "logit_normal_time",
+    "log_normal_sigma",
     "flow_matching_loss",
     "vdm_loss",
 ]
 
-WeightFn = Callable[[Schedule, jnp.ndarray, str], jnp.ndarray]
+WeightFn = Callable[[GaussianProcess, jnp.ndarray, str], jnp.ndarray]
 
 
 def sample_timesteps(rng: jax.Array, batch: int, num_timesteps: int) -> jnp.ndarray:
@@ -62,7 +76,7 @@ def _noised(schedule: Schedule, x0, rng):
     """Draws (t, eps) and returns ``(t, noise, x_t)`` for a training step."""
     _checks.batched("x0", x0)
     t_key, noise_key = jax.random.split(rng)
-    t = sample_timesteps(t_key, x0.shape[0], schedule.num_timesteps)
+    t = schedule.sample_time(t_key, x0.shape[0])
     noise = jax.random.normal(noise_key, x0.shape, x0.dtype)
     return t, noise, q_sample(schedule, x0, t, noise)
 
@@ -70,10 +84,11 @@ def _noised(schedule: Schedule, x0, rng):
 # --- weightings --------------------------------------------------------------------------------
 
 
-def snr(schedule: Schedule, t: jnp.ndarray) -> jnp.ndarray:
-    """SNR(t) = abar_t / (1 - abar_t) (Kingma et al. 2021, eq. 2), ``[B]``."""
-    abar = schedule.alphas_cumprod[t]
-    return abar / (1.0 - abar)
+def snr(process: GaussianProcess, t: jnp.ndarray) -> jnp.ndarray:
+    """SNR(t) = alpha^2 / sigma^2 (Kingma et al. 2021, eq. 2; abar_t / (1 - abar_t) on a
+    schedule), ``[B]``."""
+    alpha, sigma = process.alpha_sigma(t)
+    return (alpha / sigma) ** 2
 
 
 def _eps_mse_to(prediction: str, snr_t):
@@ -83,27 +98,144 @@ def _eps_mse_to(prediction: str, snr_t):
     return {"eps": snr_t, "x0": jnp.ones_like(snr_t), "v": 1.0 + snr_t}[prediction]
 
 
-def snr_weight(schedule: Schedule, t, prediction: str = "eps") -> jnp.ndarray:
+def snr_weight(process: GaussianProcess, t, prediction: str = "eps") -> jnp.ndarray:
     """Weights that make any prediction's MSE equal to the x_0-MSE scaled by SNR(t), i.e. the
     eps-MSE of Ho et al. (2020), eq. 14 (the bound's weighting up to a constant for eps)."""
-    s = snr(schedule, t)
+    s = snr(process, t)
     return s / _eps_mse_to(prediction, s)
 
 
-def min_snr_weight(schedule: Schedule, t, prediction: str = "eps", *, gamma: float = 5.0):
+def min_snr_weight(process: GaussianProcess, t, prediction: str = "eps", *, gamma: float = 5.0):
     """Min-SNR-gamma weighting (Hang et al. 2023, eq. 9): the x_0-MSE weighted by
     min(SNR(t), gamma), expressed for the given prediction type."""
-    s = snr(schedule, t)
+    s = snr(process, t)
     return jnp.minimum(s, gamma) / _eps_mse_to(prediction, s)
 
 
-def truncated_snr_weight(schedule: Schedule, t, prediction: str = "eps") -> jnp.ndarray:
+def truncated_snr_weight(process: GaussianProcess, t, prediction: str = "eps") -> jnp.ndarray:
     """The "truncated SNR" weighting max(SNR(t), 1) on the x_0-MSE (Salimans & Ho 2022, Sec. 4)."""
-    s = snr(schedule, t)
+    s = snr(process, t)
     return jnp.maximum(s, 1.0) / _eps_mse_to(prediction, s)
 
 
+def edm_weight(process: GaussianProcess, t, prediction: str = "x0", *, sigma_data: float = 0.5):
+    """EDM's lambda(sigma) = (sigma^2 + sigma_d^2) / (sigma sigma_d)^2 on the x_0-MSE (Karras et
+    al. 2022, Table 1, "Ours"), sigma = sigma(t) / alpha(t); with the ``"edm"`` prediction (the
+    raw network F) the weight is 1, as lambda c_out^2 = 1."""
+    _checks.one_of("prediction", prediction, ("x0", "edm"))
+    if prediction == "edm":
+        return jnp.ones(jnp.shape(t))
+    alpha, sigma = process.alpha_sigma(t)
+    sigma = sigma / alpha
+    return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
+
+
+# --- time samplings --------------------------------------------------------------------------
+
+
+def uniform_time(rng: jax.Array, batch: int, dtype=jnp.float32) -> jnp.ndarray:
+    """t ~ U(0, 1), ``[B]`` (Lipman et al. 2023, eq. 23; Liu et al. 2023, eq. 1)."""
+    return jax.random.uniform(rng, (batch,), dtype)
+
+
+def logit_normal_time(
+    rng: jax.Array, batch: int, dtype=jnp.float32, *, mean: float = 0.0, std: float = 1.0
+) -> jnp.ndarray:
+    """t = sigmoid(u), u ~ N(mean, std^2): the logit-normal density of Esser et al. (2024),
+    eq. 19, which puts more training weight on the middle of the path (their best: mean 0, std
+    1). Other parameters as ``functools.partial(logit_normal_time, mean=..., std=...)``."""
+    return jax.nn.sigmoid(mean + std * jax.random.normal(rng, (batch,), dtype))
+
+
+def log_normal_sigma(
+    rng: jax.Array, batch: int, dtype=jnp.float32, *, p_mean: float = -1.2, p_std: float = 1.2
+) -> jnp.ndarray:
+    """ln sigma ~ N(P_mean, P_std^2), ``[B]``: EDM's training noise levels (Karras et al. 2022,
+    Table 1, "Ours"), the time of the :class:`~jaxdiff.processes.EDM` process."""
+    return jnp.exp(p_mean + p_std * jax.random.normal(rng, (batch,), dtype))
+
+
+_TIME_SAMPLING = ("uniform", "logit_normal")
+
+
+def _time_sampler(time_sampling, process: GaussianProcess) -> Callable:
+    """``sample(rng, batch, dtype) -> t`` of a ``time_sampling`` argument on ``process``: the
+    names map U and the logit-normal onto [t_data, t_noise]."""
+    if isinstance(time_sampling, str):
+        _checks.one_of("time_sampling", time_sampling, _TIME_SAMPLING)
+        if time_sampling == "uniform":
+            return lambda rng, batch, dtype: process.sample_time(rng, batch)
+        lo, hi = process.t_data, process.t_noise
+        return lambda rng, batch, dtype: lo + (hi - lo) * logit_normal_time(rng, batch, dtype)
+    if not callable(time_sampling):
+        raise TypeError(
+            "time_sampling must be 'uniform', 'logit_normal' or a function "
+            f"(rng, batch, dtype) -> t, got {time_sampling!r}"
+        )
+    return time_sampling
+
+
 # --- losses ------------------------------------------------------------------------------------
+
+
+def denoising_loss(
+    model_fn,
+    process: GaussianProcess,
+    x0: jnp.ndarray,
+    rng: jax.Array,
+    *,
+    prediction: str = "eps",
+    weighting: WeightFn | None = None,
+    time_sampling="uniform",
+    sigma_data: float = 0.5,
+) -> jnp.ndarray:
+    """The denoising loss on any Gaussian process: the squared error of the network's output to
+    its target at x_t = alpha(t) x_0 + sigma(t) eps, averaged over dimensions and weighted,
+
+    .. math:: L = w(t)\\, \\| \\mathrm{target}(x_0, \\epsilon, t)
+        - f_\\theta(x_t, \\mathrm{model\\_time}(t)) \\|^2 / D,
+        \\quad t \\sim p(t),\\ \\epsilon \\sim \\mathcal N(0, I)
+
+    (Ho et al. 2020, eq. 14, on any process and prediction; the target is
+    :func:`~jaxdiff.parametrize.prediction_from_eps_x0`). The network is called as
+    :func:`~jaxdiff.parametrize.network_input` says: with the process's model time (int32 on a
+    :class:`~jaxdiff.schedules.Schedule`), or EDM's c_in x and c_noise for ``"edm"``.
+
+    Args:
+      model_fn: ``model_fn(x_t, time) -> [B, ..., C]`` (a learned-variance output of 2C
+        channels is allowed; its variance half is ignored).
+      process: the :class:`~jaxdiff.processes.GaussianProcess`.
+      x0: ``[B, ..., C]`` data.
+      rng: key for t and the noise.
+      prediction: what the network predicts (:data:`jaxdiff.parametrize.PREDICTIONS`: eps, x0,
+        v, velocity, score, edm, mean).
+      weighting: ``weight(process, t, prediction) -> [B]``, or None for w = 1.
+      time_sampling: ``"uniform"`` (t ~ U(t_data, t_noise), uniform integers on a schedule:
+        :meth:`~jaxdiff.processes.GaussianProcess.sample_time`), ``"logit_normal"`` (Esser et
+        al. 2024, mapped onto [t_data, t_noise]) or ``sample(rng, batch, dtype) -> t [B]``.
+      sigma_data: sigma_d of the ``"edm"`` prediction.
+
+    Returns:
+      ``[B]`` losses.
+    """
+    _checks.batched("x0", x0)
+    _checks.one_of("prediction", prediction, ADAPTER_PREDICTIONS)
+    sample = _time_sampler(time_sampling, process)
+    t_key, noise_key = jax.random.split(rng)
+    t = sample(t_key, x0.shape[0], x0.dtype)
+    noise = jax.random.normal(noise_key, x0.shape, x0.dtype)
+    x_t = process.perturb(x0, t, noise)
+    out = model_fn(*network_input(x_t, process, t, prediction=prediction, sigma_data=sigma_data))
+    if out.shape[-1] == 2 * x0.shape[-1]:
+        out = jnp.split(out, 2, axis=-1)[0]
+    _checks.same_shape("model output", out, "x0", x0)
+    target = prediction_from_eps_x0(
+        noise, x0, x_t, process, t, prediction=prediction, sigma_data=sigma_data
+    )
+    loss = mean_flat((target - out) ** 2)
+    if weighting is not None:
+        loss = loss * weighting(process, t, prediction)
+    return loss
 
 
 def simple_loss(
@@ -116,13 +248,14 @@ def simple_loss(
     weighting: WeightFn | None = None,
 ) -> jnp.ndarray:
     """L_simple (Ho et al. 2020, eq. 14): the MSE between the network output and its target
-    (eps, x_0 or v), at t ~ U{0..T-1}, optionally weighted per timestep.
+    (eps, x_0, v or the posterior mean), at t ~ U{0..T-1}, optionally weighted per timestep:
+    :func:`denoising_loss` on the schedule.
 
     .. math:: L = w(t)\\, \\| \\mathrm{target} - f_\\theta(x_t, t) \\|^2 / D
 
     Args:
-      model_fn: ``model_fn(x_t, t) -> [B, ..., C]`` (a learned-variance output of 2C channels
-        is allowed; its variance half is ignored).
+      model_fn: ``model_fn(x_t, t) -> [B, ..., C]``, t int32 (a learned-variance output of 2C
+        channels is allowed; its variance half is ignored).
       schedule: the noise schedule.
       x0: ``[B, ..., C]`` data in [-1, 1].
       rng: key for t and the noise.
@@ -133,15 +266,7 @@ def simple_loss(
       ``[B]`` losses.
     """
     _checks.one_of("prediction", prediction, PREDICTIONS)
-    t, noise, x_t = _noised(schedule, x0, rng)
-    out = model_fn(x_t, schedule.timesteps[t])
-    if out.shape[-1] == 2 * x0.shape[-1]:
-        out = jnp.split(out, 2, axis=-1)[0]
-    _checks.same_shape("model output", out, "x0", x0)
-    loss = mean_flat((training_target(schedule, x0, t, noise, prediction=prediction) - out) ** 2)
-    if weighting is not None:
-        loss = loss * weighting(schedule, t, prediction)
-    return loss
+    return denoising_loss(model_fn, schedule, x0, rng, prediction=prediction, weighting=weighting)
 
 
 def vlb_loss(
@@ -222,13 +347,16 @@ def dsm_loss(score_fn, sigmas: jnp.ndarray, x0: jnp.ndarray, rng: jax.Array) -> 
     sigmas = jnp.asarray(sigmas)
     if sigmas.ndim != 1 or sigmas.shape[0] < 1:
         raise ValueError(f"sigmas must be a non-empty 1-D array, got shape {sigmas.shape}")
-    level_key, noise_key = jax.random.split(rng)
-    sigma = sigmas[jax.random.randint(level_key, (x0.shape[0],), 0, sigmas.shape[0])]
-    noise = jax.random.normal(noise_key, x0.shape, x0.dtype)
-    score = score_fn(perturb_sigma(x0, sigma, noise), sigma)
-    _checks.same_shape("score", score, "x0", x0)
-    scaled = score * sigma.reshape((-1,) + (1,) * (x0.ndim - 1)) + noise
-    return 0.5 * jnp.sum(scaled**2, axis=tuple(range(1, x0.ndim)))
+    dims = x0[0].size  # the paper sums over dimensions; denoising_loss averages
+    loss = denoising_loss(
+        score_fn, VELevels(sigmas), x0, rng, prediction="score", weighting=_dsm_weight
+    )
+    return dims * loss
+
+
+def _dsm_weight(process: GaussianProcess, t, prediction: str):
+    """lambda(sigma) / 2 = sigma^2 / 2 (Song & Ermon 2019, eq. 6 and Sec. 4.2)."""
+    return 0.5 * process.alpha_sigma(t)[1] ** 2
 
 
 def edm_loss(
@@ -262,30 +390,15 @@ def edm_loss(
     _checks.batched("x0", x0)
     if not (p_std >= 0 and sigma_data > 0):
         raise ValueError(f"need p_std >= 0 and sigma_data > 0, got p_std={p_std}, sigma_data={sigma_data}")
-    sigma_key, noise_key = jax.random.split(rng)
-    sigma = jnp.exp(p_mean + p_std * jax.random.normal(sigma_key, x0.shape[:1], x0.dtype))
-    noise = jax.random.normal(noise_key, x0.shape, x0.dtype)
-    denoised = denoiser_fn(perturb_sigma(x0, sigma, noise), sigma)
-    _checks.same_shape("denoiser output", denoised, "x0", x0)
-    weight = (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
-    return weight * mean_flat((denoised - x0) ** 2)
-
-
-def uniform_time(rng: jax.Array, batch: int, dtype=jnp.float32) -> jnp.ndarray:
-    """t ~ U(0, 1), ``[B]`` (Lipman et al. 2023, eq. 23; Liu et al. 2023, eq. 1)."""
-    return jax.random.uniform(rng, (batch,), dtype)
-
-
-def logit_normal_time(
-    rng: jax.Array, batch: int, dtype=jnp.float32, *, mean: float = 0.0, std: float = 1.0
-) -> jnp.ndarray:
-    """t = sigmoid(u), u ~ N(mean, std^2): the logit-normal density of Esser et al. (2024),
-    eq. 19, which puts more training weight on the middle of the path (their best: mean 0, std
-    1). Other parameters as ``functools.partial(logit_normal_time, mean=..., std=...)``."""
-    return jax.nn.sigmoid(mean + std * jax.random.normal(rng, (batch,), dtype))
-
-
-_TIME_SAMPLING = {"uniform": uniform_time, "logit_normal": logit_normal_time}
+    return denoising_loss(
+        denoiser_fn,
+        EDM(),
+        x0,
+        rng,
+        prediction="x0",
+        weighting=functools.partial(edm_weight, sigma_data=sigma_data),
+        time_sampling=functools.partial(log_normal_sigma, p_mean=p_mean, p_std=p_std),
+    )
 
 
 def flow_matching_loss(
@@ -310,22 +423,12 @@ def flow_matching_loss(
     Returns:
       ``[B]`` losses.
     """
-    _checks.batched("x0", x0)
-    if isinstance(time_sampling, str):
-        _checks.one_of("time_sampling", time_sampling, _TIME_SAMPLING)
-        time_sampling = _TIME_SAMPLING[time_sampling]
-    elif not callable(time_sampling):
-        raise TypeError(
-            "time_sampling must be 'uniform', 'logit_normal' or a function "
-            f"(rng, batch, dtype) -> t, got {time_sampling!r}"
-        )
-    t_key, noise_key = jax.random.split(rng)
-    t = time_sampling(t_key, x0.shape[0], x0.dtype)
-    noise = jax.random.normal(noise_key, x0.shape, x0.dtype)
-    t_b = t.reshape((-1,) + (1,) * (x0.ndim - 1))
-    velocity = velocity_fn((1.0 - t_b) * x0 + t_b * noise, t)
-    _checks.same_shape("velocity", velocity, "x0", x0)
-    return mean_flat((velocity - (noise - x0)) ** 2)
+    if time_sampling == "uniform":
+        time_sampling = uniform_time  # U(0, 1) in the data's dtype
+    return denoising_loss(
+        velocity_fn, LinearFlow(0.0, 1.0), x0, rng, prediction="velocity",
+        time_sampling=time_sampling,
+    )
 
 
 def vdm_loss(

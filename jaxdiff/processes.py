@@ -279,8 +279,9 @@ class VELevels(GaussianProcess):
         return self.sigma(t)
 
     def sample_time(self, rng, batch):
-        """A level drawn uniformly, int32 ``[batch]``."""
-        return jax.random.randint(rng, (batch,), 0, self.sigmas.shape[0], dtype=jnp.int32)
+        """A level drawn uniformly, int32 ``[batch]``: ``sigmas[k]``, k ~ U{0..L-1}."""
+        last = self.sigmas.shape[0] - 1
+        return last - jax.random.randint(rng, (batch,), 0, last + 1, dtype=jnp.int32)
 
     @property
     def prior_std(self):

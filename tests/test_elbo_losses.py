@@ -172,8 +172,9 @@ def test_weightings_agree_across_prediction_types():
         ]
         np.testing.assert_allclose(values[1], values[0], rtol=2e-3)
         np.testing.assert_allclose(values[2], values[0], rtol=2e-3)
-    # min-SNR on eps is min(SNR, gamma) / SNR (Hang et al. 2023).
-    snr = s.alphas_cumprod[t] / (1 - s.alphas_cumprod[t])
+    # min-SNR on eps is min(SNR, gamma) / SNR (Hang et al. 2023), SNR from Ho et al.'s betas.
+    abar = np.cumprod(1 - np.linspace(1e-4, 0.02, 1000))[np.asarray(t)]
+    snr = abar / (1 - abar)
     np.testing.assert_allclose(losses.min_snr_weight(s, t, "eps", gamma=5.0),
                                np.minimum(snr, 5.0) / snr, rtol=1e-5)
 

@@ -13,34 +13,9 @@ from collections.abc import Callable
 import jax.numpy as jnp
 
 from jaxdiff._compile import PytreeFn, as_pytree_fn
+from jaxdiff.parametrize import edm_scalings as edm_scalings
 
 __all__ = ["edm_scalings", "edm_denoise", "edm_precondition"]
-
-
-def edm_scalings(sigma, sigma_data: float = 0.5):
-    """c_skip, c_out, c_in and c_noise of EDM's preconditioning (Karras et al. 2022, Table 1,
-    "Ours" column; derived in App. B.6):
-
-    .. math:: c_{skip} = \\frac{\\sigma_d^2}{\\sigma^2 + \\sigma_d^2},\\quad
-        c_{out} = \\frac{\\sigma \\sigma_d}{\\sqrt{\\sigma^2 + \\sigma_d^2}},\\quad
-        c_{in} = \\frac{1}{\\sqrt{\\sigma^2 + \\sigma_d^2}},\\quad
-        c_{noise} = \\tfrac14 \\ln \\sigma
-
-    Args:
-      sigma: noise levels (any shape).
-      sigma_data: the standard deviation of the data, sigma_d.
-
-    Returns:
-      ``(c_skip, c_out, c_in, c_noise)``, each of ``sigma``'s shape.
-    """
-    sigma = jnp.asarray(sigma)
-    total = sigma**2 + sigma_data**2
-    return (
-        sigma_data**2 / total,
-        sigma * sigma_data * jnp.sqrt(1.0 / total),
-        jnp.sqrt(1.0 / total),
-        0.25 * jnp.log(sigma),
-    )
 
 
 def edm_denoise(raw_fn: Callable, x, sigma, *args, sigma_data: float = 0.5, **kwargs):

@@ -1,5 +1,6 @@
 """MkDocs hooks: the API reference is generated, one page per public module of jaxdiff, so that a
-new module has its page without anyone writing one.
+new module has its page without anyone writing one; and a guide added under ``docs/guides/`` joins
+the how-to section of the navigation by itself (after the listed ones, by file name).
 
 A module's page renders its docstring and its public names (``__all__`` or ``X as X``
 re-exports); a package whose public names live in public submodules (``jaxdiff.models.unet``,
@@ -16,7 +17,9 @@ from pathlib import Path
 from mkdocs.structure.files import File
 
 PACKAGE = Path(__file__).resolve().parent.parent / "jaxdiff"  # this checkout's, not an installed one
+DOCS = Path(__file__).resolve().parent
 API_SECTION = "API reference"
+GUIDES_SECTION = "How-to guides"
 _SKIP = {"configs", "__main__"}
 
 
@@ -96,11 +99,31 @@ has its page as soon as it exists). Import the flat public API (`jaxdiff.sampler
 """
 
 
+def _title(page: Path) -> str:
+    """A page's first ``# `` heading, else its file name."""
+    for line in page.read_text().splitlines():
+        if line.startswith("# "):
+            return line[2:].strip()
+    return page.stem
+
+
+def _listed(entries) -> set[str]:
+    """The page paths a nav section lists."""
+    return {e if isinstance(e, str) else next(iter(e.values())) for e in entries}
+
+
 def on_config(config):
-    """Lists the generated pages under the API section of the nav."""
+    """Lists the generated pages under the API section of the nav, and the guides it does not
+    list yet under the how-to section."""
     for entry in config.nav:
         if isinstance(entry, dict) and API_SECTION in entry:
             entry[API_SECTION] = ["api/index.md", *(f"api/{m.split('.', 1)[1]}.md" for m in modules())]
+        if isinstance(entry, dict) and GUIDES_SECTION in entry:
+            guides = entry[GUIDES_SECTION]
+            listed = _listed(guides)
+            for page in sorted((DOCS / "guides").glob("*.md")):
+                if f"guides/{page.name}" not in listed:
+                    guides.append({_title(page): f"guides/{page.name}"})
     return config
 
 

@@ -74,14 +74,19 @@ def _persistent_compilation_cache(path):
 
 @pytest.fixture(scope="module")
 def runs(own_data, tmp_path_factory):
-    """A straight 4-step run on the folder; a run on the .npz stopped at 2 and resumed to 4."""
+    """A straight 4-step run on the folder; a run on the .npz stopped at 2 and resumed to 4;
+    then 4 DDIM samples of each (``WORKDIR/samples.npz``)."""
     folder, npz, _, _ = own_data
     root = tmp_path_factory.mktemp("runs")
+    workdirs = root / "folder", root / "npz"
     with _persistent_compilation_cache(root / "xla_cache"):
-        assert _train(f"folder:{folder}", root / "folder", 4) == 0
-        assert _train(f"npz:{npz}", root / "npz", 2) == 0
-        assert _train(f"npz:{npz}", root / "npz", 4) == 0  # resumes from step 2
-    return root / "folder", root / "npz"
+        assert _train(f"folder:{folder}", workdirs[0], 4) == 0
+        assert _train(f"npz:{npz}", workdirs[1], 2) == 0
+        assert _train(f"npz:{npz}", workdirs[1], 4) == 0  # resumes from step 2
+        for workdir in workdirs:
+            args = ["--workdir", str(workdir), "--sampler", "ddim", "--steps", "2", "--num", "4"]
+            assert cli.main(["sample", *args, "--output", str(workdir / "samples.npz")]) == 0
+    return workdirs
 
 
 def test_a_folder_and_an_npz_read_the_same_examples(own_data):
@@ -106,13 +111,11 @@ def test_train_on_a_folder_and_resume_an_npz_run_bit_for_bit(runs):
     assert json.loads((runs[0] / "config.json").read_text())["data"]["image_size"] == 16
 
 
-def test_sample_a_run_on_own_images_at_16x16x3(runs, tmp_path):
-    output = tmp_path / "samples.npz"
-    args = ["sample", "--workdir", str(runs[0]), "--sampler", "ddim", "--steps", "2", "--num", "4"]
-    assert cli.main([*args, "--output", str(output)]) == 0
-    samples = np.load(output)["samples"]
+@pytest.mark.parametrize("which", [0, 1], ids=["folder", "npz"])
+def test_sample_a_run_on_own_images_at_16x16x3(runs, which):
+    samples = np.load(runs[which] / "samples.npz")["samples"]
     assert samples.shape == (4, 16, 16, 3) and samples.dtype == np.uint8
-    assert (tmp_path / "samples.png").is_file()
+    assert (runs[which] / "samples.png").is_file()
 
 
 def test_resize_and_centre_crop(tmp_path):

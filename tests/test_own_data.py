@@ -11,6 +11,7 @@ import json
 import warnings
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 from jax.experimental.compilation_cache import compilation_cache
@@ -235,3 +236,16 @@ def test_skip_bad_images_with_a_warning_and_a_count(tmp_path):
         warnings.simplefilter("error")
         with pytest.raises(data.DataError, match="d.png: not a readable image"):
             data.load_source(f"folder:{tmp_path / 'imgs'}", split="all")
+
+
+def test_config_source_reads_old_and_new_data_configs(own_data):
+    # A config saved before the image fields existed takes their defaults; a new one its own.
+    old = ml_collections.ConfigDict({"dataset": "digits", "split": "test"})
+    assert len(data.config_source(old)) == 359  # the digits test split
+    folder = own_data[0]
+    new = ml_collections.ConfigDict(
+        {"dataset": f"folder:{folder}", "split": "train", "image_size": 8, "test_fraction": 0.5,
+         "valid_fraction": 0.1, "split_seed": 3, "bad_images": "error"}
+    )
+    source = data.config_source(new, split="test")
+    assert len(source) == NUM // 2 and source[0]["x"].shape == (8, 8, 3)

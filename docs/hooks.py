@@ -1,6 +1,7 @@
 """MkDocs hooks: the API reference is generated, one page per public module of jaxdiff, so that a
 new module has its page without anyone writing one; and a guide added under ``docs/guides/`` joins
-the how-to section of the navigation by itself (after the listed ones, by file name).
+the how-to section of the navigation and the guides' table by itself (after the listed ones, by
+file name).
 
 A module's page renders its docstring and its public names (``__all__`` or ``X as X``
 re-exports); a package whose public names live in public submodules (``jaxdiff.models.unet``,
@@ -125,6 +126,25 @@ def on_config(config):
                 if f"guides/{page.name}" not in listed:
                     guides.append({_title(page): f"guides/{page.name}"})
     return config
+
+
+def _first_sentence(page: Path) -> str:
+    """The first sentence of a page's first paragraph after its title."""
+    paragraphs = [p for p in page.read_text().split("\n\n") if p.strip() and not p.startswith("#")]
+    text = " ".join(paragraphs[0].split()) if paragraphs else ""
+    return re.split(r"(?<=\.)\s+(?=[A-Z])", text)[0].replace("|", "\\|")
+
+
+def on_page_markdown(markdown, page, config, files):
+    """The guides' index ends with their table: guides it does not link yet get a row."""
+    if page.file.src_uri != "guides/index.md":
+        return markdown
+    rows = [
+        f"| [{_title(guide)}]({guide.name}) | {_first_sentence(guide)} |"
+        for guide in sorted((DOCS / "guides").glob("*.md"))
+        if guide.name != "index.md" and f"({guide.name})" not in markdown
+    ]
+    return markdown.rstrip("\n") + "\n" + "".join(row + "\n" for row in rows)
 
 
 def on_files(files, config):

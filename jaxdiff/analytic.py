@@ -121,11 +121,14 @@ def _vp_score(x_t, a, b2, weights, means, variances):
 def mixture_vdm_eps_fn(gamma_fn, weights, means, variances):
     """The optimal eps-predictor E[eps | z_t] of the variance-preserving process of Kingma et
     al. (2021), alpha_t^2 = sigmoid(-gamma(t)), sigma_t^2 = sigmoid(gamma(t)), for mixture
-    data: eps* = -sigma_t grad log q_t(z_t). Returns ``model_fn(z_t, t)`` with float t ``[B]``
-    in [0, 1], as :func:`jaxdiff.losses.vdm_loss` calls it."""
+    data: eps* = -sigma_t grad log q_t(z_t). Returns ``model_fn(z_t, u)`` with float u ``[B]``
+    in [0, 1] the normalized gamma, gamma = gamma(0) + (gamma(1) - gamma(0)) u (t itself for a
+    linear schedule), as :func:`jaxdiff.losses.vdm_loss` and
+    :meth:`jaxdiff.processes.VPGamma.model_time` call it."""
 
-    def model_fn(z_t, t):
-        gamma = jnp.reshape(gamma_fn(t), (-1,) + (1,) * z_t.ndim)
+    def model_fn(z_t, u):
+        gamma_0, gamma_1 = gamma_fn(jnp.zeros(())), gamma_fn(jnp.ones(()))
+        gamma = jnp.reshape(gamma_0 + (gamma_1 - gamma_0) * u, (-1,) + (1,) * z_t.ndim)
         b2 = jax.nn.sigmoid(gamma)
         score = _vp_score(z_t, jnp.sqrt(jax.nn.sigmoid(-gamma)), b2, weights, means, variances)
         return -jnp.sqrt(b2[:, 0]) * score

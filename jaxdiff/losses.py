@@ -23,6 +23,7 @@ functions ``sample(rng, batch, dtype) -> t``.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 
 import jax
@@ -41,7 +42,7 @@ from jaxdiff.elbo import mean_flat_bits
 from jaxdiff.elbo import vb_terms_bpd
 from jaxdiff.parametrize import PREDICTIONS as ADAPTER_PREDICTIONS
 from jaxdiff.parametrize import network_input, prediction_from_eps_x0
-from jaxdiff.processes import EDM, GaussianProcess, LinearFlow, VELevels
+from jaxdiff.processes import EDM, GaussianProcess, LinearFlow, VELevels, VPGamma, linear_gamma
 from jaxdiff.schedules import Schedule
 
 __all__ = [
@@ -446,7 +447,9 @@ def vdm_loss(
     * prior: KL(q(z_1 | x) || N(0, I)) (:func:`jaxdiff.vdm.prior_kl`), exact;
     * diffusion: the continuous-time loss L_infinity (eq. 17) at low-discrepancy times
       (:func:`jaxdiff.vdm.stratified_times`), or with ``num_timesteps=T`` the T-step loss L_T
-      (eq. 13) at the steps i = ceil(T t);
+      (eq. 13) at the steps i = ceil(T t): :func:`denoising_loss` of eps on the process in the
+      schedule's normalized time u = (gamma - gamma(0)) / (gamma(1) - gamma(0)), weighted by
+      gamma'(t) / 2 (resp. T expm1(gamma(t) - gamma(s)) / 2), in bits;
     * decoder: -log p(x | z_0) with the discretised decoder over the 256 values
       (:func:`jaxdiff.vdm.decoder_nll`).
 
@@ -456,10 +459,14 @@ def vdm_loss(
     are the gradient of the second moment of the diffusion term (the paper's Sec. 5.3:
     :func:`jaxdiff.vdm.second_moment_tap`), which trains a learned schedule's interior to
     reduce the estimator's variance; ``"bound"`` gives the bound's gradient everywhere. The
-    returned values are the same either way.
+    returned values are the same either way. The network sees u, the shape at the drawn time,
+    after the tap (and a :class:`~jaxdiff.vdm.VDMModel`'s categorical head the same gamma_t), so
+    in continuous time the bound's expectation depends on the end points alone and the shape's
+    gradient reduces the variance without biasing the bound.
 
     Args:
-      model_fn: ``model_fn(z_t, t) -> eps_hat`` with t a float ``[B]`` in [0, 1].
+      model_fn: ``model_fn(z_t, u) -> eps_hat`` with u a float ``[B]`` in [0, 1], the
+        normalized gamma (t itself for a linear schedule; :class:`~jaxdiff.vdm.VDMModel`).
       gamma_fn: the schedule gamma(t) = -log SNR(t), increasing and elementwise on float t
         (:func:`jaxdiff.vdm.linear_gamma`, a bound :class:`jaxdiff.vdm.LearnedGamma`).
       x0: ``[B, ...]`` data in [-1, 1], on the 8-bit grid for the decoder term to be a
@@ -480,8 +487,7 @@ def vdm_loss(
     gamma_0, gamma_1 = gamma_fn(jnp.zeros(())), gamma_fn(jnp.ones(()))
     span = gamma_1 - gamma_0
     if num_timesteps is None:  # the shape at t and its derivative
-        t = u
-        gamma_t, dgamma_t = vdm.gamma_and_derivative(gamma_fn, t)
+        gamma_t, dgamma_t = vdm.gamma_and_derivative(gamma_fn, u)
         shape = ((gamma_t - gamma_0) / span, dgamma_t / span)
     else:  # the shape at t = i / T and at s = (i - 1) / T, i in 1..T
         t = (jnp.floor(u * num_timesteps) + 1.0) / num_timesteps
@@ -489,20 +495,21 @@ def vdm_loss(
         shape = ((gamma_fn(t) - gamma_0) / span, (gamma_fn(s) - gamma_0) / span)
     if schedule_gradient == "variance":
         shape, scale, unit = vdm.second_moment_tap(shape)
-    shape_t, shape_other = (vdm.expand_like(v, x0) for v in shape)
-    gamma_t = gamma_0 + span * shape_t
-
-    eps = jax.random.normal(eps_key, x0.shape, x0.dtype)
-    alpha_t, sigma_t = vdm.alpha_sigma(gamma_t)
-    eps_hat = model_fn(alpha_t * x0 + sigma_t * eps, t)
-    _checks.same_shape("model output", eps_hat, "x0", x0)
+    shape_t, shape_other = shape
     if num_timesteps is None:
-        per_element = vdm.continuous_diffusion_loss(span * shape_other, eps, eps_hat)
+        weight = vdm.continuous_weight(span * shape_other)
     else:
-        per_element = vdm.discrete_diffusion_loss(
-            gamma_0 + span * shape_other, gamma_t, eps, eps_hat, num_timesteps=num_timesteps
+        weight = vdm.discrete_weight(
+            span * shape_other, span * shape_t, num_timesteps=num_timesteps
         )
-    diffusion = mean_flat_bits(per_element)
+    diffusion = denoising_loss(
+        model_fn,
+        VPGamma(linear_gamma(gamma_0, gamma_1)),  # gamma = gamma(0) + span u
+        x0,
+        eps_key,
+        weighting=lambda process, u, prediction: weight / math.log(2.0),
+        time_sampling=lambda rng, batch, dtype: shape_t,  # drawn above, through the tap
+    )
     if schedule_gradient == "variance":
         diffusion = diffusion + scale * jax.lax.stop_gradient(2.0 * diffusion) + unit
 

@@ -215,7 +215,7 @@ def eps_x0_from_prediction(
       ``(eps, x0)``, each of ``x``'s shape.
     """
     _checks.one_of("prediction", prediction, PREDICTIONS)
-    _checks.same_shape("the model output", out, "x", x)
+    _checks.same_shape("the model output", out, "x_t", x)
     alpha, sigma, dalpha, dsigma = _coefficients(process, t, x, prediction)
     if prediction in ("eps", "x0", "v"):
         return eps_x0_from_output(out, x, alpha, sigma, prediction=prediction, clip_denoised=clip_denoised)

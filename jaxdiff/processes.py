@@ -168,8 +168,11 @@ def linear_gamma(gamma_min: float = -13.3, gamma_max: float = 5.0) -> Callable:
 class VPGamma(GaussianProcess):
     """The continuous variance-preserving process of VDM in its gamma(t) = -log SNR(t) form
     (Kingma et al. 2021, eqs. 1-3): alpha^2 = sigmoid(-gamma), sigma^2 = sigmoid(gamma),
-    t in [t_min, 1]. The network is called with t itself; the log-SNR's inverse is the base's
-    bisection.
+    t in [t_min, 1]. The network is called with gamma rescaled to [0, 1],
+    (gamma(t) - gamma(0)) / (gamma(1) - gamma(0)) (VDM conditions its network on gamma_t,
+    their App. B; t itself for the linear schedule), so that the continuous-time bound depends
+    on the schedule only through its end points (their eq. 17 after the change of variables
+    t -> gamma). The log-SNR's inverse is the base's bisection.
 
     Attributes:
       gamma: ``gamma(t)``, strictly increasing on [0, 1]: :func:`linear_gamma`, or a learned
@@ -197,6 +200,11 @@ class VPGamma(GaussianProcess):
 
     def alpha_sigma(self, t):
         return vp_alpha_sigma(self.log_snr_at(t))
+
+    def model_time(self, t):
+        """(gamma(t) - gamma(0)) / (gamma(1) - gamma(0)): the schedule's normalized gamma."""
+        gamma_0, gamma_1 = self.gamma(_float(0.0)), self.gamma(_float(1.0))
+        return (self.gamma(_float(t)) - gamma_0) / (gamma_1 - gamma_0)
 
 
 @flax.struct.dataclass

@@ -13,8 +13,9 @@ array: :func:`linear_gamma` (fixed) or :class:`LearnedGamma` (a monotone network
 its terms, each per element, in nats:
 
 * :func:`prior_kl`: KL(q(z_1 | x) || N(0, I));
-* :func:`continuous_diffusion_loss` (eq. 17) and :func:`discrete_diffusion_loss` (the T-step
-  loss, eq. 13 written with eps);
+* :func:`continuous_weight` (eq. 17) and :func:`discrete_weight` (the T-step loss, eq. 13
+  written with eps): the weights of the eps-MSE of :func:`jaxdiff.losses.denoising_loss` that
+  make the diffusion term;
 * :func:`decoder_log_probs`: the discretised decoder p(x | z_0) over the 256 values of 8-bit
   data, and :func:`decoder_nll`.
 """
@@ -31,6 +32,7 @@ import jax.numpy as jnp
 from jaxdiff import _checks
 from jaxdiff._compile import as_pytree_fn
 from jaxdiff.elbo import normal_kl
+from jaxdiff.processes import vp_alpha_sigma
 
 __all__ = [
     "GAMMA_MIN",
@@ -45,8 +47,8 @@ __all__ = [
     "gamma_and_derivative",
     "second_moment_tap",
     "prior_kl",
-    "continuous_diffusion_loss",
-    "discrete_diffusion_loss",
+    "continuous_weight",
+    "discrete_weight",
     "grid_values",
     "decoder_log_probs",
     "decoder_nll",
@@ -72,7 +74,7 @@ def expand_like(v, x):
 def alpha_sigma(gamma) -> tuple[jnp.ndarray, jnp.ndarray]:
     """(alpha, sigma) of the variance-preserving process at gamma = -log SNR (Kingma et al.
     2021, eq. 4): alpha^2 = sigmoid(-gamma), sigma^2 = sigmoid(gamma)."""
-    return jnp.sqrt(jax.nn.sigmoid(-gamma)), jnp.sqrt(jax.nn.sigmoid(gamma))
+    return vp_alpha_sigma(-jnp.asarray(gamma))
 
 
 # --- noise schedules -----------------------------------------------------------------------------
@@ -195,28 +197,25 @@ def prior_kl(gamma_1, x) -> jnp.ndarray:
     return normal_kl(alpha_1 * x, jax.nn.log_sigmoid(gamma_1), 0.0, 0.0)
 
 
-def continuous_diffusion_loss(dgamma_t, eps, eps_hat) -> jnp.ndarray:
-    """The continuous-time diffusion loss at one t (Kingma et al. 2021, eq. 17), elementwise,
-    in nats; its mean over t ~ U(0, 1) and eps ~ N(0, I) is L_infinity:
+def continuous_weight(dgamma_t) -> jnp.ndarray:
+    """The weight of the eps-MSE in the continuous-time diffusion loss at one t (Kingma et al.
+    2021, eq. 17), in nats: L_infinity is the mean over t ~ U(0, 1) and eps ~ N(0, I) of
 
-    .. math:: \\tfrac12\\, \\gamma'(t)\\, (\\epsilon - \\hat\\epsilon_\\theta(z_t; t))^2
+    .. math:: \\tfrac12\\, \\gamma'(t)\\, \\|\\epsilon - \\hat\\epsilon_\\theta(z_t; t)\\|^2
 
-    Args:
-      dgamma_t: ``[B, ...]`` (broadcastable) gamma'(t).
-      eps, eps_hat: the noise of z_t and the model's prediction of it.
-    """
-    return 0.5 * dgamma_t * (eps - eps_hat) ** 2
+    so the weight is gamma'(t) / 2 (``dgamma_t``: gamma'(t))."""
+    return 0.5 * dgamma_t
 
 
-def discrete_diffusion_loss(gamma_s, gamma_t, eps, eps_hat, *, num_timesteps: int) -> jnp.ndarray:
-    """The T-step diffusion loss at one step s = t - 1/T (Kingma et al. 2021, eq. 13 with
-    x - x^ = (eps - eps^) sigma_t / alpha_t), elementwise, in nats; its mean over the step
-    i ~ U{1..T} (t = i / T) and eps is L_T:
+def discrete_weight(gamma_s, gamma_t, *, num_timesteps: int) -> jnp.ndarray:
+    """The weight of the eps-MSE in the T-step diffusion loss at one step s = t - 1/T (Kingma et
+    al. 2021, eq. 13 with x - x^ = (eps - eps^) sigma_t / alpha_t), in nats; L_T is the mean
+    over the step i ~ U{1..T} (t = i / T) and eps of
 
     .. math:: \\tfrac{T}{2}\\,(\\mathrm{SNR}(s) - \\mathrm{SNR}(t))\\,(x - \\hat x)^2
         = \\tfrac{T}{2}\\,\\mathrm{expm1}(\\gamma(t) - \\gamma(s))\\,(\\epsilon - \\hat\\epsilon)^2
     """
-    return 0.5 * num_timesteps * jnp.expm1(gamma_t - gamma_s) * (eps - eps_hat) ** 2
+    return 0.5 * num_timesteps * jnp.expm1(gamma_t - gamma_s)
 
 
 def grid_values(dtype=jnp.float32) -> jnp.ndarray:
@@ -316,11 +315,17 @@ class VDMModel(nn.Module):
     """A VDM's two learned parts in one parameter tree: the noise predictor eps^(z_t; t) and the
     schedule gamma(t), so one train state, EMA and checkpoint carry both.
 
-    ``apply(variables, z_t, t)`` is eps^ (the network called with ``time_scale * t``, the range
-    a sinusoidal embedding made for integer timesteps expects; wrap it in
-    :class:`FourierFeatures` for those inputs): the network's output itself (``head="eps"``),
+    ``apply(variables, z_t, u)`` is eps^ at the normalized gamma u = (gamma_t - gamma(0)) /
+    (gamma(1) - gamma(0)) in [0, 1] (t itself for the linear schedule;
+    :meth:`jaxdiff.processes.VPGamma.model_time`): VDM conditions its network on gamma_t
+    (Kingma et al. 2021, App. B), which makes the continuous-time bound depend on a learned
+    schedule through its end points only, so the schedule's shape is free to reduce the
+    variance (their Sec. 5.3). The network is called with ``time_scale * u``, the range a
+    sinusoidal embedding made for integer timesteps expects (wrap it in
+    :class:`FourierFeatures` for those inputs); eps^ is its output itself (``head="eps"``),
     or with ``head="categorical"`` its ``256 C`` output channels as the logits of
-    :func:`categorical_eps`; and
+    :func:`categorical_eps` at gamma_t = gamma(0) + (gamma(1) - gamma(0)) u, the same gamma_t
+    the network sees; and
     ``apply(variables, t, method="gamma")`` is gamma(t): ``schedule`` (a :class:`LearnedGamma`)
     when given, else :func:`linear_gamma` between ``gamma_min`` and ``gamma_max``.
 
@@ -347,15 +352,17 @@ class VDMModel(nn.Module):
             return linear_gamma(t, gamma_min=self.gamma_min, gamma_max=self.gamma_max)
         return self.schedule(t)
 
-    def __call__(self, z, t, *, train: bool = False):
+    def __call__(self, z, u, *, train: bool = False):
         if self.is_initializing():
-            self.gamma(jnp.asarray(t, jnp.float32))  # create the schedule's parameters
-        t = jnp.asarray(t, jnp.float32)
-        out = self.network(z, self.time_scale * t, train=train)
+            self.gamma(jnp.asarray(u, jnp.float32))  # create the schedule's parameters
+        u = jnp.asarray(u, jnp.float32)
+        out = self.network(z, self.time_scale * u, train=train)
         if self.head == "eps":
             return out
+        gamma_0, gamma_1 = self.gamma(jnp.zeros(())), self.gamma(jnp.ones(()))
+        gamma = gamma_0 + (gamma_1 - gamma_0) * u
         logits = out.reshape(*z.shape, NUM_VALUES)
-        return categorical_eps(logits, z, expand_like(self.gamma(t), z))
+        return categorical_eps(logits, z, expand_like(gamma, z))
 
 
 # --- sampling ------------------------------------------------------------------------------------
@@ -376,11 +383,13 @@ def ancestral_step(z_t, eps_hat, gamma_s, gamma_t, noise) -> jnp.ndarray:
 @functools.partial(jax.jit, static_argnames=("num_steps", "decode"))
 def _sample(model_fn, gamma_fn, z_1, rng, *, num_steps, decode):
     batch = z_1.shape[0]
+    gamma_0, gamma_1 = gamma_fn(jnp.zeros(())), gamma_fn(jnp.ones(()))
 
     def step(z, i):  # i = T, ..., 1
         t = i.astype(jnp.float32) / num_steps
         s = (i - 1).astype(jnp.float32) / num_steps
-        eps_hat = model_fn(z, jnp.full((batch,), t))
+        u = (gamma_fn(t) - gamma_0) / (gamma_1 - gamma_0)  # the network's input
+        eps_hat = model_fn(z, jnp.full((batch,), u))
         noise = jax.random.normal(jax.random.fold_in(rng, i), z.shape, z.dtype)
         return ancestral_step(z, eps_hat, gamma_fn(s), gamma_fn(t), noise), None
 
@@ -400,7 +409,8 @@ def vdm_sample(
     x ~ p(x | z_0) (:func:`decoder_log_probs`). One compiled ``lax.scan``.
 
     Args:
-      model_fn: ``model_fn(z_t, t) -> eps_hat`` with float t ``[B]`` in [0, 1]. The arrays a
+      model_fn: ``model_fn(z_t, u) -> eps_hat`` with float u ``[B]`` in [0, 1], the normalized
+        gamma (:class:`VDMModel`; t itself for a linear schedule). The arrays a
         ``functools.partial`` binds are arguments of the compiled chain: a new checkpoint of
         the same architecture reuses it.
       gamma_fn: the schedule, elementwise (bound arrays likewise arguments).

@@ -42,8 +42,9 @@ def test_posterior_coefficients_from_betas_match_definitions():
     abar = np.cumprod(1 - betas)
     abar_prev = np.concatenate([[1.0], abar[:-1]])
     np.testing.assert_allclose(s.posterior_variance, betas * (1 - abar_prev) / (1 - abar), rtol=1e-6)
-    np.testing.assert_allclose(s.posterior_log_variance_clipped[0], np.log(s.posterior_variance[1]),
-                               rtol=1e-6)
+    # t = 0: beta~_0 = 0 is replaced by beta~_1 = beta_1 (1 - abar_0) / (1 - abar_1), by hand
+    beta_tilde_1 = betas[1] * betas[0] / (1 - (1 - betas[0]) * (1 - betas[1]))
+    np.testing.assert_allclose(s.posterior_log_variance_clipped[0], np.log(beta_tilde_1), rtol=1e-6)
     np.testing.assert_array_equal(s.timesteps, np.arange(7))
     assert s.num_timesteps == 7
 

@@ -20,6 +20,7 @@ _SUBMODULES = (
       "evaluate",
       "metrics",
       "generative",
+      "fewstep",
       "cli",
       "analytic",
       "checkpoint",

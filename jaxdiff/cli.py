@@ -311,11 +311,9 @@ def _sample(args) -> int:
     grid_path = _new_output(output.with_suffix(".png"), "--output (its grid)", ".png")
     run = _load(args.workdir)
     rng = jax.random.PRNGKey(args.seed)
-    if run.experiment is None:  # a VAE or a GAN: one sampler, no steps
-        if args.sampler is not None or args.steps is not None:
-            family = run.config.family
-            raise UsageError(f"--sampler and --steps apply to diffusion runs, not to a {family} run")
-        x = jax.device_get(run.sample(rng, args.num))
+    if run.experiment is None:  # another family: its one sampler, with steps if it has them
+        _check_family_sampling(run, args.sampler, args.steps)
+        x = jax.device_get(run.sample(rng, args.num, num_steps=args.steps))
     else:
         _check_sampler(run, args.sampler)
         sampler = args.sampler or run.config.sampling.sampler
@@ -331,6 +329,16 @@ def _sample(args) -> int:
         raise
     print(f"wrote {output} ({samples.dtype} {samples.shape}) and {grid_path}")
     return 0
+
+
+def _check_family_sampling(run, sampler, steps) -> None:
+    """``--sampler`` and ``--steps`` for a run of a family other than diffusion: it has one
+    sampler, and steps only when its family samples with a number of steps (few-step runs)."""
+    family = run.config.family
+    if sampler is not None:
+        raise UsageError(f"--sampler applies to diffusion runs, not to a {family} run")
+    if steps is not None and run.family.sample_steps is None:
+        raise UsageError(f"--steps applies to diffusion and few-step runs, not to a {family} run")
 
 
 def _load(workdir):

@@ -21,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 
@@ -249,6 +250,10 @@ def generate(
     return map_batches(fn, rows, batch_size=min(batch_size, num), mesh=mesh, args=(variables, rng))
 
 
+def _with_steps(sample_steps, num_steps, state, rng, num):
+    return sample_steps(state, rng, num, num_steps)
+
+
 def _sample_batch(sample_fn, variables, rng, rows, index):
     return sample_fn(variables, jax.random.fold_in(rng, index), rows.shape[0])
 
@@ -343,10 +348,11 @@ def evaluate_run(
     rng = jax.random.PRNGKey(seed)
     nll_key, ode_key, sample_key = jax.random.split(rng, 3)
     results = {}
-    if family == "gan":
+    if family in ("gan", "fewstep"):
         if not num_samples:
-            raise ValueError("a GAN defines no likelihood: evaluate its samples with --num_samples N")
-        _check_diffusion_options("a gan run", variance=variance, ode=ode)
+            what = {"gan": "a GAN", "fewstep": "a few-step run"}[family]
+            raise ValueError(f"{what} defines no likelihood: evaluate its samples with --num_samples N")
+        _check_diffusion_options(f"a {family} run", variance=variance, ode=ode)
     else:
         images = split_images(cfg, split)[:max_examples]
         batch_size = min(batch_size, images.shape[0])
@@ -358,8 +364,10 @@ def evaluate_run(
                 run, images, split, nll_key, ode_key, batch_size, variance, ode, bound_draws, log
             )
     if num_samples:
-        if run.experiment is None and (sampler is not None or num_steps is not None):
-            raise ValueError(f"sampler and num_steps apply to diffusion runs, not to a {family} run")
+        if run.experiment is None and sampler is not None:
+            raise ValueError(f"sampler applies to diffusion runs, not to a {family} run")
+        if run.experiment is None and num_steps is not None and run.family.sample_steps is None:
+            raise ValueError(f"num_steps applies to diffusion and few-step runs, not to a {family} run")
         results.update(
             _sample_quality(run, num_samples, sample_key, sampler, num_steps, fid_stats, log)
         )
@@ -471,8 +479,11 @@ def _sample_quality(run, num, rng, sampler, num_steps, fid_stats, log) -> dict:
     from jaxdiff import train
     from jaxdiff.metrics import digits, fid
 
-    if run.experiment is None:  # a VAE or a GAN: the family's sampler on the whole state
-        samples = data_lib.to_uint8(generate(run.family.sample, run.state, num, rng))
+    if run.experiment is None:  # another family: its sampler on the whole state
+        sample_fn = run.family.sample
+        if num_steps is not None:
+            sample_fn = functools.partial(_with_steps, run.family.sample_steps, num_steps)
+        samples = data_lib.to_uint8(generate(sample_fn, run.state, num, rng))
     else:
         sample_fn = train.build_sampler(
             run.config, run.experiment, sampler=sampler, num_steps=num_steps

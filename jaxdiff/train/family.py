@@ -21,6 +21,9 @@ bundled in a :class:`Family`, the way optax bundles ``init`` and ``update``:
     the sample grids, ``jaxdiff sample`` writes them as uint8.
 ``data_shape``
     The shape of one example.
+``sample_steps(state, rng, num, num_steps) -> [num, *data_shape]`` (optional)
+    Samples with a given number of network evaluations (``jaxdiff sample --steps N``), for a
+    family whose sampler has steps (the few-step family); None otherwise.
 ``validate(state, batch, rng) -> [B]`` (optional)
     A held-out bound in bits/dim of the EMA model on ``batch`` (lower is better), for early
     stopping (``config.training.validation``); None when the family has none.
@@ -51,6 +54,7 @@ class Family(NamedTuple):
     sample: Callable[[Any, jax.Array, int], jax.Array]
     data_shape: tuple[int, ...]
     validate: Callable[[Any, dict, jax.Array], jax.Array] | None = None
+    sample_steps: Callable[[Any, jax.Array, int, int], jax.Array] | None = None
 
 
 def run_keys(seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -79,11 +83,18 @@ def _gan(config, data_shape) -> Family:
     return gan_family(config, data_shape)
 
 
+def _fewstep(config, data_shape) -> Family:
+    from jaxdiff.fewstep.family import fewstep_family
+
+    return fewstep_family(config, data_shape)
+
+
 # config.family -> builder(config, data_shape) -> Family
 FAMILIES: dict[str, Callable[[Any, tuple[int, ...]], Family]] = {
     "diffusion": _diffusion,
     "vae": _vae,
     "gan": _gan,
+    "fewstep": _fewstep,
 }
 
 

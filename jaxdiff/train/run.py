@@ -45,10 +45,14 @@ class Run:
     family: Family | None = None
     state: Any = None
 
-    def sample(self, rng, num: int):
-        """``num`` samples of the family's own sampler (the config's), ``[num, *data_shape]``
-        in the model range."""
-        return jax.jit(lambda state, key: self.family.sample(state, key, num))(self.state, rng)
+    def sample(self, rng, num: int, *, num_steps: int | None = None):
+        """``num`` samples of the family's own sampler (the config's; with ``num_steps``
+        network evaluations for a family with :attr:`~jaxdiff.train.Family.sample_steps`),
+        ``[num, *data_shape]`` in the model range."""
+        if num_steps is None:
+            return jax.jit(lambda state, key: self.family.sample(state, key, num))(self.state, rng)
+        sample = self.family.sample_steps
+        return jax.jit(lambda state, key: sample(state, key, num, num_steps))(self.state, rng)
 
     @property
     def model_fn(self) -> Callable:

@@ -21,6 +21,7 @@ EXECUTED = [
         ),
     ),
     "guides/sampler.md",
+    "guides/few-step.md",
 ]
 _BLOCK = re.compile(r"^```python\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 
@@ -39,7 +40,7 @@ def test_guide_code_runs_as_written(page):
         exec(compile(block, f"{DOCS / page} block {i + 1}", "exec"), namespace)  # noqa: S102
 
 
-_MODULES = "samplers|losses|processes|schedules|diffusion|elbo|models|data|train|analytic|vdm|metrics"
+_MODULES = "samplers|losses|processes|schedules|diffusion|elbo|models|data|train|analytic|vdm|metrics|fewstep"
 _NAME = re.compile(rf"`(?:jaxdiff\.)?((?:{_MODULES})(?:\.\w+)+)(?:\(\))?`")
 
 

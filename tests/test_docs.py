@@ -22,6 +22,7 @@ EXECUTED = [
     ),
     "guides/sampler.md",
     "guides/few-step.md",
+    "guides/denoiser-adapter.md",
 ]
 _BLOCK = re.compile(r"^```python\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 

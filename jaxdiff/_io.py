@@ -17,11 +17,20 @@ import errno
 import json
 import os
 import tempfile
-from collections.abc import Callable
+import zipfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO
 
-__all__ = ["OutputWriteError", "check_new_output", "write_file", "write_text", "read_json_object"]
+import numpy as np
+
+__all__ = ["PENDING", "OutputWriteError", "check_new_output", "write_file", "write_text", "write_npz_stream",
+           "read_json_object"]
+
+
+# The temporary files of the outputs being written now: a command stopped by a signal removes
+# them (jaxdiff._command).
+PENDING: set[Path] = set()
 
 
 class OutputWriteError(OSError):
@@ -79,6 +88,7 @@ def write_file(path, write: Callable[[IO[bytes]], None], *, overwrite: bool = Fa
     except OSError as e:
         raise OutputWriteError(f"could not write {path}: {e.strerror or e}") from e
     tmp = Path(name)
+    PENDING.add(tmp)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -94,12 +104,43 @@ def write_file(path, write: Callable[[IO[bytes]], None], *, overwrite: bool = Fa
         if isinstance(e, OSError) and not isinstance(e, OutputWriteError):
             raise OutputWriteError(f"could not write {path}: {e.strerror or e}") from e
         raise
+    finally:
+        PENDING.discard(tmp)
     return path
 
 
 def write_text(path, text: str, *, overwrite: bool = False) -> Path:
     """:func:`write_file` of UTF-8 text."""
     return write_file(path, lambda f: f.write(text.encode()), overwrite=overwrite)
+
+
+def write_npz_stream(path, name: str, shape, dtype, chunks: Iterable[np.ndarray]) -> Path:
+    """Writes an ``.npz`` holding one array ``name`` of ``shape`` and ``dtype`` (what
+    ``np.load(path)[name]`` reads back), from ``chunks`` along its first axis, without holding
+    the whole array: each chunk goes to the file as it comes. Atomic, like :func:`write_file`.
+
+    Raises:
+      ValueError: the chunks do not add up to ``shape``, or ``path`` exists.
+      OutputWriteError: the file could not be written; nothing is left behind.
+    """
+    shape, dtype = tuple(shape), np.dtype(dtype)
+
+    def write(f) -> None:
+        rows = 0
+        with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+                np.lib.format.write_array_header_2_0(member, header)
+                for chunk in chunks:
+                    chunk = np.ascontiguousarray(chunk, dtype)
+                    if chunk.shape[1:] != shape[1:]:
+                        raise ValueError(f"a chunk of shape {chunk.shape} for an array of shape {shape}")
+                    member.write(chunk.tobytes())
+                    rows += chunk.shape[0]
+        if rows != shape[0]:
+            raise ValueError(f"{rows} rows written for an array of shape {shape}")
+
+    return write_file(path, write)
 
 
 def read_json_object(path, *, what: str) -> dict:

@@ -31,7 +31,9 @@ import traceback
 import importlib.util
 import json
 import logging
+import math
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -207,6 +209,10 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("--sampler", default=None, help="default: the config's")
     sample.add_argument("--steps", type=_integer(1), default=None, help="sampler steps (ddim, ...)")
     sample.add_argument("--num", type=_integer(1), default=64)
+    sample.add_argument(
+        "--batch", type=_integer(1), default=256,
+        help="samples per call of the sampler (they are streamed to the file batch by batch)",
+    )
     sample.add_argument("--seed", type=_SEED, default=0)
     sample.add_argument(
         "--output", default=None,
@@ -264,7 +270,10 @@ def _check_workdir(workdir: Path) -> None:
 
 def _train(args, overrides: dict[str, str]) -> int:
     from jaxdiff import checkpoint, train
+    from jaxdiff.workdir import check_contained
 
+    if args.workdir:
+        check_contained(args.workdir)  # before reading the run's files
     if args.config is None and args.workdir and (Path(args.workdir) / checkpoint.CONFIG_FILE).is_file():
         config = checkpoint.load_config(args.workdir)  # resume with the run's own config
     else:
@@ -305,29 +314,49 @@ def _sample(args) -> int:
     import jax
 
     from jaxdiff import data, train
-    from jaxdiff._io import write_file
+    from jaxdiff._io import write_npz_stream
 
     output = _new_output(args.output or Path(args.workdir) / "samples.npz", "--output", ".npz")
     grid_path = _new_output(output.with_suffix(".png"), "--output (its grid)", ".png")
     run = _load(args.workdir)
-    rng = jax.random.PRNGKey(args.seed)
+    batch = min(args.num, args.batch)
     if run.experiment is None:  # another family: its one sampler, with steps if it has them
         _check_family_sampling(run, args.sampler, args.steps)
-        x = jax.device_get(run.sample(rng, args.num, num_steps=args.steps))
+        if args.steps is None:
+            draw = jax.jit(lambda state, key: run.family.sample(state, key, batch))
+        else:
+            draw = jax.jit(lambda state, key: run.family.sample_steps(state, key, batch, args.steps))
+        state = run.state
     else:
         _check_sampler(run, args.sampler)
         sampler = args.sampler or run.config.sampling.sampler
         sample = train.build_sampler(run.config, run.experiment, sampler=sampler, num_steps=args.steps)
-        fn = jax.jit(lambda v, key: sample(v, key, args.num))
-        x = jax.device_get(fn(run.variables, rng))
-    samples = data.to_uint8(x) if x.ndim == 4 else x  # images as uint8; points as floats
-    write_file(output, lambda f: np.savez(f, samples=samples))
+        draw = jax.jit(lambda v, key: sample(v, key, batch))
+        state = run.variables
+    rng = jax.random.PRNGKey(args.seed)
+    shape = jax.eval_shape(draw, state, rng).shape  # traced, not computed: sizes known now
+    dtype = np.uint8 if len(shape) == 4 else np.float32  # images as uint8; points as floats
+    _check_room(output, args.num * math.prod(shape[1:]) * np.dtype(dtype).itemsize)
+    first = []
+
+    def batches():
+        """The samples in batches: batch i drawn with the key fold_in(key, i) (batch 0 with the
+        key itself, so that a --num within one batch is one call of the sampler)."""
+        for i, start in enumerate(range(0, args.num, batch)):
+            key = rng if i == 0 else jax.random.fold_in(rng, i)
+            x = np.asarray(jax.device_get(draw(state, key)))[: args.num - start]
+            if i == 0:
+                first.append(x)
+            yield data.to_uint8(x) if x.ndim == 4 else x.astype(dtype)
+
+    write_npz_stream(output, "samples", (args.num, *shape[1:]), dtype, batches())
     try:
-        data.save_samples_png(x, grid_path, overwrite=False)
+        data.save_samples_png(first[0], grid_path, overwrite=False)
     except BaseException:
         output.unlink()  # the pair is written whole or not at all
         raise
-    print(f"wrote {output} ({samples.dtype} {samples.shape}) and {grid_path}")
+    shown = "" if args.num <= batch else f" (its first {batch})"
+    print(f"wrote {output} ({np.dtype(dtype)} {[args.num, *shape[1:]]}) and {grid_path}{shown}")
     return 0
 
 
@@ -339,6 +368,16 @@ def _check_family_sampling(run, sampler, steps) -> None:
         raise UsageError(f"--sampler applies to diffusion runs, not to a {family} run")
     if steps is not None and run.family.sample_steps is None:
         raise UsageError(f"--steps applies to diffusion and few-step runs, not to a {family} run")
+
+
+def _check_room(output: Path, nbytes: int) -> None:
+    """Refuses, before any sampling, an output larger than the free space where it goes."""
+    free = shutil.disk_usage(output.parent).free
+    if nbytes > free:
+        raise UsageError(
+            f"--num: the samples need {nbytes / 2**30:.3g} GiB in {output.parent}, which has "
+            f"{free / 2**30:.3g} GiB free; ask for fewer, or write them elsewhere (--output)"
+        )
 
 
 def _load(workdir):
@@ -423,18 +462,24 @@ def main(argv: list[str] | None = None) -> int:
         _parser().print_help()
         return 0
     args, rest = _parser().parse_known_args(argv)
+    from jaxdiff import _command
+
+    if from_command_line:
+        _command.install(args.command)  # signals and background errors: one line each
     # orbax reports through absl logging, with tracebacks, what it also raises; the CLI turns
     # those errors into one line each
     logging.getLogger("absl").setLevel(logging.CRITICAL)
-    from jaxdiff import checkpoint, data, train
+    from jaxdiff import checkpoint, data, distributed, train
     from jaxdiff._io import OutputWriteError
 
     try:
         if args.command == "train":
-            return _train(args, _split_overrides(rest))
-        if rest:
-            raise UsageError(f"unrecognized arguments: {' '.join(rest)}")
-        return {"sample": _sample, "eval": _eval, "stats": _stats}[args.command](args)
+            code = _train(args, _split_overrides(rest))
+        else:
+            if rest:
+                raise UsageError(f"unrecognized arguments: {' '.join(rest)}")
+            distributed.check_backend()
+            code = {"sample": _sample, "eval": _eval, "stats": _stats}[args.command](args)
     except (
         UsageError,
         data.DataError,
@@ -444,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     ) as e:
         print(f"jaxdiff {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except train.TrainingError as e:
+    except (train.TrainingError, distributed.StartupError) as e:
         print(f"jaxdiff {args.command}: {e}", file=sys.stderr)
         return 1
     except OutputWriteError as e:
@@ -456,6 +501,18 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.flush()
             os._exit(1)
         return 1
+    except Exception as e:  # a failure of jaxdiff itself: one line too, the traceback on demand
+        if not from_command_line or _command.DEBUG:
+            raise
+        detail = f"{type(e).__name__}: {e}".splitlines()[0]
+        print(f"jaxdiff {args.command}: internal error ({detail}); JAXDIFF_DEBUG=1 shows where", file=sys.stderr)
+        return 1
+    failed = _command.background_error()
+    if failed is not None and code == 0:
+        detail = f"{type(failed).__name__}: {failed}".splitlines()[0]
+        print(f"jaxdiff {args.command}: a background thread failed ({detail})", file=sys.stderr)
+        return 1
+    return code
 
 
 if __name__ == "__main__":

@@ -12,7 +12,11 @@ them).
 """
 
 import json
+import os
+import socket
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import ml_dtypes
@@ -20,6 +24,7 @@ import numpy as np
 import pytest
 
 from jaxdiff import checkpoint, cli, state_dict
+from jaxdiff import workdir as workdir_lib
 from jaxdiff.metrics import fid, frechet
 from jaxdiff.models import convert
 from jaxdiff.state_dict import UnsafeFileError
@@ -210,3 +215,235 @@ def test_load_config_names_the_file(tmp_path):
     (tmp_path / "config.json").write_text('{"a": ')
     with pytest.raises(checkpoint.IncompatibleWorkdirError, match="config.json is not valid JSON"):
         checkpoint.load_config(tmp_path)
+
+
+# --- defect 1: one writer per workdir ------------------------------------------------------------
+
+
+def _copy(run: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(run, tmp_path / "run", symlinks=True))
+
+
+def _tree(path: Path) -> dict:
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def test_a_second_writer_is_refused_and_readers_go_on(capsys, toy_run, tmp_path):
+    """Expectation: while a writer holds the workdir, ``train`` there is refused in one line,
+    exit 2, naming the writer's host and pid, and changes nothing; ``sample`` works beside it."""
+    workdir = _copy(toy_run, tmp_path)
+    with workdir_lib.WorkdirLock(workdir):  # as a running training holds it
+        before = _tree(workdir)
+        err = expect_one_line(*_cli(capsys, ["train", "--workdir", str(workdir), "--config.training.num_steps=4"]),
+                              exit_code=2, fragment="is being written by another training")
+        assert f"host {socket.gethostname()}, pid {os.getpid()}" in err
+        assert _tree(workdir) == before
+        code, err = _cli(capsys, ["sample", "--workdir", str(workdir), "--num", "4", "--output", str(tmp_path / "s.npz")])
+        assert code == 0 and not err, err
+    assert cli.main(["train", "--workdir", str(workdir), "--config.training.num_steps=4"]) == 0  # free again
+    assert checkpoint.Checkpointer(workdir / "checkpoints").steps()[-1] == 4
+
+
+def test_a_lock_left_by_a_dead_process_is_taken_over(toy_run, tmp_path):
+    """Expectation: the lock file of a process that died (its pid gone) does not block; the new
+    writer records itself in it."""
+    workdir = _copy(toy_run, tmp_path)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (workdir / workdir_lib.LOCK_FILE).write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid, "since": "then"}))
+    TOTALS["cases"] += 1
+    assert cli.main(["train", "--workdir", str(workdir), "--config.training.num_steps=4"]) == 0
+    assert json.loads((workdir / workdir_lib.LOCK_FILE).read_text())["pid"] == os.getpid()
+
+
+# --- defect 2: a run writes only inside its workdir ----------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["metrics.jsonl", "config.json", "checkpoints", "samples", "tensorboard", "lock"])
+def test_a_symlink_out_of_the_workdir_is_never_followed(capsys, toy_run, tmp_path, name):
+    """Expectation: a link from inside the workdir to a file or folder outside it is refused in
+    one line, exit 2, before anything is written; the outside file is untouched."""
+    workdir = _copy(toy_run, tmp_path)
+    outside = tmp_path / "important"
+    if name in ("checkpoints", "samples", "tensorboard"):
+        import shutil
+
+        outside.mkdir()
+        (outside / "keep.txt").write_text("precious")
+        if (workdir / name).exists():
+            shutil.rmtree(workdir / name)
+    else:
+        outside.write_text("precious\n")
+        (workdir / name).unlink(missing_ok=True)
+    (workdir / name).symlink_to(Path("..") / outside.name)
+    before = _tree(outside) if outside.is_dir() else outside.read_bytes()
+    expect_one_line(*_cli(capsys, ["train", "--workdir", str(tmp_path / "run"), "--config", TOY, *TINY,
+                                   "--config.training.num_steps=4"]),
+                    exit_code=2, fragment=f"{workdir / name} is a symbolic link out of the workdir")
+    after = _tree(outside) if outside.is_dir() else outside.read_bytes()
+    TOTALS["files outside the workdir touched"] += after != before
+    assert after == before
+
+
+def test_a_link_made_while_running_is_not_followed_either(tmp_path):
+    """Expectation: the metrics file is opened without following a link (a link created after
+    the start-up check), so the partial-line cut never truncates another file."""
+    from jaxdiff.train.loop import _drop_partial_line
+
+    outside = tmp_path / "important.txt"
+    outside.write_text("no newline at the end")
+    (tmp_path / "metrics.jsonl").symlink_to(outside)
+    with pytest.raises(workdir_lib.UnsafeWorkdirError, match="symbolic link"):
+        _drop_partial_line(tmp_path / "metrics.jsonl")
+    assert outside.read_text() == "no newline at the end"
+    TOTALS["cases"] += 1
+
+
+def test_a_link_that_stays_inside_is_allowed(toy_run, tmp_path):
+    workdir = _copy(toy_run, tmp_path)
+    (workdir / "latest").symlink_to("checkpoints/2")
+    assert cli.main(["train", "--workdir", str(workdir), "--config.training.num_steps=4"]) == 0
+
+
+# --- defect 8: the environment -------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_distributed_fields_that_disagree_are_refused_without_initialize(capsys, tmp_path):
+    """Expectation: process_id=5 of num_processes=2 is one line, exit 2, even with
+    initialize=False, and nothing is written."""
+    expect_one_line(*_cli(capsys, ["train", "--config", TOY, "--workdir", str(tmp_path / "w"), *TINY,
+                                   "--config.distributed.process_id=5", "--config.distributed.num_processes=2"]),
+                    exit_code=2, fragment="config.distributed.process_id must be in [0, num_processes=2), got 5")
+    assert not (tmp_path / "w").exists()
+
+
+def test_an_unreachable_coordinator_is_one_line(capsys, tmp_path):
+    """Expectation: process 1 of a job whose coordinator never answers gives up after the
+    config's initialization timeout in one line, exit 1 (JAX itself aborts: exit 134)."""
+    address = f"127.0.0.1:{_free_port()}"
+    expect_one_line(*_cli(capsys, ["train", "--config", TOY, "--workdir", str(tmp_path / "w"), *TINY,
+                                   "--config.distributed.initialize=True",
+                                   f"--config.distributed.coordinator_address={address}",
+                                   "--config.distributed.num_processes=2", "--config.distributed.process_id=1",
+                                   "--config.distributed.initialization_timeout_seconds=1"]),
+                    exit_code=1, fragment=f"coordinator_address={address} cannot be reached after 1 s")
+    assert not (tmp_path / "w").exists()
+
+
+def _jaxdiff(*args, env=None, **kwargs) -> subprocess.Popen:
+    """``python -m jaxdiff ARGS`` in a new process (stdout and stderr piped)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    env.pop("JAXDIFF_DEBUG", None)
+    return subprocess.Popen([sys.executable, "-m", "jaxdiff", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, **kwargs)
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str]:
+    _, err = proc.communicate(timeout=timeout)
+    return proc.returncode, err.strip()
+
+
+def test_a_platform_this_machine_lacks_is_one_line(toy_run, tmp_path):
+    """Expectation: JAX_PLATFORMS=tpu without a TPU is one line naming the setting, exit 1."""
+    code, err = _finish(_jaxdiff("sample", "--workdir", toy_run, "--output", tmp_path / "s.npz",
+                                 env={"JAX_PLATFORMS": "tpu"}))
+    expect_one_line(code, err, exit_code=1, fragment="JAX cannot start a backend for JAX_PLATFORMS=tpu")
+    assert not list(tmp_path.iterdir())
+
+
+# --- defect 5: a large --num ---------------------------------------------------------------------
+
+
+def test_samples_are_drawn_in_batches_and_streamed(capsys, toy_run, tmp_path):
+    """Expectation: --num 10 in batches of 4 writes the three draws of the sampler (keys: the
+    seed's key, then fold_in(key, 1), fold_in(key, 2)), cut to 10; a --num that cannot fit on
+    the disk is refused up front, exit 2, with nothing written."""
+    import jax
+
+    from jaxdiff import train
+
+    out = tmp_path / "s.npz"
+    assert cli.main(["sample", "--workdir", str(toy_run), "--num", "10", "--batch", "4", "--seed", "3",
+                     "--output", str(out)]) == 0
+    run = train.load_run(toy_run)
+    sample = train.build_sampler(run.config, run.experiment)
+    key = jax.random.PRNGKey(3)
+    keys = [key, jax.random.fold_in(key, 1), jax.random.fold_in(key, 2)]
+    expected = np.concatenate([np.asarray(sample(run.variables, k, 4)) for k in keys])[:10]
+    np.testing.assert_allclose(np.load(out)["samples"], expected, rtol=1e-5, atol=1e-6)
+    expect_one_line(*_cli(capsys, ["sample", "--workdir", str(toy_run), "--num", str(10**13),
+                                   "--output", str(tmp_path / "big.npz")]),
+                    exit_code=2, fragment="--num: the samples need")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.npz", "s.png"]
+
+
+# --- full disks, read-only and immutable folders ------------------------------------------------
+
+
+@pytest.fixture
+def file_size_limit():
+    """``limit(n)``: writes past n bytes fail with EFBIG (RLIMIT_FSIZE, as ``ulimit -f``; Python
+    ignores SIGXFSZ) until the test ends: a disk that fills."""
+    import resource
+
+    saved = resource.getrlimit(resource.RLIMIT_FSIZE)
+    yield lambda n: resource.setrlimit(resource.RLIMIT_FSIZE, (n, saved[1]))
+    resource.setrlimit(resource.RLIMIT_FSIZE, saved)
+
+
+def test_a_disk_that_fills_during_a_sample_and_an_eval(capsys, toy_run, tmp_path, file_size_limit):
+    """Expectation: the write fails partway; one line, exit 1 (not bad input), and no file, not
+    even a temporary, is left."""
+    file_size_limit(200)
+    expect_one_line(*_cli(capsys, ["sample", "--workdir", str(toy_run), "--num", "64", "--output",
+                                   str(tmp_path / "s.npz")]), exit_code=1, fragment="File too large")
+    file_size_limit(20)
+    expect_one_line(*_cli(capsys, ["eval", "--workdir", str(toy_run), "--max_examples", "8", "--output",
+                                   str(tmp_path / "e.json")]), exit_code=1, fragment="File too large")
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.fixture
+def unwritable():
+    """``make(path)``: the folder becomes unwritable, immutable (``chattr +i``) for root, whom
+    permissions do not stop, read-only (mode 555) for anyone else."""
+    made = []
+
+    def make(path: Path) -> None:
+        if os.geteuid() == 0:
+            if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode:
+                pytest.skip("chattr +i is not supported here")
+        else:
+            path.chmod(0o555)
+        made.append(path)
+
+    yield make
+    for path in made:
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(path)])
+        else:
+            path.chmod(0o755)
+
+
+def test_read_only_and_immutable_folders(capsys, toy_run, tmp_path, unwritable):
+    """Expectation: resuming a run in an unwritable workdir, and sampling into an unwritable
+    folder, are refused up front: one line each naming the path, exit 2, and nothing changes."""
+    workdir = _copy(toy_run, tmp_path)
+    (tmp_path / "out").mkdir()
+    unwritable(workdir)
+    unwritable(tmp_path / "out")
+    before = _tree(workdir)
+    code, err = _cli(capsys, ["train", "--workdir", str(workdir), "--config.training.num_steps=4"])
+    expect_one_line(code, err, exit_code=2, fragment=f"{workdir} is not a writable directory")
+    code, err = _cli(capsys, ["sample", "--workdir", str(workdir), "--num", "4", "--output",
+                              str(tmp_path / "out" / "s.npz")])
+    expect_one_line(code, err, exit_code=2, fragment=f"directory {tmp_path / 'out'} is not writable")
+    assert _tree(workdir) == before and not list((tmp_path / "out").iterdir())

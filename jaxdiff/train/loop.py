@@ -15,8 +15,10 @@ computes.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +38,7 @@ from jaxdiff.metrics.batching import as_array, map_batches
 from jaxdiff.train.checks import check_config
 from jaxdiff.train.experiment import compile_train_step, train_source
 from jaxdiff.train.family import Family, build_family, run_keys
+from jaxdiff.workdir import WorkdirLock, check_contained, open_append
 
 __all__ = ["RUN_INFO", "BEST_DIR", "BEST_INFO", "TrainingError", "Interrupted", "train"]
 
@@ -71,7 +74,7 @@ class _Logger:
         self.path = workdir / "metrics.jsonl"
         try:
             _drop_partial_line(self.path)
-            self._jsonl = open(self.path, "a")  # noqa: SIM115
+            self._jsonl = open_append(self.path)
             self._tb = SummaryWriter(str(workdir / "tensorboard"))
         except OSError as e:
             raise OutputWriteError(f"could not open {self.path}: {e.strerror or e}") from e
@@ -104,12 +107,11 @@ class _Logger:
 
 
 def _drop_partial_line(path: Path) -> None:
-    if not path.is_file() or path.stat().st_size == 0:
-        return
-    data = path.read_bytes()
-    if not data.endswith(b"\n"):
-        with open(path, "r+b") as f:
-            f.truncate(data.rfind(b"\n") + 1)
+    with open_append(path) as f:  # never through a link
+        fd = f.fileno()
+        data = os.pread(fd, os.fstat(fd).st_size, 0)
+        if data and not data.endswith(b"\n"):
+            os.ftruncate(fd, data.rfind(b"\n") + 1)
 
 
 def _abandon(tb) -> None:
@@ -296,21 +298,31 @@ def train(
 
     Raises:
       ValueError: a bad config (unknown names, a batch size not divisible by the number of
-        devices), an unknown dataset, or a workdir holding an incompatible run. Raised before
-        anything is written.
+        devices), an unknown dataset, a workdir holding an incompatible run, a workdir that
+        another training is writing (:class:`~jaxdiff.workdir.WorkdirBusyError`), or one
+        with a symbolic link out of it (:class:`~jaxdiff.workdir.UnsafeWorkdirError`).
+        Raised before anything is written.
       TrainingError: the loss, a metric or the updated state became NaN or Inf; that state is
         not saved, and the message names the last finite step.
       Interrupted: SIGTERM or SIGINT arrived; a checkpoint of the current step was saved.
     """
     check_config(config)
     distributed.initialize(config.get("distributed"))
+    distributed.check_backend()
     workdir = Path(workdir)
+    check_contained(workdir)
     run = _setup(config, workdir, jax.devices() if devices is None else list(devices))
-    tcfg = config.training
     is_main = distributed.is_primary()
+    workdir.mkdir(parents=True, exist_ok=True)
+    with WorkdirLock(workdir) if is_main else contextlib.nullcontext():  # one writer
+        return _train(config, workdir, run, is_main=is_main, log=log)
+
+
+def _train(config, workdir: Path, run: _Setup, *, is_main: bool, log: Callable[[str], None]):
+    """:func:`train` once the run is set up, checked and its workdir locked."""
+    tcfg = config.training
     if not is_main:
         log = lambda _: None  # noqa: E731 - one voice: the primary's
-    workdir.mkdir(parents=True, exist_ok=True)
     checkpointer = Checkpointer(workdir / "checkpoints", max_to_keep=tcfg.keep_checkpoints)
     try:
         restored = checkpointer.restore_latest(run.abstract_state, move_aside=is_main)

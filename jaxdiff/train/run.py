@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import jax
 import ml_collections
 
 from jaxdiff import sharding
+from jaxdiff._io import read_json_object
 from jaxdiff.checkpoint import Checkpointer, load_config
 from jaxdiff.train.checks import check_config
 from jaxdiff.train.experiment import Experiment, build_experiment
@@ -81,7 +81,7 @@ def load_run(workdir, *, devices=None, checkpoint: str = "best") -> Run:
     workdir = Path(workdir)
     config = load_config(workdir)
     check_config(config)
-    info = json.loads((workdir / RUN_INFO).read_text())
+    info = read_json_object(workdir / RUN_INFO, what="the run's shapes")
     data_shape = tuple(info["data_shape"])
     family = build_family(config, data_shape)
     diffusion = config.get("family", "diffusion") == "diffusion"

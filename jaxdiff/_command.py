@@ -14,7 +14,10 @@
   thread's to report: it sees the failure (a save's ``wait``) and says it in one line. They are
   not printed; one that the main thread never saw turns a success into one line and exit 1.
   Exceptions that Python itself calls ignored (in a ``__del__``) are not printed either.
-  ``JAXDIFF_DEBUG=1`` keeps Python's own reporting, tracebacks included.
+* **Warnings** (a checkpoint skipped as unreadable, a compilation cache entry that a full disk
+  refused) are one line each too, ``jaxdiff CMD: warning: ...``, without the source line.
+
+``JAXDIFF_DEBUG=1`` keeps Python's own reporting, tracebacks included.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 
 from jaxdiff._io import PENDING
 
@@ -98,3 +102,6 @@ def install(command: str) -> None:
     sys.excepthook = excepthook
     threading.excepthook = lambda args: _record(args.exc_value)
     sys.unraisablehook = lambda unraisable: None  # "Exception ignored in ...": ignored
+    warnings.formatwarning = lambda message, *args, **kwargs: (
+        f"jaxdiff {command}: warning: {str(message).strip().splitlines()[0]}\n"
+    )

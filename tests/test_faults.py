@@ -13,10 +13,12 @@ them).
 
 import json
 import os
+import signal
 import socket
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import ml_dtypes
@@ -447,3 +449,153 @@ def test_read_only_and_immutable_folders(capsys, toy_run, tmp_path, unwritable):
                               str(tmp_path / "out" / "s.npz")])
     expect_one_line(code, err, exit_code=2, fragment=f"directory {tmp_path / 'out'} is not writable")
     assert _tree(workdir) == before and not list((tmp_path / "out").iterdir())
+
+
+# --- defect 4: signals during compilation and during sampling (slow: new processes) ------------
+
+# Runs `jaxdiff ARGS` with the sampler wrapped so that the process signals itself at a chosen
+# moment and that moment then lasts a minute: while the sampling program is traced and compiled
+# ("compile"), or while it runs ("sample", from a host callback inside the computation).
+_SIGNAL_DRIVER = """
+import os, signal, sys, time
+import jax, numpy as np
+from jaxdiff import cli, train
+
+phase, signum = sys.argv[1], getattr(signal, sys.argv[2])
+build = train.build_sampler
+
+def hold(x):
+    print("signalled at", time.time(), flush=True)
+    os.kill(os.getpid(), signum)
+    time.sleep(60)
+    return x
+
+def build_slow(*args, **kwargs):
+    sample = build(*args, **kwargs)
+
+    def slow(variables, rng, num):
+        if phase == "compile":
+            hold(None)
+        x = sample(variables, rng, num)
+        if phase == "sample":
+            x = jax.pure_callback(hold, jax.ShapeDtypeStruct(x.shape, x.dtype), x)
+        return x
+
+    return slow
+
+train.build_sampler = build_slow
+sys.argv = ["jaxdiff", *sys.argv[3:]]
+sys.exit(cli.main())
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("phase, name", [("compile", "SIGINT"), ("sample", "SIGTERM")])
+def test_a_signal_during_compilation_or_sampling_ends_the_command_at_once(toy_run, tmp_path, phase, name):
+    """Expectation: the command ends within seconds (not after the minute the work still
+    takes), with one line, exit 128 + N (no traceback, no segmentation fault), and no output or
+    temporary file left."""
+    driver = tmp_path / "driver.py"
+    driver.write_text(_SIGNAL_DRIVER)
+    (tmp_path / "out").mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    res = subprocess.run([sys.executable, str(driver), phase, name, "sample", "--workdir", str(toy_run), "--num", "8",
+                          "--output", str(tmp_path / "out" / "s.npz")], capture_output=True, text=True, env=env,
+                         timeout=120)
+    waited = time.time() - float(res.stdout.split("signalled at")[1].split()[0])
+    expect_one_line(res.returncode, res.stderr.strip(), exit_code=128 + getattr(signal, name),
+                    fragment=f"stopped by {name}")
+    assert waited < 15, waited  # the held minute was cut short
+    assert not list((tmp_path / "out").iterdir())
+
+
+# --- defect 3: a checkpoint write that fails partway (slow) --------------------------------------
+
+
+def _train_args(workdir: Path, steps: int, *extra) -> list:
+    return ["train", "--config", TOY, "--workdir", workdir, *TINY, f"--config.training.num_steps={steps}", *extra]
+
+
+@pytest.mark.slow
+def test_a_checkpoint_write_that_fails_partway_is_one_line(toy_run, tmp_path):
+    """Expectation: with files limited to 12 kB (``ulimit -f 12``) the next checkpoint's
+    files fail while orbax writes them in its background threads: one line on stderr (not the
+    storm of "Event loop is closed" tracebacks), exit 1, the older checkpoint intact, and no
+    temporary folder left."""
+    import resource
+
+    workdir = _copy(toy_run, tmp_path)
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (12 * 1024, resource.RLIM_INFINITY))
+
+    code, err = _finish(_jaxdiff(*_train_args(workdir, 6), preexec_fn=limit))
+    # a full disk also refuses JAX's compilation cache: a warning, of one line
+    err = "\n".join(line for line in err.splitlines() if not line.startswith("jaxdiff train: warning: "))
+    expect_one_line(code, err, exit_code=1, fragment="could not write checkpoint 4")
+    assert "File too large" in err and "(2) are intact" in err
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["2"]
+
+
+# --- SIGKILL at random moments, resume, and a second writer (slow) ------------------------------
+
+
+def _final_state(workdir: Path):
+    from jaxdiff import train
+
+    return train.load_run(workdir, checkpoint="latest").state
+
+
+def _steps(directory: Path) -> list[int]:
+    return [int(p.name) for p in directory.glob("*") if p.name.isdigit()] if directory.is_dir() else []
+
+
+@pytest.mark.slow
+def test_killed_at_random_moments_resumes_bit_for_bit(tmp_path):
+    """Expectation: a training killed (SIGKILL) at random moments of training and saving (a
+    checkpoint every step), each time resumed, ends bit-for-bit equal to the uninterrupted
+    run; each resume takes over the lock its killed predecessor left."""
+    import random
+
+    import jax
+
+    steps, extra = 60, ["--config.training.checkpoint_every=1", "--config.training.log_every=1"]
+    straight = tmp_path / "straight"
+    assert cli.main([str(a) for a in _train_args(straight, steps, *extra)]) == 0
+    workdir, ckpts = tmp_path / "killed", tmp_path / "killed" / "checkpoints"
+    rng = random.Random(24)
+    for _ in range(2):
+        proc = _jaxdiff(*_train_args(workdir, steps, *extra))
+        before = max(_steps(ckpts), default=0)
+        while proc.poll() is None and max(_steps(ckpts), default=0) <= before:
+            time.sleep(0.02)  # until it trains and saves
+        time.sleep(rng.uniform(0.0, 0.3))
+        proc.kill()
+        proc.wait()
+        TOTALS["kills"] += proc.returncode == -9
+    code, err = _finish(_jaxdiff(*_train_args(workdir, steps, *extra)))
+    assert code == 0, err
+    equal = all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(_final_state(workdir)),
+                                                     jax.tree.leaves(_final_state(straight))))
+    TOTALS["cases"] += 1
+    TOTALS["resumes bitwise equal"] += equal
+    assert equal
+
+
+@pytest.mark.slow
+def test_a_second_training_process_is_refused_and_sample_runs_beside_it(tmp_path):
+    """Expectation: while one ``jaxdiff train`` runs, a second one on its workdir (another
+    learning rate) is refused in one line naming the first's pid, exit 2, and changes nothing;
+    ``sample`` works beside it; SIGTERM then stops the first at a saved step (exit 143)."""
+    workdir = tmp_path / "run"
+    first = _jaxdiff(*_train_args(workdir, 10**6, "--config.training.checkpoint_every=50"))
+    while first.poll() is None and not (workdir / "checkpoints" / "50").is_dir():
+        time.sleep(0.05)
+    code, err = _finish(_jaxdiff(*_train_args(workdir, 10**6, "--config.optim.learning_rate=0.5")))
+    expect_one_line(code, err, exit_code=2, fragment=f"pid {first.pid}")
+    code, err = _finish(_jaxdiff("sample", "--workdir", workdir, "--num", "4", "--output", tmp_path / "s.npz"))
+    assert code == 0 and (tmp_path / "s.npz").is_file(), err
+    first.send_signal(signal.SIGTERM)
+    code, err = _finish(first, timeout=60)
+    assert code == 143, err
+    assert json.loads((workdir / "config.json").read_text())["optim"]["learning_rate"] != 0.5

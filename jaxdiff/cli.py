@@ -439,7 +439,8 @@ def _stats(args) -> int:
     from jaxdiff import data
     from jaxdiff.metrics import fid
 
-    data.load_source(args.dataset, split=args.split)  # a known dataset, before the weights
+    options = data.ImageOptions(image_size=args.image_size, bad_images=args.bad_images)
+    data.load_source(args.dataset, split=args.split, options=options)  # known, before the weights
     variables = fid.load_inception(args.weights, download=args.download)
     result = fid.dataset_statistics(
         args.dataset,
@@ -448,7 +449,7 @@ def _stats(args) -> int:
         output=output,
         batch_size=args.batch_size,
         overwrite=False,
-        options=data.ImageOptions(image_size=args.image_size, bad_images=args.bad_images),
+        options=options,
     )
     print(f"wrote {output}: {result.num} examples, {result.mu.shape[0]}-d features")
     return 0

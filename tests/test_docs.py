@@ -23,6 +23,7 @@ EXECUTED = [
     "guides/sampler.md",
     "guides/few-step.md",
     "guides/denoiser-adapter.md",
+    "guides/reliability.md",
 ]
 _BLOCK = re.compile(r"^```python\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 

@@ -72,6 +72,7 @@ class Checkpointer:
     def __init__(self, directory, *, max_to_keep: int = 3, asynchronous: bool = True):
         self.directory = Path(directory).absolute()
         self._saving = None  # the step of the save in flight
+        self._failed = False  # a save failed: its temporaries go at close
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep, enable_async_checkpointing=asynchronous, create=False
         )
@@ -113,9 +114,13 @@ class Checkpointer:
                 f"{(needed + _SPACE_MARGIN) / 2**20:.1f} MiB needed)"
             )
 
-    def _write_error(self, step, error: BaseException | str) -> CheckpointWriteError:
-        for tmp in self.directory.glob("*.orbax-checkpoint-tmp*"):  # no save is in flight now
+    def _remove_temporaries(self) -> None:
+        for tmp in self.directory.glob("*.orbax-checkpoint-tmp*"):
             shutil.rmtree(tmp, ignore_errors=True)
+
+    def _write_error(self, step, error: BaseException | str) -> CheckpointWriteError:
+        self._failed = True
+        self._remove_temporaries()  # no save is in flight now
         kept = sorted(int(p.name) for p in self.directory.glob("[0-9]*") if p.name.isdigit())
         kept = [k for k in kept if k != step]
         if isinstance(error, str):
@@ -196,6 +201,8 @@ class Checkpointer:
             self._manager.close()
         except Exception:  # noqa: BLE001, S110 - a failed background save was reported by wait()
             pass
+        if self._failed:  # orbax's writers may have gone on after the failure was raised
+            self._remove_temporaries()
 
 
 def _first_line(error: BaseException) -> str:

@@ -11,6 +11,7 @@ workdir touched, tracebacks seen by the user); the slow cases are marked ``slow`
 them).
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -390,26 +391,31 @@ def test_samples_are_drawn_in_batches_and_streamed(capsys, toy_run, tmp_path):
 # --- full disks, read-only and immutable folders ------------------------------------------------
 
 
-@pytest.fixture
-def file_size_limit():
-    """``limit(n)``: writes past n bytes fail with EFBIG (RLIMIT_FSIZE, as ``ulimit -f``; Python
-    ignores SIGXFSZ) until the test ends: a disk that fills."""
+@contextlib.contextmanager
+def file_size_limit(nbytes: int):
+    """Writes past ``nbytes`` fail with EFBIG (RLIMIT_FSIZE, as ``ulimit -f``; Python ignores
+    SIGXFSZ): a disk that fills. Lifted before pytest writes its report (which may go to a
+    file)."""
     import resource
 
     saved = resource.getrlimit(resource.RLIMIT_FSIZE)
-    yield lambda n: resource.setrlimit(resource.RLIMIT_FSIZE, (n, saved[1]))
-    resource.setrlimit(resource.RLIMIT_FSIZE, saved)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, saved[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, saved)
 
 
-def test_a_disk_that_fills_during_a_sample_and_an_eval(capsys, toy_run, tmp_path, file_size_limit):
+def test_a_disk_that_fills_during_a_sample_and_an_eval(capsys, toy_run, tmp_path):
     """Expectation: the write fails partway; one line, exit 1 (not bad input), and no file, not
     even a temporary, is left."""
-    file_size_limit(200)
-    expect_one_line(*_cli(capsys, ["sample", "--workdir", str(toy_run), "--num", "64", "--output",
-                                   str(tmp_path / "s.npz")]), exit_code=1, fragment="File too large")
-    file_size_limit(20)
-    expect_one_line(*_cli(capsys, ["eval", "--workdir", str(toy_run), "--max_examples", "8", "--output",
-                                   str(tmp_path / "e.json")]), exit_code=1, fragment="File too large")
+    with file_size_limit(200):
+        result = _cli(capsys, ["sample", "--workdir", str(toy_run), "--num", "64", "--output", str(tmp_path / "s.npz")])
+    expect_one_line(*result, exit_code=1, fragment="File too large")
+    with file_size_limit(20):
+        result = _cli(capsys, ["eval", "--workdir", str(toy_run), "--max_examples", "8", "--output",
+                               str(tmp_path / "e.json")])
+    expect_one_line(*result, exit_code=1, fragment="File too large")
     assert not list(tmp_path.iterdir())
 
 

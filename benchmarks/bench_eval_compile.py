@@ -1,7 +1,7 @@
 """Per-call time of evaluation and sampling with a new parameter set each call: compiled once
-(the parameters are arguments of one cached program) against a fresh compilation per call over
-closed-over parameters (how ``evaluate``, the feature functions and the samplers worked before),
-in the same run. Each call evaluates the bound of 64 digits with the digits U-Net (T = 100),
+(a new ``nnx.Module`` of the same graph each call, its state an argument of one cached
+program) against a fresh compilation per call over closed-over parameters (how ``evaluate``,
+the feature functions and the samplers worked before), in the same run. Each call evaluates the bound of 64 digits with the digits U-Net (T = 100),
 the digits classifier's features of 512 images, or DDIM-10 of 64 digits (T = 1000; the old
 path is a new closure per call, a new static argument of the sampler's jit); medians of
 ``--repeats`` calls after a warm-up.
@@ -10,13 +10,13 @@ path is a new closure per call, a new static argument of the sampler's jit); med
 """
 
 import argparse
-import functools
 import statistics
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from jaxdiff import data, elbo, evaluate, models, samplers, schedules
 from jaxdiff.metrics import digits
@@ -39,18 +39,24 @@ def main():
     schedule = schedules.linear(100)
     images = np.random.default_rng(0).integers(0, 256, (64, 8, 8, 1), dtype=np.uint8)
     x0 = data.to_model_range(images)
-    model = models.ddpm_digits(ch=16, attn_resolutions=())
-    init = model.init(jax.random.key(0), x0[:1], jnp.zeros((1,), jnp.int32))
+    init = nnx.state(models.ddpm_digits(ch=16, attn_resolutions=(), rngs=nnx.Rngs(0)))
 
-    def variables(i):
-        return jax.tree.map(lambda a: a * (1.0 + 0.01 * i), init)
+    def make(i):
+        """A new U-Net (nnx.Module) of the same graph with other weights."""
+        model = models.ddpm_digits(ch=16, attn_resolutions=(), rngs=nnx.Rngs(i))
+        nnx.update(model, jax.tree.map(lambda a: a * (1.0 + 0.01 * i), init))
+        return model
+
+    modules = [make(i) for i in range(args.repeats + 1)]  # built before the timed calls
+    module = modules.__getitem__
 
     def bound_cached(i):
-        fn = functools.partial(models.ddpm_digits(ch=16, attn_resolutions=()).apply, variables(i))
-        return evaluate.nll_per_example(fn, schedule, images, jax.random.key(1), batch_size=64)["total"]
+        return evaluate.nll_per_example(
+            module(i), schedule, images, jax.random.key(1), batch_size=64
+        )["total"]
 
     def bound_fresh_jit(i):
-        fn = functools.partial(model.apply, variables(i))
+        fn = module(i)
         return jax.jit(lambda x: elbo.nll_bpd(fn, schedule, x, jax.random.key(1)))(x0)["total"]
 
     cls = digits.DigitsClassifier()
@@ -70,13 +76,11 @@ def main():
     x_T = jax.random.normal(jax.random.key(2), x0.shape)
 
     def ddim_cached(i):
-        fn = functools.partial(models.ddpm_digits(ch=16, attn_resolutions=()).apply, variables(i))
-        return samplers.ddim_sample(fn, ddim_schedule, x_T, num_steps=10)
+        return samplers.ddim_sample(module(i), ddim_schedule, x_T, num_steps=10)
 
     def ddim_fresh_jit(i):
-        v = variables(i)
-        return samplers.ddim_sample(lambda x, t: model.apply(v, x, t), ddim_schedule, x_T,
-                                    num_steps=10)
+        fn = module(i)
+        return samplers.ddim_sample(lambda x, t: fn(x, t), ddim_schedule, x_T, num_steps=10)
 
     print(f"jax {jax.__version__}, {jax.devices()[0].platform}, medians of {args.repeats} calls")
     for name, cached, fresh in [("bound, 64 digits, T=100", bound_cached, bound_fresh_jit),

@@ -24,7 +24,6 @@ Needs torch and diffusers beside jaxdiff (not dependencies of jaxdiff)::
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import time
 
@@ -32,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
+from flax import nnx
 from _peer import alternate, diffusers_cifar10, machine, machine_line, summary, to_nchw
 from diffusers import DDIMScheduler
 
@@ -87,18 +87,19 @@ def main():
     args = parser.parse_args()
 
     net = diffusers_cifar10().eval()
-    model, variables = from_diffusers(
+    model = from_diffusers(
         {name: p.detach().numpy() for name, p in net.state_dict().items()}, DDPM_CIFAR10_CONFIG
     )
+    graphdef, variables = nnx.split(model)
     rng = np.random.default_rng(0)
     x_T = rng.standard_normal((args.batch, 32, 32, 3)).astype(np.float32)  # NHWC
     t_mid = np.full((args.batch,), 500, np.int32)
 
     # jaxdiff: the chain, and the network's forward pass alone
     schedule = schedules.linear()
-    model_fn = functools.partial(model.apply, variables)
+    model_fn = model
     jx_T, jt = jnp.asarray(x_T), jnp.asarray(t_mid)
-    forward = jax.jit(model.apply)
+    forward = jax.jit(lambda state, x, t: nnx.merge(graphdef, state)(x, t))
 
     start = time.perf_counter()
     x0_jax = np.asarray(ddim_sample(model_fn, schedule, jx_T, num_steps=args.steps))

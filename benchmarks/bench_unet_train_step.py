@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import torch
+from flax import nnx
 from _peer import alternate, diffusers_cifar10, machine, machine_line, summary, to_nchw
 
 from jaxdiff.models import ddpm_cifar10
@@ -32,15 +33,14 @@ LEARNING_RATE = 2e-4
 def jax_step_fn(batch, key):
     """A jitted jaxdiff train step over (params, opt_state, x, t, eps, key), the jitted loss alone
     over (params, x, t, eps, key), and the initial state."""
-    model = ddpm_cifar10(matmul_kernel_grad=jax.default_backend() == "cpu")  # models/conv.py
+    cpu = jax.default_backend() == "cpu"
+    model = ddpm_cifar10(matmul_kernel_grad=cpu, rngs=nnx.Rngs(key))  # models/conv.py
     optimizer = optax.adam(LEARNING_RATE)
-    x = jnp.zeros((batch, 32, 32, 3))
-    t = jnp.zeros((batch,), jnp.int32)
-    params = jax.jit(model.init)({"params": key}, x, t)["params"]
+    graphdef, params = nnx.split(model)  # the graph static, the state an argument
     opt_state = optimizer.init(params)
 
     def loss_fn(params, x, t, eps, key):
-        out = model.apply({"params": params}, x, t, train=True, rngs={"dropout": key})
+        out = nnx.merge(graphdef, params)(x, t, train=True, rngs=nnx.Rngs(dropout=key))
         return jnp.mean((out - eps) ** 2)
 
     @functools.partial(jax.jit, donate_argnums=(0, 1))  # update params and Adam state in place

@@ -1,14 +1,15 @@
 """Compile once per architecture: functions whose parameters are arguments, not constants.
 
-A jitted function that closes over a model's parameters (``functools.partial(model.apply,
-variables)`` as a static argument, or a fresh ``jax.jit`` per call) compiles anew for every
-parameter set and bakes the arrays into the program. The two helpers here turn such callables
-into jit-friendly values:
+A jitted function that closes over a model's parameters (an ``nnx.Module`` or
+``functools.partial(model.apply, variables)`` as a static argument, or a fresh ``jax.jit`` per
+call) compiles anew for every parameter set and bakes the arrays into the program. The helpers
+here turn such callables into jit-friendly values:
 
-* :func:`as_pytree_fn` makes ``model_fn`` a pytree: its arrays (the bound variables) are leaves,
-  passed to the compiled program as arguments; the function and its non-array arguments are
-  static and compared by value. Two ``partial(model.apply, variables)`` of equal modules with
-  same-shaped variables then hit one cached program.
+* :func:`as_pytree_fn` makes ``model_fn`` a pytree: its arrays are leaves, passed to the
+  compiled program as arguments; the rest is static and compared by value. An ``nnx.Module`` is
+  split into its graph (static) and its state (the arguments), so two modules of one graph with
+  other weights hit one cached program, as do two ``partial(model.apply, variables)`` of equal
+  linen modules with same-shaped variables.
 * :func:`compiled` is ``jax.jit`` for a function whose first argument is a model function,
   passed through :func:`as_pytree_fn`: the samplers and the bound use it.
 * :func:`static_partial` is ``functools.partial`` compared and hashed by value, for the static
@@ -25,6 +26,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from flax import nnx
 
 __all__ = ["PytreeFn", "as_pytree_fn", "compiled", "static_partial"]
 
@@ -55,6 +57,20 @@ def _is_array(x) -> bool:
     return isinstance(x, (jax.Array, np.ndarray, np.generic)) or isinstance(x, jax.core.Tracer)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Merged:
+    """``nnx.merge(graphdef, state).method(*args, **kwargs)``: an ``nnx.Module`` (or one of its
+    methods) called from its state, hashed and compared by its graph. ``method=`` in a call
+    names another method, as in linen's ``apply``."""
+
+    graphdef: Any
+    method: str = "__call__"
+
+    def __call__(self, state, *args, method: str | None = None, **kwargs):
+        module = nnx.merge(self.graphdef, state)
+        return getattr(module, method or self.method)(*args, **kwargs)
+
+
 @jax.tree_util.register_pytree_node_class
 class PytreeFn:
     """``func(*args, **kwargs, *more)`` as a pytree: the array leaves of ``(args, kwargs)`` are
@@ -83,12 +99,17 @@ class PytreeFn:
 
 
 def as_pytree_fn(fn: Callable) -> PytreeFn:
-    """``fn`` (a ``functools.partial``, a ``jax.tree_util.Partial``, a bound method or any
-    callable) as a :class:`PytreeFn` (a partial bound inside it too), whose bound arrays become
-    arguments of a jitted function
-    it is passed to."""
+    """``fn`` (an ``nnx.Module``, a ``functools.partial``, a ``jax.tree_util.Partial``, a bound
+    method or any callable) as a :class:`PytreeFn` (a module or partial bound inside a partial
+    too), whose arrays become arguments of a jitted function it is passed to."""
     if isinstance(fn, PytreeFn):
         return fn
+    if isinstance(fn, nnx.Module):
+        graphdef, state = nnx.split(fn)
+        return PytreeFn(_Merged(graphdef), (state,))
+    if inspect.ismethod(fn) and isinstance(fn.__self__, nnx.Module):
+        graphdef, state = nnx.split(fn.__self__)
+        return PytreeFn(_Merged(graphdef, fn.__name__), (state,))
     if isinstance(fn, (functools.partial, jax.tree_util.Partial)):
         inner = as_pytree_fn(fn.func)
         args = tuple(_nested(a) for a in fn.args)
@@ -98,9 +119,10 @@ def as_pytree_fn(fn: Callable) -> PytreeFn:
 
 
 def _nested(arg):
-    """A partial bound inside a partial (a model inside a wrapper) becomes a pytree too."""
-    is_partial = isinstance(arg, (functools.partial, jax.tree_util.Partial))
-    return as_pytree_fn(arg) if is_partial else arg
+    """A module or partial bound inside a partial (a model inside a wrapper) becomes a pytree
+    too."""
+    nested = isinstance(arg, (nnx.Module, functools.partial, jax.tree_util.Partial))
+    return as_pytree_fn(arg) if nested else arg
 
 
 class static_partial(functools.partial):  # noqa: N801 - a functools.partial
@@ -120,8 +142,8 @@ class static_partial(functools.partial):  # noqa: N801 - a functools.partial
 def compiled(*, static_argnames: tuple = ()):
     """``jax.jit`` for a chain whose first argument is a model function: the function is passed
     as a :class:`PytreeFn`, so its parameters are arguments of the compiled program
-    and a new ``functools.partial(model.apply, variables)`` of the same architecture and shapes
-    runs the cached program."""
+    and a new ``nnx.Module`` of the same graph (or ``functools.partial(model.apply, variables)``
+    of the same architecture and shapes) runs the cached program."""
 
     def decorate(chain):
         jitted = jax.jit(chain, static_argnames=static_argnames)

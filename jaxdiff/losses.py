@@ -10,8 +10,10 @@ sampling: :func:`simple_loss` (Ho et al. 2020), :func:`edm_loss` (Karras et al. 
 diffusion term of :func:`vdm_loss` (Kingma et al. 2021). Every loss draws its own times and
 noise from the ``rng`` it is given::
 
+    graphdef, params = nnx.split(model)           # an nnx.Module: its state is the pytree
+
     def loss_fn(params, x0, rng):
-        model_fn = functools.partial(model.apply, {"params": params})
+        model_fn = nnx.merge(graphdef, params)
         return jnp.mean(jaxdiff.losses.denoising_loss(model_fn, process, x0, rng))
 
 Weightings are functions ``weight(process, t, prediction) -> [B]``; variants are partials,

@@ -176,8 +176,9 @@ class VPGamma(GaussianProcess):
 
     Attributes:
       gamma: ``gamma(t)``, strictly increasing on [0, 1]: :func:`linear_gamma`, or a learned
-        schedule with its parameters bound (``functools.partial(LearnedGamma().apply,
-        variables)``). It is a pytree whose leaves are the bound arrays, so a learned
+        schedule (a :class:`~jaxdiff.vdm.LearnedGamma` module, a method of one, or a linen
+        ``functools.partial(module.apply, variables)``). It is a pytree whose leaves are the
+        module's state or the bound arrays, so a learned
         schedule's parameters are arguments of a jitted function it is passed to, and
         gradients reach them.
       t_min: the data end (t = 0 unless the network was not trained there).

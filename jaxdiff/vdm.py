@@ -7,8 +7,8 @@ The process is variance preserving with t in [0, 1] (data at t = 0, noise at t =
     \\alpha_t^2 = \\mathrm{sigmoid}(-\\gamma(t)),\\ \\sigma_t^2 = \\mathrm{sigmoid}(\\gamma(t))
 
 (their eqs. 1-5). A schedule is any increasing ``gamma_fn(t) -> gamma``, elementwise on a float
-array: :func:`linear_gamma` (fixed) or :class:`LearnedGamma` (a monotone network, bound with
-``functools.partial(LearnedGamma().apply, variables)``). The bound
+array: :func:`linear_gamma` (fixed) or :class:`LearnedGamma` (a monotone network, an
+``nnx.Module``: the module is the function). The bound
 -log p(x) <= prior + diffusion + decoder is :func:`jaxdiff.losses.vdm_loss`; this module holds
 its terms, each per element, in nats:
 
@@ -25,9 +25,9 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
 from jaxdiff import _checks
 from jaxdiff._compile import as_pytree_fn
@@ -86,24 +86,30 @@ def linear_gamma(t, *, gamma_min: float = GAMMA_MIN, gamma_max: float = GAMMA_MA
     return gamma_min + (gamma_max - gamma_min) * jnp.asarray(t, jnp.float32)
 
 
-class MonotoneDense(nn.Module):
+class MonotoneDense(nnx.Module):
     """A dense layer with non-negative weights |W| (Kingma et al. 2021, App. H): increasing in
     each input, so a stack of them with increasing activations is an increasing function."""
 
-    features: int
-    use_bias: bool = True
-    kernel_init: Callable = nn.initializers.lecun_normal()
+    def __init__(
+        self,
+        in_features: int,
+        features: int,
+        *,
+        use_bias: bool = True,
+        kernel_init: Callable = nnx.initializers.lecun_normal(),
+        rngs: nnx.Rngs,
+    ):
+        self.kernel = nnx.Param(kernel_init(rngs.params(), (in_features, features)))
+        self.bias = nnx.Param(jnp.zeros((features,))) if use_bias else None
 
-    @nn.compact
     def __call__(self, x):
-        kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features))
-        y = x @ jnp.abs(kernel)
-        if self.use_bias:
-            y = y + self.param("bias", nn.initializers.zeros, (self.features,))
+        y = x @ jnp.abs(self.kernel[...])
+        if self.bias is not None:
+            y = y + self.bias[...]
         return y
 
 
-class LearnedGamma(nn.Module):
+class LearnedGamma(nnx.Module):
     """The learned schedule of Kingma et al. (2021), Sec. 3.2 and App. H:
 
     .. math:: \\gamma(t) = \\gamma_0 + (\\gamma_1 - \\gamma_0)\\,
@@ -115,21 +121,26 @@ class LearnedGamma(nn.Module):
     ``gamma_1``. :func:`jaxdiff.losses.vdm_loss` trains the end points on the bound and the
     shape between them to reduce the variance of the diffusion loss (their Sec. 5.3).
 
-    Attributes:
+    Args:
       gamma_min, gamma_max: the initial gamma(0) and gamma(1).
       features: F, the width of the hidden layer (1024 in the paper).
+      rngs: the initialisation keys.
     """
 
-    gamma_min: float = GAMMA_MIN
-    gamma_max: float = GAMMA_MAX
-    features: int = 1024
-
-    def setup(self):
-        self.gamma_0 = self.param("gamma_0", nn.initializers.constant(self.gamma_min), ())
-        self.gamma_1 = self.param("gamma_1", nn.initializers.constant(self.gamma_max), ())
-        self.l1 = MonotoneDense(1, kernel_init=nn.initializers.ones)
-        self.l2 = MonotoneDense(self.features)
-        self.l3 = MonotoneDense(1, use_bias=False)
+    def __init__(
+        self,
+        gamma_min: float = GAMMA_MIN,
+        gamma_max: float = GAMMA_MAX,
+        features: int = 1024,
+        *,
+        rngs: nnx.Rngs,
+    ):
+        self.features = features
+        self.gamma_0 = nnx.Param(jnp.asarray(gamma_min, jnp.float32))
+        self.gamma_1 = nnx.Param(jnp.asarray(gamma_max, jnp.float32))
+        self.l1 = MonotoneDense(1, 1, kernel_init=nnx.initializers.ones, rngs=rngs)
+        self.l2 = MonotoneDense(1, features, rngs=rngs)
+        self.l3 = MonotoneDense(features, 1, use_bias=False, rngs=rngs)
 
     def _unnormalised(self, t):
         h = self.l1(t[..., None])
@@ -138,7 +149,8 @@ class LearnedGamma(nn.Module):
     def __call__(self, t):
         t = jnp.asarray(t, jnp.float32)
         h_t, h_0, h_1 = (self._unnormalised(u) for u in (t, jnp.zeros(()), jnp.ones(())))
-        return self.gamma_0 + (self.gamma_1 - self.gamma_0) * (h_t - h_0) / (h_1 - h_0)
+        gamma_0, gamma_1 = self.gamma_0[...], self.gamma_1[...]
+        return gamma_0 + (gamma_1 - gamma_0) * (h_t - h_0) / (h_1 - h_0)
 
 
 # --- the terms of the bound ----------------------------------------------------------------------
@@ -299,23 +311,24 @@ def fourier_features(z, exponents: Sequence[int]) -> jnp.ndarray:
     return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
 
 
-class FourierFeatures(nn.Module):
+class FourierFeatures(nnx.Module):
     """Any network ``network(x, t, **kwargs)`` given x with its :func:`fourier_features`
-    appended as extra channels (set the network's output channels to x's)."""
+    appended as extra channels (make the network for ``C (1 + 2 len(exponents))`` input
+    channels and C output channels)."""
 
-    network: nn.Module
-    exponents: Sequence[int] = (6, 7)
+    def __init__(self, network: Callable, exponents: Sequence[int] = (6, 7)):
+        self.network, self.exponents = network, tuple(exponents)
 
     def __call__(self, x, t, **kwargs):
-        features = fourier_features(x, tuple(self.exponents))
+        features = fourier_features(x, self.exponents)
         return self.network(jnp.concatenate([x, features], axis=-1), t, **kwargs)
 
 
-class VDMModel(nn.Module):
-    """A VDM's two learned parts in one parameter tree: the noise predictor eps^(z_t; t) and the
+class VDMModel(nnx.Module):
+    """A VDM's two learned parts in one module: the noise predictor eps^(z_t; t) and the
     schedule gamma(t), so one train state, EMA and checkpoint carry both.
 
-    ``apply(variables, z_t, u)`` is eps^ at the normalized gamma u = (gamma_t - gamma(0)) /
+    ``model(z_t, u)`` is eps^ at the normalized gamma u = (gamma_t - gamma(0)) /
     (gamma(1) - gamma(0)) in [0, 1] (t itself for the linear schedule;
     :meth:`jaxdiff.processes.VPGamma.model_time`): VDM conditions its network on gamma_t
     (Kingma et al. 2021, App. B), which makes the continuous-time bound depend on a learned
@@ -325,38 +338,45 @@ class VDMModel(nn.Module):
     :class:`FourierFeatures` for those inputs); eps^ is its output itself (``head="eps"``),
     or with ``head="categorical"`` its ``256 C`` output channels as the logits of
     :func:`categorical_eps` at gamma_t = gamma(0) + (gamma(1) - gamma(0)) u, the same gamma_t
-    the network sees; and
-    ``apply(variables, t, method="gamma")`` is gamma(t): ``schedule`` (a :class:`LearnedGamma`)
-    when given, else :func:`linear_gamma` between ``gamma_min`` and ``gamma_max``.
+    the network sees; and ``model.gamma(t)`` is gamma(t): ``schedule`` (a
+    :class:`LearnedGamma`) when given, else :func:`linear_gamma` between ``gamma_min`` and
+    ``gamma_max``.
 
-    Attributes:
-      network: ``network(z, t, *, train)`` with output channels those of z.
+    Args:
+      network: ``network(z, t, *, train, rngs)`` with output channels those of z (256 times
+        them for the categorical head).
       schedule: a learned schedule module, or None for the fixed linear one.
       gamma_min, gamma_max: the linear schedule's end points (unused with ``schedule``).
       time_scale: the factor from t in [0, 1] to the network's time input.
       head: ``"eps"`` or ``"categorical"``.
     """
 
-    network: nn.Module
-    schedule: nn.Module | None = None
-    gamma_min: float = GAMMA_MIN
-    gamma_max: float = GAMMA_MAX
-    time_scale: float = 1000.0
-    head: str = "eps"
+    def __init__(
+        self,
+        network: Callable,
+        schedule: Callable | None = None,
+        *,
+        gamma_min: float = GAMMA_MIN,
+        gamma_max: float = GAMMA_MAX,
+        time_scale: float = 1000.0,
+        head: str = "eps",
+    ):
+        self.network, self.schedule = network, schedule
+        self.gamma_min, self.gamma_max = gamma_min, gamma_max
+        self.time_scale, self.head = time_scale, head
 
-    def gamma(self, t, *, train: bool = False):
-        """gamma(t) = -log SNR(t); ``train`` is accepted (and unused) so that the same bound
-        ``apply`` serves both methods."""
-        del train
+    def gamma(self, t, *, train: bool = False, rngs=None):
+        """gamma(t) = -log SNR(t); ``train`` and ``rngs`` are accepted (and unused) so that the
+        training driver calls both methods alike."""
+        del train, rngs
         if self.schedule is None:
             return linear_gamma(t, gamma_min=self.gamma_min, gamma_max=self.gamma_max)
         return self.schedule(t)
 
-    def __call__(self, z, u, *, train: bool = False):
-        if self.is_initializing():
-            self.gamma(jnp.asarray(u, jnp.float32))  # create the schedule's parameters
+    def __call__(self, z, u, *, train: bool = False, rngs=None):
         u = jnp.asarray(u, jnp.float32)
-        out = self.network(z, self.time_scale * u, train=train)
+        options = dict(train=train, rngs=rngs) if train else {}
+        out = self.network(z, self.time_scale * u, **options)
         if self.head == "eps":
             return out
         gamma_0, gamma_1 = self.gamma(jnp.zeros(())), self.gamma(jnp.ones(()))

@@ -30,7 +30,7 @@ def error_line(capsys, argv):
         (["--config", TOY, "--config.nope.x=1"], "unknown config field: config.nope"),
         (["--config", TOY, "--config.training.num_steps=many"], "config.training.num_steps: cannot set 'many'"),
         (["--config", TOY, "--config.data.dataset=no_such_set"], "unknown dataset 'no_such_set'"),
-        (["--config", TOY, "--config.model.preset=NoNet"], "no model 'NoNet' in jaxdiff.models"),
+        (["--config", TOY, "--config.model.name=NoNet"], "no model 'NoNet' in jaxdiff.models"),
         (["--config", TOY, "--config.sampling.sampler=magic"], "config.sampling.sampler must be one of"),
         (["--config", TOY, "--bogus"], "unrecognized argument: --bogus"),
     ],

@@ -8,14 +8,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from compile_counter import count_compilations
+from flax import nnx
 
 from jaxdiff import elbo, evaluate, models, schedules
 from jaxdiff._compile import as_pytree_fn
 from jaxdiff.metrics import digits, fid
 
-TINY_UNET = functools.partial(
-    models.UNet, ch=8, ch_mult=(1,), num_res_blocks=1, attn_resolutions=(), num_groups=4
-)
+def TINY_UNET(seed=0):  # noqa: N802
+    return models.UNet(1, image_size=8, ch=8, ch_mult=(1,), num_res_blocks=1,
+                       attn_resolutions=(), num_groups=4, rngs=nnx.Rngs(seed))
 
 
 def _perturbed(variables, seed):
@@ -38,22 +39,20 @@ def test_nll_per_example_compiles_once_for_two_parameter_sets():
     schedule = schedules.linear(8)
     x = jnp.zeros((1, 8, 8, 1))
     t = jnp.zeros((1,), jnp.int32)
-    base = TINY_UNET().init({"params": jax.random.key(0)}, x, t)
     images = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 1), dtype=np.uint8)
     rng = jax.random.key(3)
     results = []
     for seed in (1, 2, 3):
-        variables = _perturbed(base, seed)
-        model_fn = functools.partial(TINY_UNET().apply, variables)  # a new module object each time
+        model_fn = TINY_UNET()  # a new module each time, its weights perturbed
+        nnx.update(model_fn, _perturbed(nnx.state(model_fn), seed))
         with count_compilations() as c:
             out = evaluate.nll_per_example(model_fn, schedule, images, rng, batch_size=4)
-        results.append((c.value, out["total"], variables))
+        results.append((c.value, out["total"], model_fn))
     assert results[0][0] >= 1
     assert results[1][0] == 0 and results[2][0] == 0
     assert not np.allclose(results[0][1], results[1][1])  # the parameters are not baked in
     # against the bound of the same batch with the parameters closed over
-    variables = results[1][2]
-    model_fn = functools.partial(TINY_UNET().apply, variables)
+    model_fn = results[1][2]
     x0 = jnp.asarray(images, jnp.float32) / 127.5 - 1.0
     closed = jax.jit(lambda x0: elbo.nll_bpd(model_fn, schedule, x0, jax.random.fold_in(rng, 0)))(x0)
     np.testing.assert_allclose(results[1][1], closed["total"], rtol=1e-5)

@@ -7,11 +7,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from jaxdiff import models
 from jaxdiff.models import dit
+from jaxdiff.models.network import NNXNetwork
 
 D, HEADS, TOKENS = 32, 4, 6
+
+
+def net(make, *args, **options):
+    """An NNX module as an ``(init, apply)`` pair over its parameter dict."""
+    return NNXNetwork(lambda rngs: make(*args, **options, rngs=rngs))
 
 
 def randomised(variables, seed=0):
@@ -52,7 +59,7 @@ def numpy_block(p, x, c):
 
 
 def test_adaln_zero_block_matches_an_independent_computation():
-    block = models.DiTBlock(D, HEADS)
+    block = net(models.DiTBlock, D, HEADS)
     x = jax.random.normal(jax.random.key(1), (3, TOKENS, D))
     c = jax.random.normal(jax.random.key(2), (3, D))
     variables = randomised(block.init(jax.random.key(0), x, c))
@@ -61,11 +68,11 @@ def test_adaln_zero_block_matches_an_independent_computation():
 
 
 def test_zero_initialised_gates_make_the_block_the_identity_and_the_model_output_zero():
-    block = models.DiTBlock(D, HEADS)
+    block = net(models.DiTBlock, D, HEADS)
     x = jax.random.normal(jax.random.key(1), (3, TOKENS, D))
     c = jax.random.normal(jax.random.key(2), (3, D))
     np.testing.assert_array_equal(block.apply(block.init(jax.random.key(0), x, c), x, c), x)
-    model = models.dit_digits(hidden_size=32, depth=2, num_classes=10)
+    model = net(models.dit_digits, hidden_size=32, depth=2, num_classes=10)
     images = jax.random.normal(jax.random.key(3), (2, 8, 8, 1))
     out = model.apply(model.init(jax.random.key(0), images, jnp.zeros(2)), images, jnp.array([3.0, 700.0]))
     np.testing.assert_array_equal(out, np.zeros((2, 8, 8, 1)))
@@ -90,7 +97,7 @@ def _trained_looking(model, images, t):
 
 
 def test_labels_null_label_and_label_dropout():
-    model = models.dit_digits(hidden_size=32, depth=1, num_classes=10, class_dropout=0.3)
+    model = net(models.dit_digits, hidden_size=32, depth=1, num_classes=10, class_dropout=0.3)
     images = jax.random.normal(jax.random.key(3), (1000, 8, 8, 1))
     t = jnp.full(1000, 5.0)
     variables = _trained_looking(model, images, t)
@@ -105,22 +112,23 @@ def test_labels_null_label_and_label_dropout():
     assert np.all(is_null ^ is_cond)
     assert abs(is_null.mean() - 0.3) < 4 * math.sqrt(0.3 * 0.7 / 1000)
     with pytest.raises(ValueError, match="num_classes"):
-        models.dit_digits(hidden_size=32, depth=1).apply(
-            _trained_looking(models.dit_digits(hidden_size=32, depth=1), images[:2], t[:2]),
+        plain = net(models.dit_digits, hidden_size=32, depth=1)
+        plain.apply(
+            _trained_looking(plain, images[:2], t[:2]),
             images[:2], t[:2], y=y[:2])
 
 
 def test_time_input_int_float_and_scale():
     images = jax.random.normal(jax.random.key(3), (4, 8, 8, 1))
-    model = models.dit_digits(hidden_size=32, depth=1, out_channels=2)
+    model = net(models.dit_digits, hidden_size=32, depth=1, out_channels=2)
     variables = _trained_looking(model, images, jnp.zeros(4))
     ints = model.apply(variables, images, jnp.array([0, 10, 500, 999]))
     assert ints.shape == (4, 8, 8, 2)
     np.testing.assert_allclose(model.apply(variables, images, jnp.array([0.0, 10.0, 500.0, 999.0])), ints)
-    scaled = models.dit_digits(hidden_size=32, depth=1, out_channels=2, time_scale=1000.0)
+    scaled = net(models.dit_digits, hidden_size=32, depth=1, out_channels=2, time_scale=1000.0)
     np.testing.assert_allclose(scaled.apply(variables, images, jnp.array([0.0, 0.01, 0.5, 0.999])), ints,
                                rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="patch_size"):
         model.apply(variables, jnp.zeros((1, 7, 8, 1)), jnp.zeros(1))
     with pytest.raises(ValueError, match="num_heads"):
-        models.DiT(hidden_size=30, num_heads=4)
+        models.DiT(hidden_size=30, num_heads=4, rngs=nnx.Rngs(0))

@@ -24,6 +24,7 @@ EXECUTED = [
     "guides/few-step.md",
     "guides/denoiser-adapter.md",
     "guides/reliability.md",
+    "guides/own-network.md",
 ]
 _BLOCK = re.compile(r"^```python\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 

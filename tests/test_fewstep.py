@@ -12,6 +12,7 @@ import pytest
 from jaxdiff import analytic, data, fewstep, samplers
 from jaxdiff.metrics import diversity
 from jaxdiff.models.mlp import MLP
+from jaxdiff.models.network import NNXNetwork
 
 MEAN = jnp.array([0.3, -0.5, 0.1, 0.8])
 VAR = jnp.array([0.25, 0.09, 1.0, 0.04])
@@ -213,7 +214,7 @@ def _check_one_step_samples(sample, initial, trained, points):
 
 
 def test_consistency_training_from_scratch_covers_the_ring_in_one_step():
-    net = MLP(features=64, num_blocks=2)
+    net = NNXNetwork(lambda rngs: MLP(2, features=64, num_blocks=2, rngs=rngs))
     grids = fewstep.curriculum_sigmas(sigma_min=0.002, sigma_max=10.0, rho=7.0, s0=10, s1=20)
 
     def f(params):
@@ -235,7 +236,7 @@ def test_consistency_training_from_scratch_covers_the_ring_in_one_step():
 
 
 def test_meanflow_covers_the_ring_in_one_step():
-    net = MLP(features=64, num_blocks=2, out_features=2)
+    net = NNXNetwork(lambda rngs: MLP(3, features=64, num_blocks=2, out_features=2, rngs=rngs))
 
     def u(params):  # the gap t - r enters as an input feature, t through the embedding
         return lambda z, r, t: net.apply({"params": params}, jnp.concatenate([z, (t - r)[:, None]], -1), t)

@@ -10,11 +10,11 @@ import math
 import pathlib
 
 import chex
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from jaxdiff import models
 from jaxdiff.models import FourierEmbedding, UNet, from_diffusers
@@ -26,13 +26,15 @@ FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 DDPM_CIFAR10_PARAMS = 35_746_307
 DDPM_256_PARAMS = 113_673_219
 
-TINY = functools.partial(
-    UNet, ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,), num_groups=4
-)
-# One level (no resampling), for the tests that differentiate: they compile fastest.
-MINI = functools.partial(
-    UNet, ch=8, ch_mult=(1,), num_res_blocks=1, attn_resolutions=(8,), num_groups=4
-)
+def TINY(in_channels=3, **options):  # noqa: N802 - a preset-like constructor
+    return UNet(in_channels, **{**dict(
+        image_size=8, ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,), num_groups=4,
+    ), **options}, rngs=nnx.Rngs(0))
+
+
+def MINI(in_channels=3, **options):  # noqa: N802
+    """One level (no resampling), for the tests that differentiate: they compile fastest."""
+    return TINY(in_channels, **{**dict(ch_mult=(1,), attn_resolutions=(8,)), **options})
 
 
 DN = ("NHWC", "HWIO", "NHWC")
@@ -54,13 +56,12 @@ def load_fixture(name):
 
 @functools.cache
 def converted(name):
-    """(model, variables, x NHWC, t, extra apply kwargs, reference out NHWC) of a fixture."""
+    """(model, x NHWC, t, extra call kwargs, reference out NHWC) of a fixture."""
     config, state_dict, x, t, y, out = load_fixture(name)
-    model, variables = from_diffusers(state_dict, config)
+    model = from_diffusers(state_dict, config)
     kwargs = {} if y is None else {"y": jnp.asarray(y)}
     return (
         model,
-        variables,
         jnp.asarray(x.transpose(0, 2, 3, 1)),
         jnp.asarray(t),
         kwargs,
@@ -68,13 +69,9 @@ def converted(name):
     )
 
 
-def random_variables(model, seed, *args, **kwargs):
-    """Random variables of the shapes ``model.init(..., *args, **kwargs)`` gives, drawn with numpy.
-
-    Unlike ``model.init`` this compiles nothing, and no layer is zero: GroupNorm scales are
-    1 + 0.2 N(0, 1), kernels N(0, 1 / fan_in), everything else 0.2 N(0, 1).
-    """
-    shapes = jax.eval_shape(model.init, {"params": jax.random.key(0)}, *args, **kwargs)
+def randomize(model, seed):
+    """``model`` with random weights drawn with numpy (in place), no layer zero: GroupNorm
+    scales 1 + 0.2 N(0, 1), kernels N(0, 1 / fan_in), everything else 0.2 N(0, 1)."""
     rng = np.random.default_rng(seed)
 
     def draw(path, leaf):
@@ -86,7 +83,18 @@ def random_variables(model, seed, *args, **kwargs):
             return jnp.asarray(noise / math.sqrt(math.prod(leaf.shape[:-1])), leaf.dtype)
         return jnp.asarray(0.2 * noise, leaf.dtype)
 
-    return jax.tree_util.tree_map_with_path(draw, shapes)
+    state = nnx.state(model, nnx.Param)
+    nnx.replace_by_pure_dict(
+        state, jax.tree_util.tree_map_with_path(draw, nnx.to_pure_dict(state))
+    )
+    nnx.update(model, state)
+    return model
+
+
+def call(model, *args, **kwargs):
+    """``model(*args, **kwargs)`` compiled, with the state an argument."""
+    graphdef, state = nnx.split(model)
+    return jax.jit(lambda s, *a: nnx.merge(graphdef, s)(*a, **kwargs))(state, *args)
 
 
 # ---------------------------------------------------------------- agreement with diffusers
@@ -94,25 +102,24 @@ def random_variables(model, seed, *args, **kwargs):
 
 @pytest.mark.parametrize("name", ["ddpm", "options", "fourier"])
 def test_from_diffusers_matches_diffusers_output(name):
-    model, variables, x, t, kwargs, ref = converted(name)
-    out = jax.jit(functools.partial(model.apply, **kwargs))(variables, x, t)
+    model, x, t, kwargs, ref = converted(name)
+    assert isinstance(model, nnx.Module)
+    out = call(model, x, t, **kwargs)
     chex.assert_shape(out, ref.shape)
     assert rel_err(out, ref) < 1e-4
 
 
 def test_from_diffusers_config_options():
-    model, _, _, _, _, _ = converted("ddpm")
-    assert (model.ch, tuple(model.ch_mult), model.num_res_blocks) == (4, (1, 2, 2, 2), 2)
-    assert tuple(model.attn_resolutions) == (8,)
-    assert (
-        model.downsample_padding == (0, 1)
-        and model.attn_head_dim is None
-        and model.norm_eps == 1e-6
-    )
-    options, _, _, _, _, _ = converted("options")
-    assert options.scale_shift_norm and options.num_classes == 10 and options.out_channels == 2
-    assert tuple(options.attn_resolutions) == (8,) and options.downsample_padding == (1, 1)
-    fourier, _, _, _, _, _ = converted("fourier")
+    model = converted("ddpm")[0]
+    assert (model.ch_mult, model.num_res_blocks, model.attn_levels) == ((1, 2, 2, 2), 2, (1,))
+    assert model.conv_in.kernel.shape == (3, 3, 3, 4)
+    assert model.down_0_downsample.conv.padding == ((0, 1), (0, 1))
+    assert model.mid_attn.head_dim == 8 and model.norm_out.epsilon == 1e-6
+    options = converted("options")[0]
+    assert options.down_0_res_0.scale_shift_norm and options.num_classes == 10
+    assert options.conv_out.kernel.shape[-1] == 2 and options.attn_levels == (0,)
+    assert options.down_0_downsample.conv.padding == ((1, 1), (1, 1))
+    fourier = converted("fourier")[0]
     assert fourier.divide_by_sigma and not fourier.mid_attention
 
 
@@ -125,9 +132,8 @@ def test_from_diffusers_accepts_legacy_attention_names():
             name = name.replace(f".{new}.", f".{old}.")
         legacy[name] = value
     assert set(legacy) != set(state_dict)
-    _, variables = from_diffusers(legacy, config)
-    _, expected, *_ = converted("ddpm")
-    chex.assert_trees_all_equal(variables, expected)
+    state = nnx.to_pure_dict(nnx.state(from_diffusers(legacy, config)))
+    chex.assert_trees_all_equal(state, nnx.to_pure_dict(nnx.state(converted("ddpm")[0])))
 
 
 def test_from_diffusers_lists_unknown_and_missing_keys():
@@ -183,22 +189,17 @@ def test_from_diffusers_rejects_unsupported_configs(change, match):
 # ---------------------------------------------------------------- architecture size
 
 
-def count_params(model, size, channels=3):
-    shapes = jax.eval_shape(
-        model.init,
-        {"params": jax.random.key(0)},
-        jnp.zeros((1, size, size, channels)),
-        jnp.zeros((1,), jnp.int32),
-    )
+def count_params(make):
+    shapes = nnx.state(nnx.eval_shape(lambda: make(rngs=nnx.Rngs(0))), nnx.Param)
     return sum(math.prod(p.shape) for p in jax.tree.leaves(shapes))
 
 
 def test_ddpm_cifar10_has_the_papers_parameter_count():
-    assert count_params(models.ddpm_cifar10(), 32) == DDPM_CIFAR10_PARAMS
+    assert count_params(models.ddpm_cifar10) == DDPM_CIFAR10_PARAMS
 
 
 def test_ddpm_256_has_the_papers_parameter_count():
-    assert count_params(models.ddpm_256(), 256) == DDPM_256_PARAMS
+    assert count_params(models.ddpm_256) == DDPM_256_PARAMS
 
 
 # ---------------------------------------------------------------- options: shapes and dtypes
@@ -230,22 +231,21 @@ SIGMA = jnp.array([0.01, 1.0, 30.0])
     ],
 )
 def test_unet_options_shapes_and_dtypes(kwargs, channels, cond, call_kwargs, out_channels):
-    model = TINY(**kwargs)
+    model = randomize(TINY(channels, **kwargs), 0)
     x = jax.random.uniform(jax.random.key(0), (3, 8, 8, channels), minval=-1.0, maxval=1.0)
     t = SIGMA if cond == "sigma" else jnp.array([0, 500, 999], jnp.int32)
-    variables = random_variables(model, 0, x, t, **call_kwargs)
-    assert {p.dtype for p in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
+    graphdef, state = nnx.split(model)
+    assert {p.dtype for p in jax.tree.leaves(state)} == {jnp.dtype(jnp.float32)}
     chex.clear_trace_counter()
 
     @jax.jit
     @chex.assert_max_traces(n=1)
-    def apply(variables, x, t):
-        return model.apply(
-            variables, x, t, train=True, rngs={"dropout": jax.random.key(3)}, **call_kwargs
-        )
+    def apply(state, x, t):
+        rngs = nnx.Rngs(dropout=jax.random.key(3))
+        return nnx.merge(graphdef, state)(x, t, train=True, rngs=rngs, **call_kwargs)
 
-    out = apply(variables, x, t)
-    apply(variables, -x, t)  # a second call with new values does not retrace
+    out = apply(state, x, t)
+    apply(state, -x, t)  # a second call with new values does not retrace
     chex.assert_shape(out, (3, 8, 8, out_channels))
     chex.assert_type(out, jnp.float32)
     chex.assert_tree_all_finite(out)
@@ -256,18 +256,18 @@ def test_init_gives_float32_parameters_and_a_zero_output():
     model = MINI(attn_resolutions=(), mid_attention=False, dtype=jnp.bfloat16)
     x = jax.random.uniform(jax.random.key(0), (2, 8, 8, 3), minval=-1.0, maxval=1.0)
     t = jnp.array([5, 900])
-    variables = jax.jit(model.init)({"params": jax.random.key(1)}, x, t)
-    chex.assert_trees_all_equal_shapes_and_dtypes(variables, random_variables(model, 0, x, t))
-    np.testing.assert_array_equal(
-        jax.jit(model.apply)(variables, x, t), np.zeros(x.shape, np.float32)
-    )
+    assert {p.dtype for p in jax.tree.leaves(nnx.state(model))} == {jnp.dtype(jnp.float32)}
+    np.testing.assert_array_equal(call(model, x, t), np.zeros(x.shape, np.float32))
 
 
 def test_bfloat16_computation_stays_close_to_float32():
-    model, variables, x, t, kwargs, ref = converted("options")
-    out = jax.jit(functools.partial(model.clone(dtype=jnp.bfloat16).apply, **kwargs))(
-        variables, x, t
-    )
+    model, x, t, kwargs, ref = converted("options")
+    config, *_ = load_fixture("options")
+    from jaxdiff.models.convert import _unet_from_config
+
+    bf16 = _unet_from_config(config)(dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
+    nnx.update(bf16, nnx.state(model))
+    out = call(bf16, x, t, **kwargs)
     chex.assert_type(out, jnp.float32)
     assert rel_err(out, ref) < 5e-2
 
@@ -275,57 +275,58 @@ def test_bfloat16_computation_stays_close_to_float32():
 def test_remat_changes_neither_parameters_nor_values_nor_gradients():
     x = jax.random.uniform(jax.random.key(0), (2, 8, 8, 3), minval=-1.0, maxval=1.0)
     t = jnp.array([3, 700])
-    plain, remat = MINI(dropout=0.0), MINI(dropout=0.0, remat=True)
-    variables = random_variables(plain, 0, x, t)
-    chex.assert_trees_all_equal_shapes(variables, random_variables(remat, 0, x, t))
+    plain, remat = randomize(MINI(dropout=0.1), 0), MINI(dropout=0.1, remat=True)
+    state = nnx.state(plain)
+    nnx.update(remat, state)  # the same state fits both
 
-    def loss(model, variables):
-        return jnp.mean(model.apply(variables, x, t, train=True) ** 2)
+    def loss(model, state):
+        rngs = nnx.Rngs(dropout=jax.random.key(7))
+        out = nnx.merge(nnx.graphdef(model), state)(x, t, train=True, rngs=rngs)
+        return jnp.mean(out**2)
 
-    value, grads = jax.jit(jax.value_and_grad(functools.partial(loss, plain)))(variables)
+    value, grads = jax.jit(jax.value_and_grad(functools.partial(loss, plain)))(state)
     value_remat, grads_remat = jax.jit(jax.value_and_grad(functools.partial(loss, remat)))(
-        variables
+        state
     )
     np.testing.assert_allclose(value_remat, value, rtol=1e-5)
     chex.assert_trees_all_close(grads_remat, grads, rtol=1e-4, atol=1e-6)
 
 
 def test_fourier_frequencies_get_no_gradient():
-    model = MINI(embedding=FourierEmbedding, divide_by_sigma=True)
+    model = randomize(MINI(1, embedding=FourierEmbedding, divide_by_sigma=True), 0)
     x = jnp.full((3, 8, 8, 1), 0.3)
-    variables = random_variables(model, 0, x, SIGMA)
-    grads = jax.jit(jax.grad(lambda v: jnp.sum(model.apply(v, x, SIGMA) ** 2)))(variables)
-    assert float(jnp.abs(grads["params"]["time_proj"]["W"]).max()) == 0.0
-    assert float(jnp.abs(grads["params"]["temb_dense_0"]["kernel"]).max()) > 0.0
+    grads = jax.jit(nnx.grad(lambda m: jnp.sum(m(x, SIGMA) ** 2)))(model)
+    assert float(jnp.abs(grads["time_proj"]["W"][...]).max()) == 0.0
+    assert float(jnp.abs(grads["temb_dense_0"]["kernel"][...]).max()) > 0.0
 
 
 # ---------------------------------------------------------------- train / eval behaviour
 
 
 def test_eval_is_deterministic_and_dropout_needs_train_and_rng():
-    model = TINY(dropout=0.1)
+    model = randomize(TINY(dropout=0.1), 0)
     x = jax.random.uniform(jax.random.key(0), (2, 8, 8, 3), minval=-1.0, maxval=1.0)
     t = jnp.array([3, 700])
-    variables = random_variables(model, 0, x, t)
-    evaluate = jax.jit(model.apply)
-    train = jax.jit(lambda v, x, t, key: model.apply(v, x, t, train=True, rngs={"dropout": key}))
-    eval_out = evaluate(variables, x, t)
-    np.testing.assert_array_equal(evaluate(variables, x, t), eval_out)
-    train_a = train(variables, x, t, jax.random.key(0))
-    np.testing.assert_array_equal(train(variables, x, t, jax.random.key(0)), train_a)
+    graphdef, state = nnx.split(model)
+    evaluate = jax.jit(lambda s, x, t: nnx.merge(graphdef, s)(x, t))
+    train = jax.jit(lambda s, x, t, key: nnx.merge(graphdef, s)(
+        x, t, train=True, rngs=nnx.Rngs(dropout=key)))
+    eval_out = evaluate(state, x, t)
+    np.testing.assert_array_equal(evaluate(state, x, t), eval_out)
+    train_a = train(state, x, t, jax.random.key(0))
+    np.testing.assert_array_equal(train(state, x, t, jax.random.key(0)), train_a)
     assert rel_err(train_a, eval_out) > 1e-3
-    assert rel_err(train(variables, x, t, jax.random.key(1)), train_a) > 1e-3
-    with pytest.raises(flax.errors.InvalidRngError):
-        jax.eval_shape(functools.partial(model.apply, train=True), variables, x, t)
+    assert rel_err(train(state, x, t, jax.random.key(1)), train_a) > 1e-3
+    with pytest.raises(ValueError, match="rngs"):
+        nnx.eval_shape(lambda m: m(x, t, train=True), model)
 
 
 def test_class_labels_condition_and_none_is_the_null_label():
-    model, variables, x, t, kwargs, _ = converted("options")
+    model, x, t, kwargs, _ = converted("options")
     null = jnp.full(x.shape[:1], model.num_classes)
-    unconditional = jax.jit(model.apply)(variables, x, t)
-    apply = jax.jit(lambda v, x, t, y: model.apply(v, x, t, y=y))
-    np.testing.assert_array_equal(apply(variables, x, t, null), unconditional)
-    assert rel_err(apply(variables, x, t, kwargs["y"]), unconditional) > 1e-3
+    unconditional = call(model, x, t)
+    np.testing.assert_array_equal(call(model, x, t, y=null), unconditional)
+    assert rel_err(call(model, x, t, **kwargs), unconditional) > 1e-3
 
 
 # ---------------------------------------------------------------- embeddings: closed forms
@@ -363,32 +364,39 @@ def test_fourier_embedding_closed_form():
 
 def test_channels_not_divisible_by_groups_fail_at_construction():
     with pytest.raises(ValueError, match="num_groups=32"):
-        UNet(ch=48, ch_mult=(1, 2))
+        UNet(ch=48, ch_mult=(1, 2), rngs=nnx.Rngs(0))
 
 
 @pytest.mark.parametrize(
-    "model, x_shape, t_shape, match",
+    "options, match",
     [
-        (TINY(ch_mult=(1, 2, 2)), (1, 6, 6, 3), (1,), "divisible by 2"),
-        (TINY(attn_resolutions=(16,)), (1, 8, 8, 3), (1,), r"attn_resolutions \[16\] never occur"),
-        (TINY(attn_head_dim=3), (1, 8, 8, 3), (1,), "attn_head_dim=3"),
-        (TINY(), (8, 8, 3), (1,), "NHWC"),
-        (TINY(), (2, 8, 8, 3), (3,), "t must have shape"),
+        ({"ch_mult": (1, 2, 2), "image_size": 6}, "divisible by 2"),
+        ({"attn_resolutions": (16,)}, r"attn_resolutions \[16\] never occur"),
+        ({"attn_head_dim": 3}, "attn_head_dim=3"),
     ],
 )
-def test_impossible_inputs_raise_before_tracing(model, x_shape, t_shape, match):
+def test_impossible_options_raise_at_construction(options, match):
     with pytest.raises(ValueError, match=match):
-        model.init({"params": jax.random.key(0)}, jnp.zeros(x_shape), jnp.zeros(t_shape, jnp.int32))
+        nnx.eval_shape(lambda: TINY(**options))
+
+
+@pytest.mark.parametrize(
+    "x_shape, t_shape, match",
+    [
+        ((8, 8, 3), (1,), "NHWC"),
+        ((1, 8, 8, 1), (1,), "NHWC"),
+        ((1, 7, 8, 3), (1,), "divisible by 2"),
+        ((2, 8, 8, 3), (3,), "t must have shape"),
+    ],
+)
+def test_impossible_inputs_raise_before_tracing(x_shape, t_shape, match):
+    with pytest.raises(ValueError, match=match):
+        TINY()(jnp.zeros(x_shape), jnp.zeros(t_shape, jnp.int32))
 
 
 def test_label_without_num_classes_raises():
     with pytest.raises(ValueError, match="num_classes is None"):
-        TINY().init(
-            {"params": jax.random.key(0)},
-            jnp.zeros((1, 8, 8, 3)),
-            jnp.zeros((1,), jnp.int32),
-            y=jnp.zeros(1),
-        )
+        TINY()(jnp.zeros((1, 8, 8, 3)), jnp.zeros((1,), jnp.int32), y=jnp.zeros(1))
 
 
 @pytest.mark.parametrize("padding", [((1, 1), (1, 1)), ((0, 2), (2, 0))])
@@ -458,17 +466,17 @@ def test_nearest_upsample_conv_equals_convolution_of_the_repeated_image(matmul_k
 
 
 def test_upsample_keeps_the_parameters_of_a_conv():
-    """``Upsample``'s parameters are a ``flax.linen.Conv`` named ``conv`` (checkpoints and
+    """``Upsample``'s parameters are an ``nnx.Conv`` named ``conv`` (checkpoints and
     ``from_diffusers`` rely on the names), and its output is that Conv applied to the
     repeated image."""
     x = jax.random.normal(jax.random.key(0), (2, 4, 4, 8))
-    variables = models.Upsample().init(jax.random.key(1), x)
-    shapes = {"params": {"conv": {"kernel": (3, 3, 8, 8), "bias": (8,)}}}
-    assert jax.tree.map(jnp.shape, variables) == shapes
+    upsample = randomize(models.Upsample(8, rngs=nnx.Rngs(1)), 0)
+    state = nnx.to_pure_dict(nnx.state(upsample))
+    assert jax.tree.map(jnp.shape, state) == {"conv": {"kernel": (3, 3, 8, 8), "bias": (8,)}}
     up = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
-    conv = flax.linen.Conv(8, (3, 3), padding=1)
-    want = conv.apply({"params": variables["params"]["conv"]}, up)
-    np.testing.assert_allclose(models.Upsample().apply(variables, x), want, rtol=1e-5, atol=1e-5)
+    conv = nnx.Conv(8, 8, (3, 3), padding=1, rngs=nnx.Rngs(2))
+    nnx.update(conv, nnx.state(upsample.conv))
+    np.testing.assert_allclose(upsample(x), conv(up), rtol=1e-5, atol=1e-5)
 
 
 def test_unet_matmul_kernel_grad_is_an_explicit_option():
@@ -476,12 +484,13 @@ def test_unet_matmul_kernel_grad_is_an_explicit_option():
     gradient, the default through XLA's, on any backend; the parameters are the same."""
     x = jnp.zeros((1, 8, 8, 1))
     t = jnp.zeros((1,), jnp.int32)
-    plain, fast = MINI(), MINI(matmul_kernel_grad=True)
-    variables = plain.init({"params": jax.random.key(1)}, x, t)
-    chex.assert_trees_all_equal_shapes(variables, fast.init({"params": jax.random.key(1)}, x, t))
+    plain, fast = MINI(1), MINI(1, matmul_kernel_grad=True)
+    chex.assert_trees_all_equal(nnx.state(plain), nnx.state(fast))
 
     def count(model, primitive):
-        return str(jax.make_jaxpr(model.apply)(variables, x, t)).count(primitive)
+        graphdef, state = nnx.split(model)
+        jaxpr = jax.make_jaxpr(lambda s: nnx.merge(graphdef, s)(x, t))(state)
+        return str(jaxpr).count(primitive)
 
     num_convs = count(plain, "conv_general_dilated")
     assert num_convs == 14 and count(plain, "custom_vjp_call") == 0
@@ -511,8 +520,8 @@ def test_load_diffusers_folder_matches_diffusers_output(tmp_path):
     config, state_dict, x, t, _, out = load_fixture("ddpm")
     (tmp_path / "config.json").write_text(json.dumps(config))
     _write_safetensors(tmp_path / "diffusion_pytorch_model.safetensors", state_dict)
-    model, variables = load_diffusers(tmp_path)
-    got = jax.jit(model.apply)(variables, jnp.asarray(x.transpose(0, 2, 3, 1)), jnp.asarray(t))
+    model = load_diffusers(tmp_path)
+    got = call(model, jnp.asarray(x.transpose(0, 2, 3, 1)), jnp.asarray(t))
     assert rel_err(got, out.transpose(0, 2, 3, 1)) < 1e-4
     with pytest.raises(FileNotFoundError, match="config.json"):
         load_diffusers(tmp_path / "nothing")

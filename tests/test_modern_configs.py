@@ -51,7 +51,7 @@ def test_dit_is_the_network_of_every_process(name):
     """The DiT preset in place of the U-Net: int timesteps (DDPM), noise levels (NCSN), EDM's
     c_noise, flow times and VDM's t with Fourier features; its train step and sampler trace."""
     config = cli.load_config_file(name)
-    config.model = dict(preset="dit_digits", hidden_size=16, depth=1, num_heads=2)
+    config.model = dict(name="dit_digits", hidden_size=16, depth=1, num_heads=2)
     _trace(config)
 
 

@@ -210,7 +210,7 @@ def test_every_config_builds_and_traces(name, shape, overrides):
     _, metrics = jax.eval_shape(step, state, batch)
     assert metrics["loss"].shape == () and metrics["loss"].dtype == jnp.float32
     if overrides.get("model.dtype") == "bfloat16":  # bfloat16 compute, float32 parameters
-        assert exp.model.dtype == jnp.bfloat16
+        assert exp.model.module(state.params).dtype == jnp.bfloat16  # the NNX U-Net's
         assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(state.params))
     sample = train.build_sampler(config, exp)
     out = jax.eval_shape(lambda p: sample({"params": p}, key, 3), state.ema_params)

@@ -5,7 +5,7 @@ the gradients of the bound (and of its second moment) are integrals computed by 
 import functools
 import math
 
-import flax.linen as nn
+from flax import nnx
 import jax
 from jax.flatten_util import ravel_pytree
 import jax.numpy as jnp
@@ -15,6 +15,7 @@ from numpy.polynomial.hermite_e import hermegauss
 from scipy.special import logsumexp
 
 from jaxdiff import analytic, losses, vdm
+from jaxdiff.models.network import NNXNetwork
 
 LN2 = math.log(2.0)
 MU, VAR = 0.3, 0.25  # Gaussian data N(MU, VAR) in every dimension
@@ -32,8 +33,9 @@ def _repeated_mean(fn, reps):
 
 def _learned_gamma(features=8, scale=30.0, seed=0):
     """A learned schedule whose shape is clearly not linear (l3's weights scaled up)."""
-    module = vdm.LearnedGamma(gamma_min=-10.0, gamma_max=4.0, features=features)
-    params = module.init(jax.random.PRNGKey(seed), jnp.zeros((1,)))["params"]
+    module = vdm.LearnedGamma(gamma_min=-10.0, gamma_max=4.0, features=features,
+                              rngs=nnx.Rngs(seed))
+    graphdef, params = nnx.split(module)
     factors = {"l2": 10.0, "l3": scale}
 
     def perturb(path, p):
@@ -41,7 +43,7 @@ def _learned_gamma(features=8, scale=30.0, seed=0):
         return p * next((f for layer, f in factors.items() if layer in name), 1.0)
 
     params = jax.tree_util.tree_map_with_path(perturb, params)
-    return module, params
+    return functools.partial(nnx.merge, graphdef), params
 
 
 def _closed_continuous_bpd(gamma_0, gamma_1, var=VAR):
@@ -53,8 +55,8 @@ def _closed_continuous_bpd(gamma_0, gamma_1, var=VAR):
 @pytest.mark.parametrize("learned", [False, True])
 def test_continuous_loss_equals_closed_form(learned):
     if learned:  # the continuous loss depends on the schedule only through its end points
-        module, params = _learned_gamma()
-        gamma_fn = functools.partial(module.apply, {"params": params})
+        merge, params = _learned_gamma()
+        gamma_fn = merge(params)
     else:
         gamma_fn = vdm.linear_gamma
     g0, g1 = float(gamma_fn(jnp.zeros(()))), float(gamma_fn(jnp.ones(())))
@@ -148,15 +150,15 @@ def test_schedule_gradients_are_unbiased():
     ``schedule_gradient="bound"`` and that of the diffusion term's second moment (the variance
     objective of Sec. 5.3) with ``"variance"``. Monte Carlo against quadrature."""
     d = 2
-    module, params0 = _learned_gamma()
-    ref_gamma = functools.partial(module.apply, {"params": params0})
+    merge, params0 = _learned_gamma()
+    ref_gamma = merge(params0)
     model = analytic.gaussian_vdm_eps_fn(ref_gamma, jnp.full((d,), MU), jnp.full((d,), VAR))
     x0 = _gaussian_data(4096, d, seed=3)
     # a point away from the reference schedule, so that the model is not optimal there
     params = jax.tree.map(lambda p: p * 1.5, params0)
 
     def apply(p):
-        return functools.partial(module.apply, {"params": p})
+        return merge(p)
 
     bound_grad = jax.jit(jax.grad(lambda p: _quadrature_objectives(apply(p), ref_gamma, d)[0]))(params)
     second_grad = jax.jit(jax.grad(lambda p: _quadrature_objectives(apply(p), ref_gamma, d)[1]))(params)
@@ -241,27 +243,24 @@ def test_reconstruction_vanishes_at_high_snr_on_the_17_level_grid():
 
 
 def test_learned_gamma_is_increasing_with_its_end_points():
-    module, params = _learned_gamma()
+    merge, params = _learned_gamma()
     t = jnp.linspace(0.0, 1.0, 501)
-    gamma = module.apply({"params": params}, t)
+    gamma = merge(params)(t)
     assert np.all(np.diff(np.asarray(gamma)) > 0)
-    np.testing.assert_allclose(gamma[0], params["gamma_0"], atol=1e-5)
-    np.testing.assert_allclose(gamma[-1], params["gamma_1"], atol=1e-5)
+    np.testing.assert_allclose(gamma[0], params["gamma_0"][...], atol=1e-5)
+    np.testing.assert_allclose(gamma[-1], params["gamma_1"][...], atol=1e-5)
     linear = np.linspace(-10.0, 4.0, 501)
     assert np.abs(np.asarray(gamma) - linear).max() > 0.5  # a shape other than the line
 
 
 def test_fourier_features_wrap_a_network():
-    import flax.linen as nn
-
-    class Identity(nn.Module):
-        @nn.compact
+    class Identity(nnx.Module):
         def __call__(self, x, t):
             return x
 
     z = jax.random.normal(jax.random.PRNGKey(0), (2, 3, 3, 2))
     net = vdm.FourierFeatures(Identity(), exponents=(1, 3))
-    out = net.apply({}, z, jnp.zeros((2,)))
+    out = net(z, jnp.zeros((2,)))
     zn = np.asarray(z, np.float64)
     expected = [zn]
     angles = np.concatenate([zn[..., c : c + 1] * np.pi * 2.0 ** np.array([1, 3]) for c in range(2)], -1)
@@ -292,14 +291,14 @@ def test_bad_arguments_name_themselves():
         losses.vdm_loss(lambda z, t: z[:, :1], vdm.linear_gamma, x0, jax.random.PRNGKey(0))
 
 
-class _ConstantLogits(nn.Module):
+class _ConstantLogits(nnx.Module):
     """A network whose logits over the 256 values are a fixed table ``[H, W, C, 256]``."""
 
-    log_probs: np.ndarray
+    def __init__(self, log_probs):
+        self.table = nnx.Variable(jnp.asarray(log_probs).reshape(*log_probs.shape[:-2], -1))
 
-    def __call__(self, z, t, *, train=False):
-        table = jnp.asarray(self.log_probs).reshape(*self.log_probs.shape[:-2], -1)
-        return jnp.broadcast_to(table, z.shape[:1] + table.shape)
+    def __call__(self, z, t):
+        return jnp.broadcast_to(self.table[...], z.shape[:1] + self.table.shape)
 
 
 def test_categorical_head_with_the_data_prior_is_the_exact_posterior_mean():
@@ -332,8 +331,7 @@ def test_vdm_bound_of_the_exact_categorical_model_is_the_likelihood():
     images = levels[index]
     exact_bits = -np.take_along_axis(np.log(q)[None], index[..., None], -1).mean() / LN2
     model = vdm.VDMModel(_ConstantLogits(log_q), head="categorical")
-    model_fn = functools.partial(model.apply, {})
-    gamma_fn = functools.partial(model.apply, {}, method="gamma")
+    model_fn, gamma_fn = model, model.gamma
     x0 = jnp.asarray(images / 127.5 - 1.0, jnp.float32)
     bound = jax.jit(lambda key: jnp.mean(losses.vdm_loss(model_fn, gamma_fn, x0, key)["total"]))
     mean, se = _repeated_mean(bound, 8)
@@ -367,9 +365,9 @@ def test_probability_flow_of_the_exact_categorical_model_gives_its_density():
     x = values[index] + rng.uniform(-1, 1, size=index.shape) / 256
     gamma_0 = -13.3  # and gamma_1 = 12, where q(z_1) is N(0, I) to within 1e-5 nats
     model = vdm.VDMModel(_ConstantLogits(log_q), head="categorical", gamma_min=gamma_0, gamma_max=12.0)
-    process = processes.VPGamma(functools.partial(model.apply, {}, method="gamma"))
+    process = processes.VPGamma(model.gamma)
     out = samplers.ode_likelihood(
-        functools.partial(model.apply, {}), process, jnp.asarray(x, jnp.float32),
+        model, process, jnp.asarray(x, jnp.float32),
         jax.random.PRNGKey(0), trace="exact", dequantize=False,
     )
     alpha_0, sigma_0 = math.sqrt(1 / (1 + math.exp(gamma_0))), math.sqrt(1 / (1 + math.exp(-gamma_0)))
@@ -379,14 +377,16 @@ def test_probability_flow_of_the_exact_categorical_model_gives_its_density():
     np.testing.assert_allclose(out["logp"], log_density.sum((1, 2, 3)), atol=0.01)
 
 
-class _TinyLogits(nn.Module):
+class _TinyLogits(nnx.Module):
     """Per-pixel logits over the 256 values from (z, time): a dense layer, so the head's eps^
-    depends on the time input the network is given."""
+    depends on the time input the network is given (one data channel)."""
 
-    @nn.compact
-    def __call__(self, z, t, *, train=False):
+    def __init__(self, *, rngs):
+        self.dense = nnx.Linear(2, vdm.NUM_VALUES, rngs=rngs)
+
+    def __call__(self, z, t):
         time = jnp.broadcast_to(t.reshape((-1,) + (1,) * (z.ndim - 1)), z.shape)
-        return nn.Dense(vdm.NUM_VALUES * z.shape[-1])(jnp.concatenate([z, time], axis=-1))
+        return self.dense(jnp.concatenate([z, time], axis=-1))
 
 
 @pytest.mark.parametrize("mode", ["bound", "variance"])
@@ -396,8 +396,10 @@ def test_categorical_head_schedule_gradient_is_the_bounds_own(mode):
     schedule parameter; ``"variance"`` the bound's at the end points and, inside, that of the
     diffusion term's second moment mean(L^2) (Kingma et al. 2021, Sec. 5.3). The head reads the
     same gamma_t as the network (through the tap), so the interior has no other path."""
-    model = vdm.VDMModel(_TinyLogits(), vdm.LearnedGamma(-6.0, 4.0, features=4), time_scale=1.0,
-                         head="categorical")
+    model = NNXNetwork(lambda rngs: vdm.VDMModel(  # init / apply over the parameter dict
+        _TinyLogits(rngs=rngs), vdm.LearnedGamma(-6.0, 4.0, features=4, rngs=rngs),
+        time_scale=1.0, head="categorical",
+    ))
     x0 = jnp.asarray(np.random.default_rng(0).integers(0, 256, (64, 2, 2, 1)) / 127.5 - 1.0,
                      jnp.float32)
     variables = model.init(jax.random.PRNGKey(0), x0, jnp.zeros((64,)))

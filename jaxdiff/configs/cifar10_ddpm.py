@@ -15,5 +15,5 @@ def get_config():
     config.name = "cifar10_ddpm"
     config.data.dataset = "cifar10"
     config.data.random_flip = True
-    config.model = dict(preset="ddpm_cifar10", dropout=0.1, dtype="float32")
+    config.model = dict(name="ddpm_cifar10", dropout=0.1, dtype="float32")
     return config

@@ -28,7 +28,7 @@ def get_config() -> ml_collections.ConfigDict:
         valid_fraction=0.1,  # of train
     )
     config.model = dict(
-        preset="ddpm_cifar10",  # a name in jaxdiff.models, or "module.Name" (mlp.MLP)
+        name="ddpm_cifar10",  # in jaxdiff.models ("mlp.MLP" in a submodule), or "package.module:factory"
         dtype="float32",  # "bfloat16" computes in bfloat16 with float32 parameters
     )
     config.diffusion = dict(

@@ -18,7 +18,7 @@ def get_config():
     config.name = "digits_ddpm"
     config.data.dataset = "digits"
     config.model = dict(
-        preset="ddpm_digits",
+        name="ddpm_digits",
         ch=16,
         ch_mult=(1, 2),
         num_res_blocks=1,

@@ -14,6 +14,6 @@ def get_config():
     config = digits_flow.get_config()
     config.name = "digits_dit"
     config.model = dict(
-        preset="dit_digits", patch_size=2, hidden_size=64, depth=4, num_heads=4, dtype="float32"
+        name="dit_digits", patch_size=2, hidden_size=64, depth=4, num_heads=4, dtype="float32"
     )
     return config

@@ -13,7 +13,7 @@ def get_config():
     config.name = "digits_ncsn"
     config.data.dataset = "digits"
     config.model = dict(  # the digits DDPM's U-Net, conditioned on sigma (Fourier features)
-        preset="ncsn_digits",
+        name="ncsn_digits",
         ch=16,
         ch_mult=(1, 2),
         num_res_blocks=1,

@@ -12,7 +12,7 @@ def get_config():
     config.name = "mnist_ddpm"
     config.data.dataset = "mnist"
     config.model = dict(
-        preset="UNet",
+        name="UNet",
         ch=64,
         ch_mult=(1, 2, 2),
         num_res_blocks=2,

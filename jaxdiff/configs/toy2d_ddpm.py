@@ -12,7 +12,7 @@ def get_config():
     config = default.get_config()
     config.name = "toy2d_ddpm"
     config.data.dataset = "swiss_roll"  # or gaussian_mixture, two_moons
-    config.model = dict(preset="mlp.MLP", features=128, num_blocks=3, dropout=0.0, dtype="float32")
+    config.model = dict(name="mlp.MLP", features=128, num_blocks=3, dropout=0.0, dtype="float32")
     config.optim.learning_rate = 1e-3
     config.optim.warmup_steps = 100
     config.training.batch_size = 256

@@ -1,5 +1,7 @@
-"""The DDPM U-Net (Flax), its presets, the diffusion transformer DiT, EDM's preconditioning, a small MLP denoiser for 2-D data, and loading diffusers
-``UNet2DModel`` weights."""
+"""The networks, Flax NNX modules: the DDPM U-Net and its presets, the diffusion transformer
+DiT, a small MLP denoiser for 2-D data; EDM's preconditioning; loading diffusers
+``UNet2DModel`` weights; and :mod:`~jaxdiff.models.network`, which makes the network a config
+names (a shipped one or a user's NNX or linen module) for the training driver."""
 
 from jaxdiff.models.convert import from_diffusers as from_diffusers
 from jaxdiff.models.dit import DiT as DiT

@@ -88,6 +88,7 @@ def conv2d(
     dimension_numbers=None,
     feature_group_count=1,
     precision=None,
+    out_sharding=None,
     min_pixels: int = MATMUL_MIN_PIXELS,
 ):
     """``jax.lax.conv_general_dilated`` for NHWC/HWIO 2-D convolutions, same values and
@@ -105,11 +106,12 @@ def conv2d(
       [B, H', W', C_out].
     """
     dilated = any(d != 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
-    if dilated or feature_group_count != 1 or precision is not None:
+    if dilated or feature_group_count != 1 or precision is not None or out_sharding is not None:
         raise ValueError(
-            "conv2d: dilation, feature groups and precision are not supported, got "
-            f"lhs_dilation={lhs_dilation}, rhs_dilation={rhs_dilation}, "
-            f"feature_group_count={feature_group_count}, precision={precision}"
+            "conv2d: dilation, feature groups, precision and out_sharding are not supported, "
+            f"got lhs_dilation={lhs_dilation}, rhs_dilation={rhs_dilation}, "
+            f"feature_group_count={feature_group_count}, precision={precision}, "
+            f"out_sharding={out_sharding}"
         )
     dn = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
     if dn != jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC):

@@ -10,13 +10,13 @@ checkpoint at hand::
     state_dict = safetensors.numpy.load_file("unet/diffusion_pytorch_model.safetensors")
     with open("unet/config.json") as f:
         config = json.load(f)
-    model, variables = jaxdiff.models.from_diffusers(state_dict, config)
-    eps = model.apply(variables, x_t, t)        # x_t NHWC in [-1, 1], t int32 [B]
+    model = jaxdiff.models.from_diffusers(state_dict, config)   # an nnx.Module
+    eps = model(x_t, t)                         # x_t NHWC in [-1, 1], t int32 [B]
 
 or, from the ``unet/`` folder of such a checkpoint (safetensors or a PyTorch ``.bin``, read by
 :mod:`jaxdiff.state_dict` without PyTorch and without running code from the file)::
 
-    model, variables = jaxdiff.models.convert.load_diffusers("unet/")
+    model = jaxdiff.models.convert.load_diffusers("unet/")
 
 Nothing here imports torch or diffusers.
 """
@@ -28,6 +28,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from jaxdiff.models.unet import FourierEmbedding, SinusoidalEmbedding, UNet
 from jaxdiff._io import read_json_object
@@ -140,7 +141,7 @@ def _require(cfg, key, allowed):
 
 
 def _unet_from_config(config):
-    """The jaxdiff UNet of a UNet2DModel config, and an input shape [1, H, W, C] it accepts."""
+    """``make(rngs) -> UNet`` of a UNet2DModel config."""
     cfg = dict(_DIFFUSERS_DEFAULTS)
     cfg.update({k: v for k, v in config.items() if not k.startswith("_")})
     unknown = sorted(set(cfg) - set(_DIFFUSERS_DEFAULTS))
@@ -208,7 +209,7 @@ def _unet_from_config(config):
                 "from_diffusers: config['sample_size'] is needed to place the attention blocks"
             )
         size = 2 ** (len(channels) - 1)
-    height, width = (size, size) if isinstance(size, int) else size
+    height = size if isinstance(size, int) else size[0]
     if cfg["time_embedding_type"] == "fourier":
         embedding = functools.partial(FourierEmbedding, scale=16.0)
     else:
@@ -217,7 +218,10 @@ def _unet_from_config(config):
             flip_sin_to_cos=bool(cfg["flip_sin_to_cos"]),
             freq_shift=float(cfg["freq_shift"]),
         )
-    model = UNet(
+    return functools.partial(
+        UNet,
+        int(cfg["in_channels"]),
+        image_size=height,
         ch=ch,
         ch_mult=tuple(c // ch for c in channels),
         num_res_blocks=int(cfg["layers_per_block"]),
@@ -234,7 +238,6 @@ def _unet_from_config(config):
         embedding=embedding,
         divide_by_sigma=cfg["time_embedding_type"] == "fourier",
     )
-    return model, (1, height, width, int(cfg["in_channels"]))
 
 
 def _diffusers_name(path, num_levels):
@@ -285,25 +288,19 @@ def from_diffusers(state_dict, config):
         config: the model's ``config.json`` as a dict.
 
     Returns:
-        ``(model, variables)``: a :class:`~jaxdiff.models.UNet` and ``{"params": ...}`` (float32)
-        such that ``model.apply(variables, x, t)`` on NHWC ``x`` equals the diffusers output on
-        NCHW ``x``.
+        a :class:`~jaxdiff.models.UNet` (an ``nnx.Module``) holding the weights (float32), such
+        that ``model(x, t)`` on NHWC ``x`` equals the diffusers output on NCHW ``x``.
 
     Raises:
         ValueError: an unsupported config, unknown or missing parameter names (listed), or a
             parameter of the wrong shape.
     """
-    model, input_shape = _unet_from_config(config)
-    abstract = jax.eval_shape(
-        model.init,
-        {"params": jax.random.key(0)},
-        jnp.zeros(input_shape),
-        jnp.zeros(input_shape[:1], jnp.int32),
-    )["params"]
-    num_levels = len(model.ch_mult)
+    make = _unet_from_config(config)
+    graphdef, abstract = nnx.split(nnx.eval_shape(lambda: make(rngs=nnx.Rngs(0))))
+    num_levels = len(make.keywords["ch_mult"])
     targets = {
         _diffusers_name(tuple(k.key for k in path), num_levels): (tuple(k.key for k in path), leaf)
-        for path, leaf in jax.tree_util.tree_flatten_with_path(abstract)[0]
+        for path, leaf in jax.tree_util.tree_flatten_with_path(nnx.to_pure_dict(abstract))[0]
     }
     renamed = {}
     for name, array in state_dict.items():
@@ -331,7 +328,8 @@ def from_diffusers(state_dict, config):
         node[path[-1]] = jnp.asarray(value, target.dtype)
     if wrong:
         raise ValueError(f"from_diffusers: parameters of the wrong shape for the config: {wrong}")
-    return model, {"params": params}
+    nnx.replace_by_pure_dict(abstract, params)
+    return nnx.merge(graphdef, abstract)
 
 
 _DIFFUSERS_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")

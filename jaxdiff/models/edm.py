@@ -49,7 +49,8 @@ def edm_precondition(raw_fn: Callable, *, sigma_data: float = 0.5) -> Callable:
     (:func:`edm_denoise`, Karras et al. 2022, eq. 7 and Table 1).
 
     Args:
-      raw_fn: ``raw_fn(x, c_noise, ...)``, e.g. ``functools.partial(model.apply, variables)``.
+      raw_fn: ``raw_fn(x, c_noise, ...)``, e.g. an ``nnx.Module`` or
+        ``functools.partial(model.apply, variables)``.
       sigma_data: the data's standard deviation (0.5 for images in [-1, 1]).
 
     Returns:

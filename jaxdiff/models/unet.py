@@ -9,37 +9,40 @@ skip connections of the downsampling path.
 
 Usage (NHWC images in [-1, 1], ``t`` int32 of shape [B], 0-based)::
 
-    model = UNet(ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,), num_groups=8)
-    variables = model.init({"params": key}, x, t)
-    eps = model.apply(variables, x, t)                     # deterministic, train=False
-    eps = model.apply(variables, x, t, train=True, rngs={"dropout": dropout_key})
-    model_fn = functools.partial(model.apply, variables)    # model_fn(x_t, t), as jaxdiff expects
+    model = UNet(1, image_size=8, ch=32, ch_mult=(1, 2), num_res_blocks=1,
+                 attn_resolutions=(4,), num_groups=8, rngs=nnx.Rngs(0))
+    eps = model(x, t)                                      # deterministic, train=False
+    eps = model(x, t, train=True, rngs=nnx.Rngs(dropout=key))
+
+The module is the model function ``model_fn(x_t, t)`` that every loss, bound and sampler of
+jaxdiff takes; they compile once per architecture, with ``nnx.state(model)`` an argument.
 
 The presets in :mod:`jaxdiff.models.presets` (``ddpm_cifar10``, ``ddpm_digits``, ...) are
-``functools.partial`` objects of :class:`UNet`: ``ddpm_cifar10()`` is the 35.7M-parameter
-CIFAR-10 network of the paper.
+``functools.partial`` objects of :class:`UNet`: ``ddpm_cifar10(rngs=nnx.Rngs(0))`` is the
+35.7M-parameter CIFAR-10 network of the paper.
 
 Options:
 
 * ``out_channels=2 * C`` doubles the output for a learned variance (Nichol & Dhariwal, 2021).
 * ``num_classes=K`` adds a class embedding with ``K + 1`` rows; the last row, index ``K``, is the
   "null" label of classifier-free guidance (Ho & Salimans, 2022). Call with ``y`` int32 [B];
-  ``y=None`` means the null label, so ``functools.partial(model.apply, variables)`` is the
-  unconditional model.
+  ``y=None`` means the null label, so ``model(x, t)`` is the unconditional model.
 * ``embedding=FourierEmbedding`` and ``divide_by_sigma=True`` make a noise-conditional score
   network (NCSN; Song & Ermon, 2019, 2020): the second argument is then the noise level sigma,
   float [B], instead of an integer timestep.
 * ``dtype=jnp.bfloat16`` computes in bfloat16 while the parameters stay ``param_dtype``
   (float32); the output is float32 whatever ``dtype`` is.
 * ``remat=True`` rematerialises every residual and attention block in the backward pass
-  (``flax.linen.remat``), trading compute for activation memory. It does not change the
+  (``flax.nnx.remat``), trading compute for activation memory. It does not change the
   parameters or the outputs.
 
-The parameter tree names the layers after their place in the network: ``conv_in``,
+The state names the layers after their place in the network: ``conv_in``,
 ``temb_dense_0``, ``temb_dense_1``, ``down_{level}_res_{i}``, ``down_{level}_attn_{i}``,
 ``down_{level}_downsample``, ``mid_res_0``, ``mid_attn``, ``mid_res_1``, ``up_{level}_res_{i}``,
 ``up_{level}_attn_{i}``, ``up_{level}_upsample``, ``norm_out``, ``conv_out`` (and ``time_proj``,
-``class_embed`` when present); ``level`` 0 is the full resolution.
+``class_embed`` when present); ``level`` 0 is the full resolution. These are the names of the
+linen parameter tree of jaxdiff 0.2, so ``nnx.replace_by_pure_dict(nnx.state(model, nnx.Param),
+params)`` loads such parameters.
 """
 
 import functools
@@ -47,11 +50,12 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import flax.linen as nn
+from flax import nnx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdiff._compile import static_partial
 from jaxdiff.models.conv import conv2d
 
 __all__ = [
@@ -68,23 +72,17 @@ __all__ = [
 ]
 
 Dtype = Any
-ModuleDef = Callable[..., nn.Module]
 
 # Ho et al. (2020) initialise every layer with variance_scaling(1, "fan_avg", "uniform") and the
 # layers that close a residual branch (and the output layer) with a scale of 1e-10, i.e. zero.
-default_init = nn.initializers.variance_scaling(1.0, "fan_avg", "uniform")
-zero_init = nn.initializers.zeros_init()
+default_init = nnx.initializers.variance_scaling(1.0, "fan_avg", "uniform")
+zero_init = nnx.initializers.zeros_init()
 
 
 def _conv_fn(matmul_kernel_grad: bool) -> Callable:
     """``jax.lax.conv_general_dilated``, or :func:`~jaxdiff.models.conv.conv2d` (kernel gradient
     as matrix products, for CPUs) when ``matmul_kernel_grad`` is set."""
     return conv2d if matmul_kernel_grad else jax.lax.conv_general_dilated
-
-
-def _conv_module(matmul_kernel_grad: bool) -> ModuleDef:
-    """:class:`flax.linen.Conv` computed by :func:`_conv_fn`."""
-    return functools.partial(nn.Conv, conv_general_dilated=_conv_fn(matmul_kernel_grad))
 
 
 def _phase_taps(kernel, axis):
@@ -114,7 +112,7 @@ def nearest_upsample_conv(
     channel pair, and the same values up to float rounding. The output is [B, 2H, 2W, C_out].
 
     A drop-in for ``jax.lax.conv_general_dilated`` applied to the *upsampled* input, for
-    ``flax.linen.Conv(conv_general_dilated=...)``: NHWC images, an HWIO 3x3 kernel, stride 1,
+    ``flax.nnx.Conv(conv_general_dilated=...)``: NHWC images, an HWIO 3x3 kernel, stride 1,
     padding 1; ``options`` are that function's keywords (no dilation or feature groups;
     ``precision`` is passed on). ``conv`` computes the four small convolutions.
     """
@@ -209,12 +207,11 @@ def fourier_embedding(sigma, w):
     return jnp.concatenate([jnp.sin(proj), jnp.cos(proj)], axis=-1)
 
 
-class SinusoidalEmbedding(nn.Module):
+class SinusoidalEmbedding(nnx.Module):
     """:func:`sinusoidal_embedding` of integer timesteps as a module: [B] -> [B, features]."""
 
-    features: int
-    flip_sin_to_cos: bool = False
-    freq_shift: float = 1.0
+    def __init__(self, features: int, *, flip_sin_to_cos=False, freq_shift=1.0, rngs=None):
+        self.features, self.flip_sin_to_cos, self.freq_shift = features, flip_sin_to_cos, freq_shift
 
     def __call__(self, t):
         return sinusoidal_embedding(
@@ -222,27 +219,24 @@ class SinusoidalEmbedding(nn.Module):
         )
 
 
-class FourierEmbedding(nn.Module):
+class FourierEmbedding(nnx.Module):
     """:func:`fourier_embedding` of noise levels sigma: [B] -> [B, 2 * features].
 
-    The ``features`` frequencies are drawn at init from N(0, scale^2) and then held fixed: they
-    live in ``params["time_proj"]["W"]`` (as in Song et al.'s NCSN++) but receive no gradient.
+    The ``features`` frequencies are drawn at construction from N(0, scale^2) and then held
+    fixed: they are the parameter ``W`` (as in Song et al.'s NCSN++) but receive no gradient.
     Mask them out of weight decay if you use it.
     """
 
-    features: int
-    scale: float = 16.0
-    param_dtype: Dtype = jnp.float32
+    def __init__(self, features: int, *, scale=16.0, param_dtype: Dtype = jnp.float32, rngs):
+        init = nnx.initializers.normal(stddev=scale)
+        self.W = nnx.Param(init(rngs.params(), (features,), param_dtype))
 
-    @nn.compact
     def __call__(self, sigma):
-        w = self.param(
-            "W", nn.initializers.normal(stddev=self.scale), (self.features,), self.param_dtype
-        )
-        return fourier_embedding(sigma, jax.lax.stop_gradient(jnp.asarray(w, jnp.float32)))
+        w = jax.lax.stop_gradient(jnp.asarray(self.W[...], jnp.float32))
+        return fourier_embedding(sigma, w)
 
 
-class ResBlock(nn.Module):
+class ResBlock(nnx.Module):
     r"""Residual block of Ho et al. (2020), App. B (the Wide ResNet block of PixelCNN++).
 
     .. math::
@@ -255,43 +249,57 @@ class ResBlock(nn.Module):
     the channel count changes. With ``scale_shift_norm`` the embedding gives a scale and shift
     instead: :math:`\mathrm{GN}(h)(1 + a) + b` (Nichol & Dhariwal, 2021; Dhariwal & Nichol, 2021).
 
-    Input x [B, H, W, C_in], emb [B, E]; output [B, H, W, features].
+    Input x [B, H, W, in_features], emb [B, emb_features]; output [B, H, W, features].
     """
 
-    features: int
-    num_groups: int = 32
-    norm_eps: float = 1e-6
-    dropout: float = 0.0
-    scale_shift_norm: bool = False
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-    matmul_kernel_grad: bool = False
+    def __init__(
+        self,
+        in_features: int,
+        features: int,
+        emb_features: int,
+        *,
+        num_groups: int = 32,
+        norm_eps: float = 1e-6,
+        dropout: float = 0.0,
+        scale_shift_norm: bool = False,
+        dtype: Dtype = jnp.float32,
+        param_dtype: Dtype = jnp.float32,
+        matmul_kernel_grad: bool = False,
+        rngs: nnx.Rngs,
+    ):
+        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        conv = dict(conv_general_dilated=_conv_fn(matmul_kernel_grad), **kw)
+        norm = dict(num_groups=num_groups, epsilon=norm_eps, **kw)
+        self.scale_shift_norm = scale_shift_norm
+        self.norm_1 = nnx.GroupNorm(in_features, **norm)
+        self.conv_1 = nnx.Conv(in_features, features, (3, 3), padding=1, kernel_init=default_init, **conv)
+        num_emb = 2 * features if scale_shift_norm else features
+        self.temb_proj = nnx.Linear(emb_features, num_emb, kernel_init=default_init, **kw)
+        self.norm_2 = nnx.GroupNorm(features, **norm)
+        self.dropout = nnx.Dropout(dropout)
+        self.conv_2 = nnx.Conv(features, features, (3, 3), padding=1, kernel_init=zero_init, **conv)
+        self.shortcut = nnx.data(None)
+        if in_features != features:
+            self.shortcut = nnx.Conv(
+                in_features, features, (1, 1), kernel_init=default_init, **conv
+            )
 
-    @nn.compact
-    def __call__(self, x, emb, train):
-        Conv = _conv_module(self.matmul_kernel_grad)  # noqa: N806
-        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        norm = dict(num_groups=self.num_groups, epsilon=self.norm_eps, **kw)
-        h = nn.silu(nn.GroupNorm(name="norm_1", **norm)(x))
-        h = Conv(
-            self.features, (3, 3), padding=1, kernel_init=default_init, name="conv_1", **kw
-        )(h)
-        num_emb = 2 * self.features if self.scale_shift_norm else self.features
-        e = nn.Dense(num_emb, kernel_init=default_init, name="temb_proj", **kw)(nn.silu(emb))
-        e = e[:, None, None, :]  # [B, 1, 1, num_emb]
+    def __call__(self, x, emb, *, train: bool = False, rngs: nnx.Rngs | None = None):
+        h = self.conv_1(nnx.silu(self.norm_1(x)))
+        e = self.temb_proj(nnx.silu(emb))[:, None, None, :]  # [B, 1, 1, num_emb]
         if self.scale_shift_norm:
             scale, shift = jnp.split(e, 2, axis=-1)
-            h = nn.GroupNorm(name="norm_2", **norm)(h) * (1 + scale) + shift
+            h = self.norm_2(h) * (1 + scale) + shift
         else:
-            h = nn.GroupNorm(name="norm_2", **norm)(h + e)
-        h = nn.Dropout(self.dropout, deterministic=not train)(nn.silu(h))
-        h = Conv(self.features, (3, 3), padding=1, kernel_init=zero_init, name="conv_2", **kw)(h)
-        if x.shape[-1] != self.features:
-            x = Conv(self.features, (1, 1), kernel_init=default_init, name="shortcut", **kw)(x)
+            h = self.norm_2(h + e)
+        h = self.dropout(nnx.silu(h), deterministic=not train, rngs=rngs)
+        h = self.conv_2(h)
+        if self.shortcut is not None:
+            x = self.shortcut(x)
         return x + h
 
 
-class AttnBlock(nn.Module):
+class AttnBlock(nnx.Module):
     r"""Self-attention over the pixels with a residual connection (Ho et al., 2020, App. B).
 
     .. math::
@@ -300,106 +308,191 @@ class AttnBlock(nn.Module):
         \quad Q, K, V = W_{q,k,v}\,\mathrm{GN}(x)
 
     per head, with head size ``d = head_dim`` (``None``: one head over all C channels, as in
-    Ho et al.). Input and output [B, H, W, C].
+    Ho et al.). Input and output [B, H, W, features].
     """
 
-    head_dim: int | None = None
-    num_groups: int = 32
-    norm_eps: float = 1e-6
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
+    def __init__(
+        self,
+        features: int,
+        *,
+        head_dim: int | None = None,
+        num_groups: int = 32,
+        norm_eps: float = 1e-6,
+        dtype: Dtype = jnp.float32,
+        param_dtype: Dtype = jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.head_dim = head_dim or features
+        self.norm = nnx.GroupNorm(features, num_groups=num_groups, epsilon=norm_eps, **kw)
+        self.query, self.key, self.value = (
+            nnx.Linear(features, features, kernel_init=default_init, **kw) for _ in range(3)
+        )
+        self.proj_out = nnx.Linear(features, features, kernel_init=zero_init, **kw)
 
-    @nn.compact
     def __call__(self, x):
         b, height, width, c = x.shape
-        head_dim = self.head_dim or c
-        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        h = nn.GroupNorm(num_groups=self.num_groups, epsilon=self.norm_eps, name="norm", **kw)(x)
-        h = h.reshape(b, height * width, c)
+        h = self.norm(x).reshape(b, height * width, c)
         q, k, v = (
-            nn.Dense(c, kernel_init=default_init, name=name, **kw)(h).reshape(
-                b, height * width, c // head_dim, head_dim
-            )
-            for name in ("query", "key", "value")
+            dense(h).reshape(b, height * width, c // self.head_dim, self.head_dim)
+            for dense in (self.query, self.key, self.value)
         )
         a = jax.nn.dot_product_attention(q, k, v).reshape(b, height * width, c)
-        out = nn.Dense(c, kernel_init=zero_init, name="proj_out", **kw)(a)
-        return x + out.reshape(b, height, width, c)
+        return x + self.proj_out(a).reshape(b, height, width, c)
 
 
-class Downsample(nn.Module):
+class Downsample(nnx.Module):
     """Halve H and W: a stride-2 3x3 convolution, or 2x2 average pooling without convolution.
 
     ``padding`` (before, after) pads each spatial axis for the convolution: (0, 1) is Ho et al.'s
     TensorFlow "SAME" padding (diffusers ``downsample_padding=0``), (1, 1) is diffusers' default.
-    Input [B, H, W, C], output [B, H/2, W/2, C].
+    Input [B, H, W, features], output [B, H/2, W/2, features].
     """
 
-    with_conv: bool = True
-    padding: tuple[int, int] = (0, 1)
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-    matmul_kernel_grad: bool = False
+    def __init__(
+        self,
+        features: int,
+        *,
+        with_conv: bool = True,
+        padding: tuple[int, int] = (0, 1),
+        dtype: Dtype = jnp.float32,
+        param_dtype: Dtype = jnp.float32,
+        matmul_kernel_grad: bool = False,
+        rngs: nnx.Rngs,
+    ):
+        self.conv = nnx.data(None)
+        if with_conv:
+            self.conv = nnx.Conv(
+                features,
+                features,
+                (3, 3),
+                strides=(2, 2),
+                padding=(tuple(padding), tuple(padding)),
+                kernel_init=default_init,
+                dtype=dtype,
+                param_dtype=param_dtype,
+                conv_general_dilated=_conv_fn(matmul_kernel_grad),
+                rngs=rngs,
+            )
 
-    @nn.compact
     def __call__(self, x):
-        Conv = _conv_module(self.matmul_kernel_grad)  # noqa: N806
-        if not self.with_conv:
-            return nn.avg_pool(x, (2, 2), strides=(2, 2))
-        return Conv(
-            x.shape[-1],
-            (3, 3),
-            strides=(2, 2),
-            padding=(self.padding, self.padding),
-            kernel_init=default_init,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            name="conv",
-        )(x)
+        if self.conv is None:
+            return nnx.avg_pool(x, (2, 2), strides=(2, 2))
+        return self.conv(x)
 
 
-class Upsample(nn.Module):
+class Upsample(nnx.Module):
     """Double H and W by nearest-neighbour repetition, then (optionally) a 3x3 convolution.
 
     The convolution of the repeated image is computed at the input resolution
     (:func:`nearest_upsample_conv`, 2.25x fewer operations); its parameters are those of a
-    :class:`flax.linen.Conv` named ``conv``. Input [B, H, W, C], output [B, 2H, 2W, C].
+    :class:`flax.nnx.Conv` named ``conv``. Input [B, H, W, C], output [B, 2H, 2W, C].
     """
 
-    with_conv: bool = True
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-    matmul_kernel_grad: bool = False
+    def __init__(
+        self,
+        features: int,
+        *,
+        with_conv: bool = True,
+        dtype: Dtype = jnp.float32,
+        param_dtype: Dtype = jnp.float32,
+        matmul_kernel_grad: bool = False,
+        rngs: nnx.Rngs,
+    ):
+        self.conv = nnx.data(None)
+        if with_conv:
+            conv = static_partial(nearest_upsample_conv, conv=_conv_fn(matmul_kernel_grad))
+            self.conv = nnx.Conv(
+                features,
+                features,
+                (3, 3),
+                padding=1,
+                kernel_init=default_init,
+                dtype=dtype,
+                param_dtype=param_dtype,
+                conv_general_dilated=conv,
+                rngs=rngs,
+            )
 
-    @nn.compact
     def __call__(self, x):
+        if self.conv is not None:
+            return self.conv(x)
         b, height, width, c = x.shape
-        if not self.with_conv:
-            x = jnp.broadcast_to(x[:, :, None, :, None, :], (b, height, 2, width, 2, c))
-            return x.reshape(b, 2 * height, 2 * width, c)
-        conv = functools.partial(nearest_upsample_conv, conv=_conv_fn(self.matmul_kernel_grad))
-        return nn.Conv(
-            c,
-            (3, 3),
-            padding=1,
-            kernel_init=default_init,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            name="conv",
-            conv_general_dilated=conv,
-        )(x)
+        x = jnp.broadcast_to(x[:, :, None, :, None, :], (b, height, 2, width, 2, c))
+        return x.reshape(b, 2 * height, 2 * width, c)
 
 
-class UNet(nn.Module):
+def _check_config(ch, ch_mult, num_res_blocks, dropout, num_groups, out_channels, num_classes,
+                  downsample_padding, image_size, attn_resolutions, attn_head_dim, mid_attention):
+    """The U-Net's options, checked at construction; returns the levels with attention."""
+    if not ch_mult or any(int(m) != m or m < 1 for m in ch_mult):
+        raise ValueError(f"UNet: ch_mult must be a non-empty sequence of positive ints, got {ch_mult}")
+    if num_res_blocks < 1:
+        raise ValueError(f"UNet: num_res_blocks must be >= 1, got {num_res_blocks}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"UNet: dropout must be in [0, 1), got {dropout}")
+    bad = sorted({ch * m for m in ch_mult if (ch * m) % num_groups})
+    if ch < 1 or bad:
+        raise ValueError(
+            f"UNet: every level's channel count ch * ch_mult must be divisible by "
+            f"num_groups={num_groups} (GroupNorm), but {bad} (ch={ch}, ch_mult={ch_mult}) are not"
+        )
+    if out_channels is not None and out_channels < 1:
+        raise ValueError(f"UNet: out_channels must be a positive int or None, got {out_channels}")
+    if num_classes is not None and num_classes < 1:
+        raise ValueError(f"UNet: num_classes must be a positive int or None, got {num_classes}")
+    if tuple(downsample_padding) not in ((0, 1), (1, 1)):
+        raise ValueError(
+            f"UNet: downsample_padding must be (0, 1) or (1, 1) so that a stride-2 3x3 "
+            f"convolution halves the size, got {downsample_padding}"
+        )
+    factor = 2 ** (len(ch_mult) - 1)
+    if image_size % factor:
+        raise ValueError(
+            f"UNet: image_size must be divisible by 2^(levels-1) = {factor} for {len(ch_mult)} "
+            f"levels, got {image_size}"
+        )
+    heights = [image_size // 2**level for level in range(len(ch_mult))]
+    never = sorted(set(attn_resolutions) - set(heights))
+    if never:
+        raise ValueError(
+            f"UNet: attn_resolutions {never} never occur; for image_size={image_size} the "
+            f"levels have heights {heights}"
+        )
+    attn_levels = tuple(level for level, hgt in enumerate(heights) if hgt in attn_resolutions)
+    if attn_head_dim is not None:
+        channels = {ch * ch_mult[level] for level in attn_levels}
+        if mid_attention:
+            channels.add(ch * ch_mult[-1])
+        bad = sorted(c for c in channels if c % attn_head_dim)
+        if bad:
+            raise ValueError(
+                f"UNet: attention channels {bad} are not divisible by attn_head_dim={attn_head_dim}"
+            )
+    return attn_levels
+
+
+def _call_block(block, h, emb, rngs, train):
+    return block(h, emb, train=train, rngs=rngs)
+
+
+def _call_attn(block, h):
+    return block(h)
+
+
+class UNet(nnx.Module):
     """The DDPM U-Net (Ho et al., 2020, Sec. 4 and App. B); see the module docstring.
 
-    Attributes:
+    Args:
+        in_channels: channels of the input images.
+        image_size: the height of the images; places attention (``attn_resolutions``).
         ch: base channel count (the first level's).
         ch_mult: channel multiplier of each level; ``len(ch_mult)`` levels, ``len - 1`` halvings.
         num_res_blocks: residual blocks per level on the way down (one more on the way up).
         attn_resolutions: the spatial heights at which self-attention follows each block.
         dropout: dropout rate inside the residual blocks (active only with ``train=True``).
-        out_channels: output channels; ``None`` for the input's (``2 * C`` for learned variance).
+        out_channels: output channels; ``None`` for ``in_channels`` (``2 * C`` for learned
+            variance).
         num_classes: if set, condition on a class label ``y`` in [0, num_classes], where
             ``num_classes`` is the null label (classifier-free guidance).
         num_groups: GroupNorm groups (32 in Ho et al.).
@@ -409,10 +502,9 @@ class UNet(nn.Module):
         resample_with_conv: down/upsample with convolutions, else average pooling / repetition.
         downsample_padding: (before, after) spatial padding of the downsampling convolution.
         scale_shift_norm: condition the residual blocks by scale and shift of the GroupNorm.
-        embedding: module class of the conditioning embedding, called as
-            ``embedding(ch, name="time_proj")``: :class:`SinusoidalEmbedding` of integer timesteps
-            (default) or :class:`FourierEmbedding` of noise levels (a ``functools.partial`` sets
-            its options).
+        embedding: the conditioning embedding, called as ``embedding(ch, rngs=rngs)``:
+            :class:`SinusoidalEmbedding` of integer timesteps (default) or
+            :class:`FourierEmbedding` of noise levels (a ``functools.partial`` sets its options).
         divide_by_sigma: divide the output by the conditioning value sigma, so that the network
             output is a score ``f(x, sigma) / sigma`` (Song & Ermon, 2020, technique 3).
         remat: rematerialise each residual and attention block in the backward pass.
@@ -420,67 +512,105 @@ class UNet(nn.Module):
             (:mod:`jaxdiff.models.conv`; faster on XLA:CPU, same values).
         dtype: computation dtype (e.g. ``jnp.bfloat16``).
         param_dtype: parameter dtype.
+        rngs: the keys of the initialisation (``rngs.params()``).
     """
 
-    ch: int = 128
-    ch_mult: Sequence[int] = (1, 2, 2, 2)
-    num_res_blocks: int = 2
-    attn_resolutions: Sequence[int] = (16,)
-    dropout: float = 0.1
-    out_channels: int | None = None
-    num_classes: int | None = None
-    num_groups: int = 32
-    norm_eps: float = 1e-6
-    attn_head_dim: int | None = None
-    mid_attention: bool = True
-    resample_with_conv: bool = True
-    downsample_padding: tuple[int, int] = (0, 1)
-    scale_shift_norm: bool = False
-    embedding: ModuleDef = SinusoidalEmbedding
-    divide_by_sigma: bool = False
-    remat: bool = False
-    matmul_kernel_grad: bool = False
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
+    def __init__(
+        self,
+        in_channels: int = 3,
+        *,
+        image_size: int = 32,
+        ch: int = 128,
+        ch_mult: Sequence[int] = (1, 2, 2, 2),
+        num_res_blocks: int = 2,
+        attn_resolutions: Sequence[int] = (16,),
+        dropout: float = 0.1,
+        out_channels: int | None = None,
+        num_classes: int | None = None,
+        num_groups: int = 32,
+        norm_eps: float = 1e-6,
+        attn_head_dim: int | None = None,
+        mid_attention: bool = True,
+        resample_with_conv: bool = True,
+        downsample_padding: tuple[int, int] = (0, 1),
+        scale_shift_norm: bool = False,
+        embedding: Callable[..., nnx.Module] = SinusoidalEmbedding,
+        divide_by_sigma: bool = False,
+        remat: bool = False,
+        matmul_kernel_grad: bool = False,
+        dtype: Dtype = jnp.float32,
+        param_dtype: Dtype = jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        ch_mult = tuple(ch_mult)
+        self.attn_levels = _check_config(
+            ch, ch_mult, num_res_blocks, dropout, num_groups, out_channels, num_classes,
+            downsample_padding, image_size, tuple(attn_resolutions), attn_head_dim, mid_attention,
+        )
+        self.in_channels, self.ch_mult, self.num_res_blocks = in_channels, ch_mult, num_res_blocks
+        self.num_classes, self.divide_by_sigma, self.remat = num_classes, divide_by_sigma, remat
+        self.mid_attention, self.dtype = mid_attention, dtype
+        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        conv_kw = dict(matmul_kernel_grad=matmul_kernel_grad, **kw)
+        norm = dict(num_groups=num_groups, norm_eps=norm_eps)
+        emb_dim = 4 * ch
+        conv = functools.partial(nnx.Conv, conv_general_dilated=_conv_fn(matmul_kernel_grad), **kw)
 
-    def __post_init__(self):
-        self._check_config()
-        super().__post_init__()
+        self.time_proj = embedding(ch, rngs=rngs)
+        emb_in = 2 * self.time_proj.W.shape[0] if isinstance(self.time_proj, FourierEmbedding) else ch
+        self.temb_dense_0 = nnx.Linear(emb_in, emb_dim, kernel_init=default_init, **kw)
+        self.temb_dense_1 = nnx.Linear(emb_dim, emb_dim, kernel_init=default_init, **kw)
+        if num_classes is not None:
+            self.class_embed = nnx.Embed(num_classes + 1, emb_dim, **kw)
 
-    def _check_config(self):
-        if not self.ch_mult or any(int(m) != m or m < 1 for m in self.ch_mult):
-            raise ValueError(
-                f"UNet: ch_mult must be a non-empty sequence of positive ints, got {self.ch_mult}"
+        def res(name, c_in, c_out):
+            block = ResBlock(
+                c_in, c_out, emb_dim, dropout=dropout, scale_shift_norm=scale_shift_norm,
+                **norm, **conv_kw,
             )
-        if self.num_res_blocks < 1:
-            raise ValueError(f"UNet: num_res_blocks must be >= 1, got {self.num_res_blocks}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"UNet: dropout must be in [0, 1), got {self.dropout}")
-        bad = sorted({self.ch * m for m in self.ch_mult if (self.ch * m) % self.num_groups})
-        if self.ch < 1 or bad:
-            raise ValueError(
-                f"UNet: every level's channel count ch * ch_mult must be divisible by "
-                f"num_groups={self.num_groups} (GroupNorm), but {bad} (ch={self.ch}, "
-                f"ch_mult={self.ch_mult}) are not"
-            )
-        if self.out_channels is not None and self.out_channels < 1:
-            raise ValueError(
-                f"UNet: out_channels must be a positive int or None, got {self.out_channels}"
-            )
-        if self.num_classes is not None and self.num_classes < 1:
-            raise ValueError(
-                f"UNet: num_classes must be a positive int or None, got {self.num_classes}"
-            )
-        if tuple(self.downsample_padding) not in ((0, 1), (1, 1)):
-            raise ValueError(
-                f"UNet: downsample_padding must be (0, 1) or (1, 1) so that a stride-2 3x3 "
-                f"convolution halves the size, got {self.downsample_padding}"
-            )
+            setattr(self, name, block)
+
+        def attn(name, c):
+            setattr(self, name, AttnBlock(c, head_dim=attn_head_dim, **norm, **kw))
+
+        levels = len(ch_mult)
+        self.conv_in = conv(in_channels, ch, (3, 3), padding=1, kernel_init=default_init)
+        skips, c = [ch], ch
+        for level, mult in enumerate(ch_mult):
+            for i in range(num_res_blocks):
+                res(f"down_{level}_res_{i}", c, ch * mult)
+                c = ch * mult
+                if level in self.attn_levels:
+                    attn(f"down_{level}_attn_{i}", c)
+                skips.append(c)
+            if level != levels - 1:
+                setattr(self, f"down_{level}_downsample", Downsample(
+                    c, with_conv=resample_with_conv, padding=tuple(downsample_padding), **conv_kw
+                ))
+                skips.append(c)
+        res("mid_res_0", c, c)
+        if mid_attention:
+            attn("mid_attn", c)
+        res("mid_res_1", c, c)
+        for level in reversed(range(levels)):
+            for i in range(num_res_blocks + 1):
+                res(f"up_{level}_res_{i}", c + skips.pop(), ch * ch_mult[level])
+                c = ch * ch_mult[level]
+                if level in self.attn_levels:
+                    attn(f"up_{level}_attn_{i}", c)
+            if level != 0:
+                setattr(self, f"up_{level}_upsample", Upsample(
+                    c, with_conv=resample_with_conv, **conv_kw
+                ))
+        self.norm_out = nnx.GroupNorm(c, num_groups=num_groups, epsilon=norm_eps, **kw)
+        self.conv_out = conv(c, out_channels or in_channels, (3, 3), padding=1, kernel_init=zero_init)
 
     def _check_inputs(self, x, t, y):
-        """Static checks of the inputs, before tracing; returns the attention levels."""
-        if x.ndim != 4:
-            raise ValueError(f"UNet: x must be NHWC of shape [B, H, W, C], got shape {x.shape}")
+        """Static checks of the inputs, before tracing."""
+        if x.ndim != 4 or x.shape[-1] != self.in_channels:
+            raise ValueError(
+                f"UNet: x must be NHWC of shape [B, H, W, {self.in_channels}], got shape {x.shape}"
+            )
         if not jnp.issubdtype(x.dtype, jnp.floating):
             raise TypeError(f"UNet: x must be a float array in [-1, 1], got dtype {x.dtype}")
         if jnp.shape(t) != x.shape[:1]:
@@ -491,124 +621,67 @@ class UNet(nn.Module):
                 f"UNet: image height and width must be divisible by 2^(levels-1) = {factor} for "
                 f"{len(self.ch_mult)} levels, got x of shape {x.shape}"
             )
-        heights = [x.shape[1] // 2**level for level in range(len(self.ch_mult))]
-        never = sorted(set(self.attn_resolutions) - set(heights))
-        if never:
-            raise ValueError(
-                f"UNet: attn_resolutions {never} never occur; for an input of height "
-                f"{x.shape[1]} the "
-                f"levels have heights {heights}"
-            )
-        attn_levels = [level for level, hgt in enumerate(heights) if hgt in self.attn_resolutions]
-        if self.attn_head_dim is not None:
-            channels = {self.ch * self.ch_mult[level] for level in attn_levels}
-            if self.mid_attention:
-                channels.add(self.ch * self.ch_mult[-1])
-            bad = sorted(c for c in channels if c % self.attn_head_dim)
-            if bad:
-                raise ValueError(
-                    f"UNet: attention channels {bad} are not divisible by "
-                    f"attn_head_dim={self.attn_head_dim}"
-                )
         if self.num_classes is None and y is not None:
             raise ValueError("UNet: got a class label y but num_classes is None")
         if y is not None and jnp.shape(y) != x.shape[:1]:
             raise ValueError(f"UNet: y must have shape [B] = {x.shape[:1]}, got {jnp.shape(y)}")
-        return attn_levels
 
-    @nn.compact
-    def __call__(self, x, t, *, y=None, train=False):
+    def __call__(self, x, t, *, y=None, train: bool = False, rngs: nnx.Rngs | None = None):
         """Predict from a noisy batch.
 
         Args:
-            x: images, float [B, H, W, C] in [-1, 1].
+            x: images, float [B, H, W, in_channels] in [-1, 1].
             t: int32 timesteps [B], 0-based; or float noise levels sigma [B] with
                 :class:`FourierEmbedding`.
             y: int32 class labels [B] in [0, num_classes] (``num_classes`` = null label), or
                 ``None`` (the null label); only with ``num_classes``.
-            train: apply dropout (needs ``rngs={"dropout": key}`` when ``dropout > 0``).
+            train: apply dropout (needs ``rngs=nnx.Rngs(dropout=key)`` when ``dropout > 0``).
+            rngs: the dropout keys, with ``train``.
 
         Returns:
             float32 array [B, H, W, out_channels].
         """
-        attn_levels = self._check_inputs(x, t, y)
-        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        conv_kw = dict(matmul_kernel_grad=self.matmul_kernel_grad, **kw)
-        Conv = _conv_module(self.matmul_kernel_grad)  # noqa: N806
-        norm = dict(num_groups=self.num_groups, norm_eps=self.norm_eps)
-
-        emb_dim = 4 * self.ch
-        emb = self.embedding(self.ch, name="time_proj")(t)
-        emb = nn.Dense(emb_dim, kernel_init=default_init, name="temb_dense_0", **kw)(emb)
-        emb = nn.Dense(emb_dim, kernel_init=default_init, name="temb_dense_1", **kw)(nn.silu(emb))
+        self._check_inputs(x, t, y)
+        emb = self.temb_dense_0(self.time_proj(t))
+        emb = self.temb_dense_1(nnx.silu(emb))
         if self.num_classes is not None:
             labels = jnp.full(x.shape[:1], self.num_classes, jnp.int32) if y is None else y
-            emb = emb + nn.Embed(self.num_classes + 1, emb_dim, name="class_embed", **kw)(labels)
+            emb = emb + self.class_embed(labels)
 
-        res_block = nn.remat(ResBlock, static_argnums=(3,)) if self.remat else ResBlock
-        attn_block = nn.remat(AttnBlock) if self.remat else AttnBlock
+        call_res, call_attn = _call_block, _call_attn
+        if self.remat:
+            call_res, call_attn = nnx.remat(call_res, static_argnums=(4,)), nnx.remat(call_attn)
 
-        def res(features, name, h):
-            block = res_block(
-                features,
-                dropout=self.dropout,
-                scale_shift_norm=self.scale_shift_norm,
-                name=name,
-                **norm,
-                **conv_kw,
-            )
-            return block(h, emb, train)
+        def res(name, h):
+            return call_res(getattr(self, name), h, emb, rngs, train)
 
         def attn(name, h):
-            return attn_block(head_dim=self.attn_head_dim, name=name, **norm, **kw)(h)
+            return call_attn(getattr(self, name), h)
 
         levels = len(self.ch_mult)
-        h = Conv(self.ch, (3, 3), padding=1, kernel_init=default_init, name="conv_in", **kw)(
-            x.astype(self.dtype)
-        )
+        h = self.conv_in(x.astype(self.dtype))
         skips = [h]
-        for level, mult in enumerate(self.ch_mult):
+        for level in range(levels):
             for i in range(self.num_res_blocks):
-                h = res(self.ch * mult, f"down_{level}_res_{i}", h)
-                if level in attn_levels:
+                h = res(f"down_{level}_res_{i}", h)
+                if level in self.attn_levels:
                     h = attn(f"down_{level}_attn_{i}", h)
                 skips.append(h)
             if level != levels - 1:
-                h = Downsample(
-                    self.resample_with_conv,
-                    tuple(self.downsample_padding),
-                    name=f"down_{level}_downsample",
-                    **conv_kw,
-                )(h)
+                h = getattr(self, f"down_{level}_downsample")(h)
                 skips.append(h)
-
-        h = res(h.shape[-1], "mid_res_0", h)
+        h = res("mid_res_0", h)
         if self.mid_attention:
             h = attn("mid_attn", h)
-        h = res(h.shape[-1], "mid_res_1", h)
-
+        h = res("mid_res_1", h)
         for level in reversed(range(levels)):
             for i in range(self.num_res_blocks + 1):
-                h = res(
-                    self.ch * self.ch_mult[level],
-                    f"up_{level}_res_{i}",
-                    jnp.concatenate([h, skips.pop()], -1),
-                )
-                if level in attn_levels:
+                h = res(f"up_{level}_res_{i}", jnp.concatenate([h, skips.pop()], -1))
+                if level in self.attn_levels:
                     h = attn(f"up_{level}_attn_{i}", h)
             if level != 0:
-                h = Upsample(self.resample_with_conv, name=f"up_{level}_upsample", **conv_kw)(h)
-
-        h = nn.silu(
-            nn.GroupNorm(num_groups=self.num_groups, epsilon=self.norm_eps, name="norm_out", **kw)(
-                h
-            )
-        )
-        out_channels = self.out_channels or x.shape[-1]
-        h = Conv(out_channels, (3, 3), padding=1, kernel_init=zero_init, name="conv_out", **kw)(
-            h
-        )
-        out = h.astype(jnp.float32)
+                h = getattr(self, f"up_{level}_upsample")(h)
+        out = self.conv_out(nnx.silu(self.norm_out(h))).astype(jnp.float32)
         if self.divide_by_sigma:
             out = out / jnp.asarray(t, jnp.float32)[:, None, None, None]
         return out

@@ -203,7 +203,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     c.int("data.split_seed", minimum=0)
     c.real("data.test_fraction", low=0.0, high=1.0, high_open=True)
     c.real("data.valid_fraction", low=0.0, high=1.0, high_open=True)
-    c.text("model.preset")
+    c.text("model.name")
     c.one_of("model.dtype", DTYPES)
     c.int("model.ch", minimum=1)  # a U-Net's base width (absent for other networks)
     c.real("model.dropout", low=0.0, high=1.0, high_open=True)

@@ -23,12 +23,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from flax import nnx
 from jax.sharding import Mesh
 
 from jaxdiff import data as data_lib
 from jaxdiff import elbo, losses, models, processes, samplers, schedules, vdm
 from jaxdiff import sharding as sharding_lib
 from jaxdiff.diffusion import split_learned_variance
+from jaxdiff.models import network as network_lib
 from jaxdiff.train.family import Family, run_keys
 from jaxdiff.train.step import (
     TrainState,
@@ -62,7 +64,8 @@ class Experiment(NamedTuple):
     """A config resolved into callables.
 
     Attributes:
-      model: the flax module; called as ``model.apply(variables, x, c, train=...)``.
+      model: the network (:mod:`jaxdiff.models.network`: an NNX module's graph and state, or
+        a linen module); called as ``model.apply(variables, x, c, train=...)``.
       process: what the loss and the sampler take as their second argument: a
         :class:`~jaxdiff.schedules.Schedule` (``diffusion.kind = "ddpm"``) or the NCSN noise
         levels ``[L]`` (``"ncsn"``).
@@ -159,7 +162,11 @@ class VDMBound(NamedTuple):
 
     @staticmethod
     def gamma(model_fn):
-        """The schedule gamma(t) of the bound model ``model_fn`` (a partial of ``apply``)."""
+        """The schedule gamma(t) of the model: the ``gamma`` method of a
+        :class:`~jaxdiff.vdm.VDMModel`, or of the driver's ``partial(network.apply,
+        variables)``."""
+        if isinstance(model_fn, nnx.Module):
+            return model_fn.gamma
         return functools.partial(model_fn, method="gamma")
 
     def ode_process(self, model_fn) -> processes.VPGamma:
@@ -174,19 +181,32 @@ class VDMBound(NamedTuple):
         )
 
 
-def _vdm_model(d, network):
+def _vdm_model(d, make_network, data_shape):
     """``config.diffusion`` of a VDM run: ``gamma`` ("learned": :class:`~jaxdiff.vdm.
     LearnedGamma` with ``gamma_features`` hidden units, initialised linear; "linear": fixed),
     both between ``gamma_min`` and ``gamma_max``; ``fourier_exponents`` (() for none);
-    ``time_scale``; ``head`` ("eps", or "categorical": :func:`~jaxdiff.vdm.categorical_eps`)."""
-    if d.fourier_exponents:
-        network = vdm.FourierFeatures(network, tuple(d.fourier_exponents))
-    schedule = None
-    if d.gamma == "learned":
-        schedule = vdm.LearnedGamma(d.gamma_min, d.gamma_max, d.gamma_features)
-    return vdm.VDMModel(
-        network, schedule, d.gamma_min, d.gamma_max, d.time_scale, d.get("head", "eps")
-    )
+    ``time_scale``; ``head`` ("eps", or "categorical": :func:`~jaxdiff.vdm.categorical_eps`).
+    ``make_network(input_shape)`` makes the network for inputs of ``input_shape`` (the data's
+    channels and their Fourier features); it must be an NNX module."""
+    exponents = tuple(d.fourier_exponents)
+    input_shape = (*data_shape[:-1], data_shape[-1] * (1 + 2 * len(exponents)))
+    network = make_network(input_shape)
+    if not isinstance(network, network_lib.NNXNetwork):
+        raise ValueError("config.model: a VDM run needs an NNX network (nnx.Module)")
+
+    def make(rngs):
+        net = network.make(rngs)
+        if exponents:
+            net = vdm.FourierFeatures(net, exponents)
+        schedule = None
+        if d.gamma == "learned":
+            schedule = vdm.LearnedGamma(d.gamma_min, d.gamma_max, d.gamma_features, rngs=rngs)
+        return vdm.VDMModel(
+            net, schedule, gamma_min=d.gamma_min, gamma_max=d.gamma_max,
+            time_scale=d.time_scale, head=d.get("head", "eps"),
+        )
+
+    return network_lib.NNXNetwork(make)
 
 
 def _float_time(n):
@@ -274,34 +294,51 @@ OBJECTIVES: dict[str, dict[str, Callable]] = {
 }
 
 
-def _resolve_model(cfg: ml_collections.ConfigDict, out_channels: int | None):
-    """``config.model.preset`` names a constructor in :mod:`jaxdiff.models` (``"ddpm_digits"``,
-    ``"UNet"``) or ``"module.Name"`` in a submodule (``"mlp.MLP"``); the other fields are its
-    keyword arguments, ``dtype`` given by name (``"bfloat16"``)."""
-    import jaxdiff.models
-
+def _resolve_model(cfg: ml_collections.ConfigDict, data_shape, out_channels: int | None):
+    """``config.model.name`` names a constructor in :mod:`jaxdiff.models` (``"ddpm_digits"``,
+    ``"UNet"``), ``"module.Name"`` in a submodule (``"mlp.MLP"``), or a user's
+    ``"package.module:factory"`` returning an ``nnx.Module`` or a ``flax.linen.Module``. The
+    other fields are its keyword arguments (a user's factory gets those its signature names),
+    ``dtype`` given by name (``"bfloat16"``); the data's shapes come from the data
+    (:func:`~jaxdiff.models.network.make_network`). Runs of jaxdiff 0.2 name it ``preset``."""
     kwargs = dict(cfg)
-    preset = kwargs.pop("preset")
-    if "." in preset:
-        module_name, _, attr = preset.rpartition(".")
-        try:
-            module = importlib.import_module(f"jaxdiff.models.{module_name}")
-        except ImportError:
-            module = None
-    else:
-        module, attr = jaxdiff.models, preset
-    if module is None or not hasattr(module, attr):
-        raise ValueError(f"config.model.preset: no model {preset!r} in jaxdiff.models")
+    name = kwargs.pop("name", None) or kwargs.pop("preset")
+    kwargs.pop("preset", None)
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
     kwargs["dtype"] = jnp.dtype(kwargs.get("dtype", "float32"))
-    if out_channels is not None:
-        kwargs["out_channels"] = out_channels
+    if ":" in name:
+        factory = network_lib.import_factory(name)
+        accepted = network_lib.keywords(factory)
+        kwargs = {k: v for k, v in kwargs.items() if k in accepted}
+    else:
+        module_name, _, attr = name.rpartition(".")
+        try:
+            module = importlib.import_module(f"jaxdiff.models.{module_name}" if module_name else "jaxdiff.models")
+        except ImportError:
+            module = None
+        factory = getattr(module, attr, None)
+        if factory is None:
+            raise ValueError(f"config.model.name: no model {name!r} in jaxdiff.models")
+    return network_lib.make_network(
+        factory, kwargs, data_shape, out_channels=out_channels, name=name
+    )
+
+
+def _check_output(model, data_shape, time_input, out_channels):
+    """The network's output for one example has the data's shape (``out_channels`` channels
+    when the process asks for them); a ValueError naming both shapes otherwise."""
+    x = jnp.zeros((1, *data_shape), jnp.float32)
     try:
-        return getattr(module, attr)(**kwargs)
-    except TypeError as e:  # an unknown option
-        raise ValueError(f"config.model: {preset} does not take these options ({e})") from e
-    except ValueError as e:  # the module's own check of its options
-        raise ValueError(f"config.model: {e}") from e
+        variables = jax.eval_shape(model.init, {"params": jax.random.key(0)}, x, time_input(1))
+        out = jax.eval_shape(model.apply, variables, x, time_input(1))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"config.model: the network cannot be called as model(x, t) ({e})") from e
+    want = (1, *data_shape[:-1], out_channels or data_shape[-1])
+    if getattr(out, "shape", None) != want:
+        raise ValueError(
+            f"config.model: the network's output for x of shape {x.shape} has shape "
+            f"{getattr(out, 'shape', type(out).__name__)}, expected {want}"
+        )
 
 
 def _output_channels(diff, channels: int) -> int | None:
@@ -343,8 +380,16 @@ def build_experiment(config: ml_collections.ConfigDict, *, data_shape=None) -> E
             f"{diff.kind!r}, got {config.loss.name!r}"
         )
     kind = PROCESSES[diff.kind]
-    network = _resolve_model(config.model, _output_channels(diff, data_shape[-1]))
-    model = network if kind.wrap is None else kind.wrap(diff, network)
+    out_channels = _output_channels(diff, data_shape[-1])
+
+    def make_network(input_shape):
+        return _resolve_model(config.model, input_shape, out_channels)
+
+    if kind.wrap is None:
+        model = make_network(tuple(data_shape))
+        _check_output(model, tuple(data_shape), kind.time_input, out_channels)
+    else:
+        model = kind.wrap(diff, make_network, tuple(data_shape))
     process = kind.build(diff)
     objective = objectives[config.loss.name](config, process)
     opt = config.optim

@@ -1,0 +1,179 @@
+"""A network for the training driver, NNX or linen: made from a name, held as a plain pytree.
+
+The driver keeps a model's parameters in its train state as a plain nested dict of arrays (so
+that optax, the EMA, orbax checkpoints and the FSDP rules see an ordinary pytree) and calls the
+network as ``model.apply({"params": params}, x, t, train=..., rngs={"dropout": key})``.
+A ``flax.linen`` module has that shape already; :class:`NNXNetwork` gives it to an
+``nnx.Module``: it is the module split once into its graph (static, compared by value) and its
+state (the dict), and merged again inside each compiled call, so a program compiles once per
+graph and the state is always an argument.
+
+:func:`make_network` builds the network a config names: a shipped constructor of
+:mod:`jaxdiff.models` (``"ddpm_digits"``, ``"mlp.MLP"``) or a user's
+``"package.module:factory"``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+from flax import nnx
+
+__all__ = ["NNXNetwork", "import_factory", "keywords", "make_network"]
+
+
+@dataclasses.dataclass(frozen=True)
+class NNXNetwork:
+    """An ``nnx.Module`` as an ``(init, apply)`` pair over a plain dict of its parameters.
+
+    The parameters (``nnx.Param``) are the dict; other variables of the module (the RNG
+    streams a layer keeps, batch statistics) stay as the module was made with ``nnx.Rngs(0)``:
+    the driver passes the dropout keys with each call.
+
+    Attributes:
+      make: ``make(rngs) -> nnx.Module``, the constructor (called by :meth:`init`).
+      graphdef: the module's graph; two networks of one graph are equal (and hash alike), so
+        ``functools.partial(network.apply, variables)`` of either runs one compiled program.
+    """
+
+    make: Callable = dataclasses.field(compare=False)
+    graphdef: Any = dataclasses.field(init=False)
+    abstract: Any = dataclasses.field(init=False, compare=False, repr=False)
+    rest: Any = dataclasses.field(init=False, compare=False, repr=False)
+
+    def __post_init__(self):
+        made = nnx.eval_shape(lambda: self.make(nnx.Rngs(0)))
+        graphdef, abstract, rest = nnx.split(made, nnx.Param, ...)
+        if jax.tree.leaves(rest):  # the other variables' values, once
+            rest = nnx.state(self.make(nnx.Rngs(0)), nnx.Not(nnx.Param))
+        object.__setattr__(self, "graphdef", graphdef)
+        object.__setattr__(self, "abstract", abstract)
+        object.__setattr__(self, "rest", rest)
+
+    def init(self, rngs, *args, **kwargs) -> dict:
+        """``{"params": parameters}``, the module made with the key ``rngs["params"]``
+        (``args`` are the dummy inputs of linen's ``init``: an NNX module knows its shapes)."""
+        del args, kwargs
+        key = rngs["params"] if isinstance(rngs, dict) else rngs
+        module = self.make(nnx.Rngs(params=key))
+        return {"params": nnx.to_pure_dict(nnx.state(module, nnx.Param))}
+
+    def module(self, params) -> nnx.Module:
+        """The module holding ``params`` (a dict as :meth:`init` gives: the state's leaves in
+        the same order)."""
+        if jax.tree.structure(params) != jax.tree.structure(nnx.to_pure_dict(self.abstract)):
+            raise ValueError(
+                f"NNXNetwork: the parameters do not fit the module's graph: got "
+                f"{jax.tree.structure(params)}"
+            )
+        state = jax.tree.unflatten(jax.tree.structure(self.abstract), jax.tree.leaves(params))
+        return nnx.merge(self.graphdef, state, self.rest)
+
+    def apply(self, variables, *args, train=False, rngs=None, method=None, **kwargs):
+        """``module(*args, train=train, rngs=nnx.Rngs(**rngs), **kwargs)`` (or its ``method``)
+        of the module holding ``variables["params"]``; ``train`` and ``rngs`` only when the
+        method names them."""
+        module = self.module(variables["params"])
+        fn = module if method is None else getattr(module, method)
+        named = inspect.signature(fn).parameters
+        if "train" in named:
+            kwargs["train"] = train
+        if "rngs" in named:
+            kwargs["rngs"] = None if rngs is None else nnx.Rngs(**rngs)
+        return fn(*args, **kwargs)
+
+
+def import_factory(name: str) -> Callable:
+    """``"package.module:factory"`` imported; a ValueError naming what is missing."""
+    module_name, _, attr = name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ValueError(f"config.model.name: cannot import {module_name!r} ({e})") from e
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise ValueError(f"config.model.name: {module_name!r} has no callable {attr!r}")
+    return factory
+
+
+def keywords(factory: Callable) -> set[str]:
+    """The keyword names ``factory`` accepts: its own, a class's ``__init__``'s, a partial's
+    function's (an NNX module class's own signature hides them behind its metaclass)."""
+    while isinstance(factory, functools.partial):
+        factory = factory.func
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    try:
+        parameters = inspect.signature(target).parameters.values()
+    except (TypeError, ValueError):
+        return set()
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {p.name for p in parameters if p.kind in kinds}
+
+
+def _shape_arguments(factory: Callable, data_shape, out_channels, key) -> dict:
+    """The keywords of the data's shapes (and the init keys) that ``factory`` accepts:
+    ``in_channels`` / ``in_features`` (the last axis), ``image_size`` (the height),
+    ``data_shape``, ``out_channels`` (when the process needs other than the input's) and
+    ``rngs``."""
+    offered = dict(
+        in_channels=data_shape[-1],
+        in_features=data_shape[-1],
+        data_shape=tuple(data_shape),
+        rngs=nnx.Rngs(params=key),
+    )
+    if len(data_shape) >= 3:
+        offered["image_size"] = data_shape[0]
+    if out_channels is not None:
+        offered["out_channels"] = out_channels
+        offered["out_features"] = out_channels
+    accepted = keywords(factory)
+    return {k: v for k, v in offered.items() if k in accepted}
+
+
+def make_network(
+    factory: Callable, options: dict, data_shape, *, out_channels: int | None = None,
+    name: str = "model",
+):
+    """The network ``factory(**options, **shapes)`` as the driver holds it: an
+    :class:`NNXNetwork` for an ``nnx.Module``, a ``flax.linen.Module`` as it is.
+
+    ``shapes`` are those of :func:`_shape_arguments` that the factory's signature names and
+    ``options`` does not set.
+
+    Raises:
+      ValueError: the factory rejects the options, or returns neither kind of module.
+    """
+
+    def make(rngs):
+        extra = _shape_arguments(factory, data_shape, out_channels, rngs.params())
+        extra = {k: v for k, v in extra.items() if k not in options}
+        return factory(**options, **extra)
+
+    kinds = []
+
+    def probe():  # shapes only: no weights are drawn
+        made = make(nnx.Rngs(0))
+        kinds.append(type(made))
+        return made if isinstance(made, nnx.Module) else None
+
+    try:
+        nnx.eval_shape(probe)
+    except TypeError as e:  # an unknown option
+        raise ValueError(f"config.model: {name} does not take these options ({e})") from e
+    except ValueError as e:  # the module's own check of its options
+        raise ValueError(f"config.model: {e}") from e
+    if issubclass(kinds[0], nnx.Module):
+        return NNXNetwork(make)
+    if issubclass(kinds[0], nn.Module):
+        return make(nnx.Rngs(0))
+    raise ValueError(
+        f"config.model: {name} returned a {kinds[0].__name__}, not an nnx.Module or a "
+        f"flax.linen.Module"
+    )

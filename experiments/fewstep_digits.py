@@ -103,8 +103,8 @@ def _straightness(teacher, reflow_run, num, key):
     scale = cfg.reflow.time_scale
     params = {"params": reflow_run.state.ema_params}
     reflow_v = lambda x, t: network.apply(params, x, scale * t)  # noqa: E731
-    # the teacher's field is singular at t = 1 (alpha = 0): its straightness from t = 0.999
-    s_teacher = fewstep.straightness(lambda x, t: teacher_v(x, jnp.minimum(t, 0.999)), noise, num_steps=32)
+    # the teacher's field is singular at both ends (alpha = 0 at t = 1, 1 / t at t = 0)
+    s_teacher = fewstep.straightness(lambda x, t: teacher_v(x, jnp.clip(t, 1e-3, 0.999)), noise, num_steps=32)
     s_reflow = fewstep.straightness(reflow_v, noise, num_steps=32)
     return dict(teacher=float(jnp.mean(s_teacher)), reflow=float(jnp.mean(s_reflow)))
 

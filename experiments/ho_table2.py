@@ -28,7 +28,7 @@ import json
 from pathlib import Path
 
 from jaxdiff import cli, evaluate, train
-from jaxdiff.train.loop import TrainingError
+from jaxdiff.engine import TrainingError
 from _timing import timed_train
 
 PREDICTIONS = {"mean": "mu~", "eps": "eps"}

@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 
 from jaxdiff import data, train  # noqa: E402
 from jaxdiff.generative import vae  # noqa: E402
-from jaxdiff.generative.families import vae_model  # noqa: E402
+from jaxdiff.families.generative import vae_model  # noqa: E402
 from jaxdiff.metrics import digits  # noqa: E402
 
 PATCH = 3

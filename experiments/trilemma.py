@@ -39,7 +39,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from jaxdiff import cli, data, evaluate, train  # noqa: E402
-from jaxdiff.generative import families  # noqa: E402
 from jaxdiff.metrics import digits, diversity  # noqa: E402
 from _timing import timed_train  # noqa: E402
 
@@ -155,12 +154,10 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
 
     vae_run = train.load_run(runs / "digits_vae")
-    model = families.vae_model(vae_run.config, ref.test.shape[1:])
-    terms = families.vae_nll_per_example(
-        model, vae_run.variables["params"], ref.test, nll_key, iwae_samples=args.iwae_samples,
+    vae_bound = evaluate.evaluate_estimate(
+        vae_run.family.bound(iwae_samples=args.iwae_samples), vae_run.state, ref.test, nll_key,
         batch_size=len(ref.test),
     )
-    vae_bound = families.summarize_vae_nll(terms, iwae_samples=args.iwae_samples)
     for name, run, extra in (
         ("VAE", vae_run, dict(bpd=vae_bound["total_bpd"], iwae_bpd=vae_bound["iwae_bpd"])),
         ("GAN", train.load_run(runs / "digits_gan"), {}),

@@ -16,6 +16,8 @@ _SUBMODULES = (
       "samplers",
       "models",
       "data",
+      "engine",
+      "families",
       "train",
       "evaluate",
       "metrics",

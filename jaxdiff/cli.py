@@ -236,7 +236,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--fid_stats", default=None, help="reference FID statistics (.npz)")
     evaluate.add_argument("--iwae_samples", type=_integer(1), default=None, help="k of a VAE's IWAE bound")
     evaluate.add_argument(
-        "--bound_draws", type=_integer(1), default=256, help="draws of a VDM bound per example"
+        "--bound_draws", type=_integer(1), default=None,
+        help="estimates of the bound per example (default: the run's; a VDM run's 256)",
     )
     stats = sub.add_parser("stats", help="FID reference statistics of a dataset")
     stats.add_argument("--dataset", required=True)
@@ -300,39 +301,20 @@ def _new_output(path, flag: str, suffix: str) -> Path:
         raise UsageError(str(e)) from e
 
 
-def _check_sampler(run, sampler: str | None) -> None:
-    from jaxdiff import train
-    from jaxdiff.train.checks import check_sampler
-
-    if sampler is not None and sampler not in train.SAMPLERS:
-        raise UsageError(f"--sampler must be one of {', '.join(sorted(train.SAMPLERS))}, got {sampler!r}")
-    if sampler is not None and run.experiment is not None:
-        check_sampler(run.config.diffusion.get("kind", "ddpm"), sampler, name="--sampler")
-
-
 def _sample(args) -> int:
     import jax
 
-    from jaxdiff import data, train
+    from jaxdiff import data
     from jaxdiff._io import write_npz_stream
+    from jaxdiff.engine import bind_options
 
     output = _new_output(args.output or Path(args.workdir) / "samples.npz", "--output", ".npz")
     grid_path = _new_output(output.with_suffix(".png"), "--output (its grid)", ".png")
     run = _load(args.workdir)
     batch = min(args.num, args.batch)
-    if run.experiment is None:  # another family: its one sampler, with steps if it has them
-        _check_family_sampling(run, args.sampler, args.steps)
-        if args.steps is None:
-            draw = jax.jit(lambda state, key: run.family.sample(state, key, batch))
-        else:
-            draw = jax.jit(lambda state, key: run.family.sample_steps(state, key, batch, args.steps))
-        state = run.state
-    else:
-        _check_sampler(run, args.sampler)
-        sampler = args.sampler or run.config.sampling.sampler
-        sample = train.build_sampler(run.config, run.experiment, sampler=sampler, num_steps=args.steps)
-        draw = jax.jit(lambda v, key: sample(v, key, batch))
-        state = run.variables
+    sample = bind_options(run.family.sample, "sampler", sampler=args.sampler, num_steps=args.steps)
+    draw = jax.jit(lambda state, key: sample(state, key, batch))
+    state = run.state
     rng = jax.random.PRNGKey(args.seed)
     shape = jax.eval_shape(draw, state, rng).shape  # traced, not computed: sizes known now
     dtype = np.uint8 if len(shape) == 4 else np.float32  # images as uint8; points as floats
@@ -358,16 +340,6 @@ def _sample(args) -> int:
     shown = "" if args.num <= batch else f" (its first {batch})"
     print(f"wrote {output} ({np.dtype(dtype)} {[args.num, *shape[1:]]}) and {grid_path}{shown}")
     return 0
-
-
-def _check_family_sampling(run, sampler, steps) -> None:
-    """``--sampler`` and ``--steps`` for a run of a family other than diffusion: it has one
-    sampler, and steps only when its family samples with a number of steps (few-step runs)."""
-    family = run.config.family
-    if sampler is not None:
-        raise UsageError(f"--sampler applies to diffusion runs, not to a {family} run")
-    if steps is not None and run.family.sample_steps is None:
-        raise UsageError(f"--steps applies to diffusion and few-step runs, not to a {family} run")
 
 
 def _check_room(output: Path, nbytes: int) -> None:
@@ -407,14 +379,6 @@ def _eval(args) -> int:
             raise UsageError(f"--fid_stats {args.fid_stats}: {e}") from e
         fid.weights_path()  # the Inception weights are there before any computation
     run = _load(args.workdir)
-    _check_sampler(run, args.sampler)
-    trained = run.config.diffusion.get("variance", "fixed_small") if run.experiment else None
-    if trained and args.variance and (args.variance in _VARIANCES[2:]) != (trained in _VARIANCES[2:]):
-        raise UsageError(
-            f"--variance {args.variance} does not fit this run, trained with "
-            f"config.diffusion.variance={trained!r} (learned and fixed variances are not "
-            f"interchangeable)"
-        )
     results = evaluate.evaluate_run(
         run,
         seed=args.seed,

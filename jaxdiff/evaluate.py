@@ -21,16 +21,18 @@ Example::
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Sequence
 
 import jax
 import numpy as np
 
-from jaxdiff import _checks, elbo
-from jaxdiff._compile import as_pytree_fn, static_partial
+from jaxdiff import _checks, elbo, samplers
 from jaxdiff import data as data_lib
+from jaxdiff._compile import as_pytree_fn, static_partial
+from jaxdiff.engine.family import Estimate, Family, bind_options
+from jaxdiff.families.diffusion import likelihood_parts
+from jaxdiff.metrics import digits, fid, pixel_baseline
 from jaxdiff.metrics.batching import as_array, map_batches
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "evaluate_ode_nll",
     "evaluate_likelihood",
     "evaluate_bound",
+    "evaluate_estimate",
     "generate",
     "split_images",
     "format_table",
@@ -104,16 +107,9 @@ def summarize_nll(terms: dict[str, np.ndarray]) -> dict:
       ``total_bpd`` over the examples: std / sqrt(N)), ``num_examples`` and ``terms_bpd``
       (the mean of each term over the examples, ``[T]``: L_0, L_1, ..., L_{T-1}).
     """
-    total = np.asarray(terms["total"], np.float64)
-    return dict(
-        total_bpd=float(total.mean()),
-        prior_bpd=float(np.mean(terms["prior"])),
-        diffusion_bpd=float(np.mean(terms["diffusion"])),
-        decoder_bpd=float(np.mean(terms["decoder"])),
-        stderr_bpd=_stderr(total),
-        num_examples=int(total.size),
-        terms_bpd=np.mean(np.asarray(terms["vb"], np.float64), axis=0).tolist(),
-    )
+    terms = dict(terms)
+    terms["terms"] = terms.pop("vb")
+    return _summary(terms)
 
 
 def evaluate_nll(model_fn: Callable, schedule, data, rng: jax.Array, **kwargs) -> dict:
@@ -153,8 +149,6 @@ def evaluate_ode_nll(
 
 
 def _ode_batch(model_fn, schedule, rng, batch, index, **ode_kwargs):
-    from jaxdiff import samplers
-
     x0 = data_lib.to_model_range(batch)
     key = jax.random.fold_in(rng, index)
     return samplers.ode_likelihood(model_fn, schedule, x0, key, **ode_kwargs)["bpd"]
@@ -191,11 +185,7 @@ def evaluate_likelihood(
 
 
 def _likelihood_parts(likelihood, model_fn, x0, rng) -> dict:
-    out = likelihood(model_fn, x0, rng)
-    nats_to_bits = -1.0 / (math.prod(x0.shape[1:]) * math.log(2.0))
-    prior, diffusion = nats_to_bits * out["prior_logp"], nats_to_bits * out["delta_logp"]
-    return dict(total=out["bpd"], prior=prior, diffusion=diffusion,
-                decoder=out["bpd"] - prior - diffusion)
+    return likelihood_parts(likelihood(model_fn, x0, rng), x0)
 
 
 def evaluate_bound(
@@ -220,20 +210,16 @@ def evaluate_bound(
     fn = static_partial(_bound_batch, bound, draws)
     args = (as_pytree_fn(model_fn), rng)
     terms = map_batches(fn, as_array(data), batch_size=batch_size, mesh=mesh, args=args)
-    total = np.asarray(terms["total"], np.float64)
-    return dict(
-        total_bpd=float(total.mean()),
-        **{f"{k}_bpd": float(np.mean(terms[k])) for k in ("prior", "diffusion", "decoder")},
-        stderr_bpd=_stderr(total),
-        num_examples=int(total.size),
-        draws=draws,
-    )
+    return dict(_summary(terms), draws=draws)
 
 
 def _bound_batch(bound, draws, model_fn, rng, batch, index):
+    """The bound of one batch, ``draws`` estimates averaged (one draw: the batch's own key)."""
     x0 = data_lib.to_model_range(batch)
-    keys = jax.random.split(jax.random.fold_in(rng, index), draws)
-    terms = jax.lax.map(lambda key: bound(model_fn, x0, key), keys)
+    key = jax.random.fold_in(rng, index)
+    if draws == 1:
+        return bound(model_fn, x0, key)
+    terms = jax.lax.map(lambda k: bound(model_fn, x0, k), jax.random.split(key, draws))
     return jax.tree.map(lambda v: v.mean(0), terms)
 
 
@@ -248,10 +234,6 @@ def generate(
     fn = static_partial(_sample_batch, sample_fn)
     rows = np.arange(num)
     return map_batches(fn, rows, batch_size=min(batch_size, num), mesh=mesh, args=(variables, rng))
-
-
-def _with_steps(sample_steps, num_steps, state, rng, num):
-    return sample_steps(state, rng, num, num_steps)
 
 
 def _sample_batch(sample_fn, variables, rng, rows, index):
@@ -296,6 +278,55 @@ def _nll_rows(name: str, r: dict) -> list:
 NLL_HEADER = ("model", "bits/dim", "stderr", "L_T", "sum L_t-1", "L_0")
 
 
+def evaluate_estimate(
+    estimate: Estimate, state, data, rng, *, batch_size: int = 256, mesh=None, draws=None
+) -> dict:
+    """A family's :class:`~jaxdiff.engine.family.Estimate` over a dataset, in bits/dim.
+
+    Args:
+      estimate: from the family's ``bound()`` or ``likelihood()``.
+      state: the run's train state (an argument of the compiled program).
+      data, rng, batch_size, mesh: as in :func:`nll_per_example`.
+      draws: estimates averaged per example (None: the estimate's own).
+
+    Returns:
+      ``total_bpd``, ``prior_bpd``, ``diffusion_bpd``, ``decoder_bpd``, ``stderr_bpd``,
+      ``num_examples``, ``draws``; for every other ``[B]`` entry ``k``, ``k_bpd`` and
+      ``k_stderr_bpd``; for a ``[B, T]`` entry, ``k_bpd`` the mean of each term (a DDPM run's
+      ``terms_bpd``: L_0, ..., L_{T-1}); and the estimate's ``info``.
+    """
+    draws = draws or estimate.draws
+    _checks.positive_int("draws", draws)
+    fn = static_partial(_bound_batch, estimate.fn, draws)
+    terms = map_batches(fn, as_array(data), batch_size=batch_size, mesh=mesh, args=(state, rng))
+    results = _summary(terms)
+    results.update(draws=draws, **estimate.info)
+    return results
+
+
+_PARTS = ("total", "prior", "diffusion", "decoder")
+
+
+def _summary(terms: dict) -> dict:
+    """Dataset means (and standard errors) of per-example terms in bits/dim."""
+    total = np.asarray(terms["total"], np.float64)
+    results = dict(
+        total_bpd=float(total.mean()),
+        **{f"{k}_bpd": float(np.mean(terms[k])) for k in _PARTS[1:]},
+        stderr_bpd=_stderr(total),
+        num_examples=int(total.size),
+    )
+    for key, value in terms.items():
+        value = np.asarray(value, np.float64)
+        if key in _PARTS:
+            continue
+        if value.ndim == 1:
+            results.update({f"{key}_bpd": float(value.mean()), f"{key}_stderr_bpd": _stderr(value)})
+        else:
+            results[f"{key}_bpd"] = value.mean(axis=0).tolist()
+    return results
+
+
 def evaluate_run(
     run,
     *,
@@ -310,81 +341,111 @@ def evaluate_run(
     num_steps: int | None = None,
     fid_stats=None,
     iwae_samples: int | None = None,
-    bound_draws: int = 256,
+    bound_draws: int | None = None,
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Evaluates a trained run (:func:`jaxdiff.train.load_run`; EMA parameters): what
-    ``jaxdiff eval`` reports.
+    """Evaluates a trained run of any family (:func:`jaxdiff.train.load_run`; EMA parameters):
+    what ``jaxdiff eval`` reports.
+
+    Its family's bound (a diffusion run's ELBO, a VAE's -ELBO and IWAE), or its exact
+    likelihood when it has no bound (EDM, flow matching); a family with neither (a GAN) is
+    evaluated by its samples only (``num_samples`` > 0).
 
     Args:
-      run: the loaded run: a diffusion (DDPM) run or a VAE (``config.family = "vae"``); a GAN
-        defines no likelihood and is evaluated by its samples only (``num_samples`` > 0).
+      run: the loaded run.
       seed: the evaluation seed (forward-process noise, probes, samples).
       split: the dataset split to evaluate on.
       batch_size: examples per batch (all devices together).
       max_examples: evaluate on the first examples of the split only.
-      variance: the reverse variance for the bound; the run's ``config.diffusion.variance``
-        when None.
-      ode: also the probability-flow ODE likelihood (slow: an adaptive solve per batch).
+      variance, iwae_samples: options of the family's bound (a DDPM run's reverse variance, a
+        VAE's k of the importance-weighted bound); None: the run's config.
+      ode: also the family's likelihood beside its bound (the probability-flow ODE; slow).
       num_samples: draw this many samples and report sample quality (the digits classifier's
         figures for digits; FID when ``fid_stats`` is given).
-      sampler, num_steps: override the run's sampling config for those samples.
+      sampler, num_steps: options of the family's sampler for those samples.
       fid_stats: an ``.npz`` of reference statistics
         (:func:`jaxdiff.metrics.fid.dataset_statistics`).
-      iwae_samples: k of a VAE's importance-weighted bound (the run's ``config.vae.iwae_samples``
-        when None).
-      bound_draws: a VDM run's estimates of the bound per example, averaged
-        (:func:`evaluate_bound`'s ``draws``).
+      bound_draws: estimates of the bound averaged per example (None: the family's; VDM 256).
       log: where the table goes.
 
     Returns:
-      A JSON-ready dict with the keys of :func:`summarize_nll` (a VAE:
-      :func:`jaxdiff.generative.families.summarize_vae_nll`, with ``iwae_bpd``),
-      ``pixel_baseline_bpd`` (for image data), the optional ``ode_*`` / sample-quality keys,
-      and ``step``, ``split``, ``seed``, ``variance``, ``dataset``.
+      A JSON-ready dict with the keys of :func:`evaluate_estimate` (``total_bpd``,
+      ``stderr_bpd``, ...), ``pixel_baseline_bpd`` (for image data), the optional ``ode_*`` /
+      sample-quality keys, and ``step``, ``split``, ``seed``, ``variance``, ``dataset``.
+
+    Raises:
+      ValueError: an option the run's family does not take, or nothing to evaluate.
     """
-    cfg = run.config
-    family = cfg.get("family", "diffusion")
-    rng = jax.random.PRNGKey(seed)
-    nll_key, ode_key, sample_key = jax.random.split(rng, 3)
-    results = {}
-    if family in ("gan", "fewstep"):
-        if not num_samples:
-            what = {"gan": "a GAN", "fewstep": "a few-step run"}[family]
-            raise ValueError(f"{what} defines no likelihood: evaluate its samples with --num_samples N")
-        _check_diffusion_options(f"a {family} run", variance=variance, ode=ode)
-    else:
-        images = split_images(cfg, split)[:max_examples]
-        batch_size = min(batch_size, images.shape[0])
-        if family == "vae":
-            _check_diffusion_options("a vae run", variance=variance, ode=ode)
-            results = _vae_nll(run, images, split, nll_key, batch_size, iwae_samples, log)
-        else:
-            results = _diffusion_nll(
-                run, images, split, nll_key, ode_key, batch_size, variance, ode, bound_draws, log
-            )
-    if num_samples:
-        if run.experiment is None and sampler is not None:
-            raise ValueError(f"sampler applies to diffusion runs, not to a {family} run")
-        if run.experiment is None and num_steps is not None and run.family.sample_steps is None:
-            raise ValueError(f"num_steps applies to diffusion and few-step runs, not to a {family} run")
-        results.update(
-            _sample_quality(run, num_samples, sample_key, sampler, num_steps, fid_stats, log)
+    family, cfg = run.family, run.config
+    nll_key, ode_key, sample_key = jax.random.split(jax.random.PRNGKey(seed), 3)
+    estimate = _main_estimate(family, variance=variance, iwae_samples=iwae_samples)
+    if ode and (family.likelihood is None or family.bound is None):
+        if family.likelihood is None:
+            raise ValueError("ode does not apply to this run: its family has no likelihood")
+        ode = False  # its likelihood is the main result already
+    if estimate is None and not num_samples:
+        raise ValueError(
+            "this run's family defines no likelihood or bound: evaluate its samples with "
+            "--num_samples N"
         )
+    sample = bind_options(family.sample, "sampler", sampler=sampler, num_steps=num_steps)
+    if num_samples and (sampler or num_steps):  # bad options fail now, not after the bound
+        jax.eval_shape(lambda state, key: sample(state, key, 2), run.state, sample_key)
+    results = {}
+    if estimate is not None:
+        results = _likelihood_table(run, estimate, split, max_examples, batch_size, bound_draws,
+                                    nll_key, ode_key if ode else None, log)
+    if num_samples:
+        results.update(_sample_quality(run, sample, num_samples, sample_key, fid_stats, log))
     results.update(step=int(run.step), split=split, seed=seed, dataset=cfg.data.dataset)
     results.setdefault("variance", variance)
     return results
 
 
-def _check_diffusion_options(what: str, *, variance, ode) -> None:
-    if variance is not None or ode:
-        raise ValueError(f"variance and ode apply to diffusion runs, not to {what}")
+def _main_estimate(family: Family, **options) -> Estimate | None:
+    """The family's bound with ``options``, or its likelihood when it has no bound."""
+    if family.bound is not None:
+        return bind_options(family.bound, "bound", **options)()
+    given = [k for k, v in options.items() if v is not None]
+    if given:
+        raise ValueError(f"{given[0]} does not apply to this run: its family has no bound")
+    return None if family.likelihood is None else family.likelihood()
+
+
+def _likelihood_table(
+    run, estimate, split, max_examples, batch_size, draws, nll_key, ode_key, log
+) -> dict:
+    """``estimate`` (and, with ``ode_key``, the family's likelihood) on the split, logged as a
+    table beside the independent-pixel baseline."""
+    cfg, step = run.config, run.step
+    images = split_images(cfg, split)[:max_examples]
+    batch_size = min(batch_size, images.shape[0])
+    results = evaluate_estimate(
+        estimate, run.state, images, nll_key, batch_size=batch_size, draws=draws
+    )
+    draws_note = f", {results['draws']} draws" if results["draws"] > 1 else ""
+    rows = [_nll_rows(f"{estimate.label} (step {step}{draws_note})", results)]
+    rows += [[f"{estimate.label}: {k[:-4]}", results[k], results[f"{k[:-4]}_stderr_bpd"], "", "", ""]
+             for k in results if f"{k[:-4]}_stderr_bpd" in results]
+    if images.dtype == np.uint8:
+        rows.append(_pixel_baseline_row(cfg, images, results))
+    if ode_key is not None:
+        ode = evaluate_estimate(run.family.likelihood(), run.state, images, ode_key,
+                                batch_size=min(64, images.shape[0]))
+        results.update(ode_bpd=ode["total_bpd"], ode_stderr_bpd=ode["stderr_bpd"],
+                       ode_num_examples=ode["num_examples"])
+        rows.append(["PF-ODE likelihood", ode["total_bpd"], ode["stderr_bpd"], "", "", ""])
+    notes = "".join(f", {k} {v}" for k, v in estimate.info.items())
+    log(f"{cfg.data.dataset} {split} split, {results['num_examples']} examples{notes}")
+    log(format_table(rows, header=NLL_HEADER))
+    if run.family.bound is None:
+        log("(an exact likelihood: L_T is the prior, sum L_t-1 the flow's log-determinant, L_0 "
+            "the dequantisation)")
+    return results
 
 
 def _pixel_baseline_row(cfg, images, results) -> list:
     """The independent-pixel baseline on ``images`` (its bpd goes into ``results``)."""
-    from jaxdiff.metrics import pixel_baseline
-
     train = split_images(cfg, "train")
     levels = np.unique(train) if cfg.data.dataset == "digits" else None
     baseline = np.asarray(
@@ -396,99 +457,9 @@ def _pixel_baseline_row(cfg, images, results) -> list:
     return ["independent pixels", float(baseline.mean()), _stderr(baseline), "", "", ""]
 
 
-def _diffusion_nll(
-    run, images, split, nll_key, ode_key, batch_size, variance, ode, bound_draws, log
-) -> dict:
-    """A DDPM or VDM run's bound, or the exact likelihood of a process that has one (EDM,
-    flow)."""
-    cfg = run.config
-    bound = cfg.diffusion.kind == "ddpm"
-    process_bound = getattr(run.experiment.process, "bound", None)  # VDM's
-    likelihood = getattr(run.experiment.process, "likelihood", None)
-    if not bound and process_bound is None and likelihood is None:
-        raise ValueError(
-            "bits/dim needs a run with a bound (config.diffusion.kind 'ddpm' or 'vdm') or a "
-            f"process with an exact likelihood ('edm' or 'flow'), got {cfg.diffusion.kind!r}"
-        )
-    variance = variance or cfg.diffusion.get("variance", "fixed_small")
-    if bound:
-        results = evaluate_nll(
-            run.model_fn,
-            run.schedule,
-            images,
-            nll_key,
-            batch_size=batch_size,
-            variance=variance,
-            prediction=cfg.diffusion.get("prediction", "eps"),
-        )
-        rows = [_nll_rows(f"diffusion (step {run.step})", results)]
-    elif process_bound is not None:
-        results = evaluate_bound(
-            process_bound, run.model_fn, images, nll_key, batch_size=batch_size, draws=bound_draws
-        )
-        rows = [_nll_rows(f"{cfg.diffusion.kind} bound (step {run.step}, {bound_draws} draws)", results)]
-    else:
-        results = evaluate_likelihood(
-            likelihood, run.model_fn, images, nll_key, batch_size=min(64, images.shape[0])
-        )
-        rows = [_nll_rows(f"{cfg.diffusion.kind} ODE likelihood (step {run.step})", results)]
-    if images.dtype == np.uint8:
-        rows.append(_pixel_baseline_row(cfg, images, results))
-    if ode and likelihood is None:  # a bound model: its probability-flow ODE as well
-        process = run.schedule if bound else run.experiment.process.ode_process(run.model_fn)
-        results.update(
-            evaluate_ode_nll(
-                run.model_fn, process, images, ode_key, batch_size=min(64, images.shape[0])
-            )
-        )
-        rows.append(
-            ["PF-ODE likelihood", results["ode_bpd"], results["ode_stderr_bpd"], "", "", ""]
-        )
-    variance_note = f", variance {variance}" if bound else ""
-    log(f"{cfg.data.dataset} {split} split, {results['num_examples']} examples{variance_note}")
-    log(format_table(rows, header=NLL_HEADER))
-    if not bound and process_bound is None:
-        log("(an exact likelihood: L_T is the prior, sum L_t-1 the flow's log-determinant, L_0 "
-            "the dequantisation)")
-    results["variance"] = variance
-    return results
-
-
-def _vae_nll(run, images, split, rng, batch_size, iwae_samples, log) -> dict:
-    """The VAE's -ELBO (prior = KL, decoder = reconstruction) and its IWAE bound."""
-    from jaxdiff.generative import families
-
-    cfg = run.config
-    k = iwae_samples or cfg.vae.iwae_samples
-    model = families.vae_model(cfg, images.shape[1:])
-    terms = families.vae_nll_per_example(
-        model, run.variables["params"], images, rng, iwae_samples=k, batch_size=batch_size
-    )
-    results = families.summarize_vae_nll(terms, iwae_samples=k)
-    rows = [
-        _nll_rows(f"VAE -ELBO (step {run.step})", results),
-        [f"VAE IWAE, k = {k}", results["iwae_bpd"], results["iwae_stderr_bpd"], "", "", ""],
-        _pixel_baseline_row(cfg, images, results),
-    ]
-    log(f"{cfg.data.dataset} {split} split, {results['num_examples']} examples; L_T = KL, L_0 = -E log p(x|z)")
-    log(format_table(rows, header=NLL_HEADER))
-    return results
-
-
-def _sample_quality(run, num, rng, sampler, num_steps, fid_stats, log) -> dict:
-    from jaxdiff import train
-    from jaxdiff.metrics import digits, fid
-
-    if run.experiment is None:  # another family: its sampler on the whole state
-        sample_fn = run.family.sample
-        if num_steps is not None:
-            sample_fn = functools.partial(_with_steps, run.family.sample_steps, num_steps)
-        samples = data_lib.to_uint8(generate(sample_fn, run.state, num, rng))
-    else:
-        sample_fn = train.build_sampler(
-            run.config, run.experiment, sampler=sampler, num_steps=num_steps
-        )
-        samples = data_lib.to_uint8(generate(sample_fn, run.variables, num, rng))
+def _sample_quality(run, sample_fn, num, rng, fid_stats, log) -> dict:
+    """``num`` samples of the family's sampler: the digits classifier's figures, FID."""
+    samples = data_lib.to_uint8(generate(sample_fn, run.state, num, rng))
     out = {"num_samples": num}
     if run.config.data.dataset == "digits":
         quality = digits.sample_quality(samples)

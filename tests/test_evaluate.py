@@ -168,11 +168,8 @@ def test_evaluate_run_table_and_json():
     config = cli.load_config_file("digits_ddpm")
     config.diffusion.num_timesteps = 10
     config.model.update(ch=8, num_groups=4, ch_mult=(1,), num_res_blocks=1, attn_resolutions=())
-    experiment = train.build_experiment(config, data_shape=(8, 8, 1))
-    params = jax.jit(experiment.model.init)(
-        jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 1)), jnp.zeros((1,), jnp.int32)
-    )["params"]
-    run = train.Run(config, experiment, {"params": params}, 0)
+    family = train.resolve(config, (8, 8, 1))
+    run = train.Run(config, family, jax.jit(family.init_state)(jax.random.PRNGKey(0)), 0)
     lines = []
     results = evaluate.evaluate_run(run, max_examples=8, batch_size=8, log=lines.append)
     print("\n".join(lines))

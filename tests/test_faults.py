@@ -121,7 +121,7 @@ def test_a_sampler_that_does_not_fit_the_process_is_one_line(capsys, toy_run, tm
     refused before any work, exit 2, with the samplers that fit."""
     expect_one_line(*_cli(capsys, ["sample", "--workdir", str(toy_run), "--sampler", "langevin",
                                    "--output", str(tmp_path / "s.npz")]),
-                    exit_code=2, fragment="--sampler=langevin does not fit this run's process (config.diffusion.kind=ddpm)")
+                    exit_code=2, fragment="sampler=langevin does not fit this run's process (config.diffusion.kind=ddpm)")
     expect_one_line(*_cli(capsys, ["train", "--config", "digits_ncsn", "--workdir", str(tmp_path / "w"),
                                    "--config.sampling.sampler=ddim"]),
                     exit_code=2, fragment="config.sampling.sampler=ddim does not fit this run's process")

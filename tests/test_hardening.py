@@ -127,7 +127,7 @@ def _sample_cases(run, out):
         ("--num not a number", ["--num", "ten"], "argument --num: must be an integer, got 'ten'"),
         ("--steps 0", ["--steps", "0"], "argument --steps: must be an integer >= 1"),
         ("--seed negative", ["--seed", "-1"], "argument --seed: must be an integer in [0, 4294967295]"),
-        ("--sampler unknown", ["--sampler", "magic"], "--sampler must be one of"),
+        ("--sampler unknown", ["--sampler", "magic"], "sampler must be one of"),
         ("--output not .npz", ["--output", str(out / "x.txt")], "--output must end in .npz"),
         ("--output in a missing directory", ["--output", str(out / "no" / "x.npz")], "does not exist"),
         ("--output exists", ["--output", str(run / "config.json.npz")], "exists; not overwriting"),
@@ -159,11 +159,11 @@ def eval_cases(tmp_path):
         ("--num_samples negative", ["--num_samples", "-5"], "argument --num_samples: must be an integer >= 0"),
         ("--num_samples 1", ["--num_samples", "1"], "--num_samples must be 0 or at least 2"),
         ("--variance unknown", ["--variance", "wide"], "argument --variance: invalid choice: 'wide'"),
-        ("--variance learned on a fixed run", ["--variance", "learned"], "--variance learned does not fit this run"),
+        ("--variance learned on a fixed run", ["--variance", "learned"], "variance learned does not fit this run"),
         ("--fid_stats without samples", ["--fid_stats", missing], "--fid_stats needs --num_samples"),
         ("--fid_stats missing file", ["--fid_stats", missing, "--num_samples", "4"], "--fid_stats"),
         ("--output not .json", ["--output", str(tmp_path / "e.txt")], "--output must end in .json"),
-        ("--sampler unknown", ["--sampler", "magic", "--num_samples", "4"], "--sampler must be one of"),
+        ("--sampler unknown", ["--sampler", "magic", "--num_samples", "4"], "sampler must be one of"),
         ("--split unknown", ["--split", "validation"], "split must be one of"),
         ("--seed not a number", ["--seed", "x"], "argument --seed: must be an integer, got 'x'"),
     ]
@@ -240,7 +240,7 @@ def test_sample_on_a_full_disk_writes_nothing(capsys, trained, tmp_path, monkeyp
 
 
 def test_metrics_file_partial_line_is_cut_on_resume(tmp_path):
-    from jaxdiff.train.loop import _drop_partial_line
+    from jaxdiff.engine.loop import _drop_partial_line
 
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"step": 0}\n{"step": 1, "lo')

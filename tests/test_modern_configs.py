@@ -152,4 +152,4 @@ def test_vdm_config_is_checked_by_field_name(overrides, message):
     config = cli.load_config_file("digits_vdm")
     cli.apply_overrides(config, overrides)
     with pytest.raises(ValueError, match=message):
-        train.checks.check_config(config)
+        train.resolve(config, (8, 8, 1))

@@ -338,7 +338,7 @@ def test_vdm_bound_of_the_exact_categorical_model_is_the_likelihood():
     assert abs(mean - exact_bits) < 4 * se + 5e-3, (mean, se, exact_bits)
     # what `jaxdiff eval` reports for a VDM run: 8 draws per example averaged
     from jaxdiff import evaluate
-    from jaxdiff.train.experiment import VDMBound
+    from jaxdiff.families.diffusion import VDMBound
 
     r = evaluate.evaluate_bound(
         VDMBound().bound, model_fn, images[:512].astype(np.uint8), jax.random.PRNGKey(7),

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxdiff import _checks
-from jaxdiff.train.step import ema_decay
+from jaxdiff.engine.step import ema_decay
 
 __all__ = [
     "value",

@@ -3,8 +3,8 @@
 :func:`check_config` raises one ``ValueError`` that names the field by its dotted name
 (``config.training.batch_size``) and says what is expected; the driver calls it first, so a
 bad value never surfaces as a traceback from inside JAX after files were written. Fields of
-sections a family does not use are not looked at; a family's own section (``config.vae``, ...)
-is its builder's to check.
+sections a family does not use are not looked at; a family's own sections (``config.diffusion``,
+``config.vae``, ...) are its builder's to check, with :class:`Checker`.
 """
 
 from __future__ import annotations
@@ -14,15 +14,15 @@ from collections.abc import Iterable
 
 import ml_collections
 
-from jaxdiff.diffusion import PREDICTIONS
-
-__all__ = ["check_config", "check_sampler", "DTYPES", "SAMPLERS_OF_KIND"]
+__all__ = ["check_config", "Checker", "DTYPES"]
 
 DTYPES = ("float32", "bfloat16", "float16")
-_VARIANCES = ("fixed_small", "fixed_large", "learned", "learned_range")
 
 
-class _Checker:
+class Checker:
+    """Checks fields of a config by their dotted names; each check raises one ``ValueError``
+    naming the field and what it expects, and passes over a field the config does not have."""
+
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config
 
@@ -92,92 +92,9 @@ class _Checker:
 
 _MISSING = object()
 
-# The samplers that fit each noise process (``config.diffusion.kind``): a discrete schedule's
-# chains and solvers, annealed Langevin on NCSN's noise levels, and each continuous process's
-# own sampler.
-SAMPLERS_OF_KIND = {
-    "ddpm": ("ddpm", "ddim", "dpm_solver", "ode", "edm"),
-    "ncsn": ("langevin",),
-    "edm": ("edm",),
-    "flow": ("flow",),
-    "vdm": ("vdm",),
-}
-
-
-def check_sampler(kind: str, sampler: str, *, name: str = "config.sampling.sampler") -> None:
-    """Checks that ``sampler`` fits a run of process ``kind`` (``config.diffusion.kind``).
-
-    Raises:
-      ValueError: naming ``name`` (the field or the flag) and the samplers that fit.
-    """
-    fits = SAMPLERS_OF_KIND.get(kind)
-    if fits is not None and sampler not in fits:
-        raise ValueError(
-            f"{name}={sampler} does not fit this run's process (config.diffusion.kind={kind}); "
-            f"it takes {', '.join(fits)}"
-        )
-
-
-def _check_diffusion(c: _Checker) -> None:
-    from jaxdiff import schedules
-    from jaxdiff.train.experiment import OBJECTIVES, PROCESSES, SAMPLERS
-
-    c.one_of("diffusion.kind", sorted(PROCESSES))
-    kind = c.get("diffusion.kind")
-    if kind == "ddpm":
-        c.one_of("diffusion.schedule", sorted(schedules._NAMED))
-        c.int("diffusion.num_timesteps", minimum=1)
-        c.one_of("diffusion.prediction", PREDICTIONS)
-        c.one_of("diffusion.variance", _VARIANCES)
-        c.int("sampling.ddpm_num_steps", minimum=1, optional=True)
-        num_steps, total = c.get("sampling.ddpm_num_steps"), c.get("diffusion.num_timesteps")
-        if isinstance(num_steps, int) and num_steps > total:
-            c.fail("sampling.ddpm_num_steps", f"at most config.diffusion.num_timesteps={total}", num_steps)
-    elif kind == "ncsn":
-        c.real("diffusion.sigma_min", low=0.0, low_open=True)
-        c.real("diffusion.sigma_max", low=0.0, low_open=True)
-        c.int("diffusion.num_sigmas", minimum=1)
-        low, high = c.get("diffusion.sigma_min"), c.get("diffusion.sigma_max")
-        if high <= low:
-            c.fail("diffusion.sigma_max", f"> config.diffusion.sigma_min={low}", high)
-    elif kind == "vdm":
-        _check_vdm(c)
-    if kind in OBJECTIVES:
-        c.one_of("loss.name", sorted(OBJECTIVES[kind]))
-    c.real("loss.vlb_weight", low=0.0, optional=True)
-    c.real("loss.gamma", low=0.0, low_open=True, optional=True)
-    c.one_of("sampling.sampler", sorted(SAMPLERS))
-    if kind in SAMPLERS_OF_KIND:
-        check_sampler(kind, c.get("sampling.sampler"))
-    c.int("sampling.num_steps", minimum=1)
-    c.real("sampling.eta", low=0.0)
-    c.boolean("sampling.clip_denoised")
-    c.one_of("sampling.order", (1, 2, 3))
-    c.int("sampling.steps_per_sigma", minimum=1)
-    c.real("sampling.step_lr", low=0.0, low_open=True)
-
-
-def _check_vdm(c: _Checker) -> None:
-    c.one_of("diffusion.gamma", ("learned", "linear"))
-    c.real("diffusion.gamma_min")
-    c.real("diffusion.gamma_max")
-    low, high = c.get("diffusion.gamma_min"), c.get("diffusion.gamma_max")
-    if high <= low:
-        c.fail("diffusion.gamma_max", f"> config.diffusion.gamma_min={low}", high)
-    c.int("diffusion.gamma_features", minimum=1)
-    c.int("diffusion.num_timesteps", minimum=1, optional=True)
-    c.real("diffusion.time_scale", low=0.0, low_open=True)
-    c.one_of("diffusion.head", ("eps", "categorical"))
-    exponents = c.get("diffusion.fourier_exponents")
-    if not isinstance(exponents, (list, tuple)) or not all(
-        isinstance(n, int) and not isinstance(n, bool) for n in exponents
-    ):
-        c.fail("diffusion.fourier_exponents", "a tuple of integers (() for none)", exponents)
-
-
 def check_config(config: ml_collections.ConfigDict) -> None:
-    """Checks every field the driver and the diffusion family read (the split of the batch
-    over the devices is checked by the driver, which knows the mesh).
+    """Checks every field the driver reads (the split of the batch over the devices is checked
+    by the driver, which knows the mesh; a family checks its own fields when it is built).
 
     Args:
       config: the run's config.
@@ -185,13 +102,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     Raises:
       ValueError: for the first bad field, named by its dotted path, with what is expected.
     """
-    from jaxdiff.train.family import FAMILIES
-
-    c = _Checker(config)
+    c = Checker(config)
     c.int("seed", minimum=0)
     if isinstance(config.get("seed"), int) and config.seed >= 2**32:
         c.fail("seed", "an integer in [0, 2^32)", config.seed)
-    c.one_of("family", sorted(FAMILIES))
     c.text("name")
     c.text("data.dataset")
     c.text("data.split")
@@ -224,5 +138,3 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     c.text("training.validation.split")
     c.boolean("training.ema_warmup")
     c.int("sampling.num_samples", minimum=0)
-    if config.get("family", "diffusion") == "diffusion":
-        _check_diffusion(c)

@@ -1,5 +1,5 @@
-"""The VAE and the GAN as model families of the training driver (:mod:`jaxdiff.train.family`),
-and the VAE's bound over a dataset for ``jaxdiff eval``.
+"""The VAE and the GAN as model families (:class:`jaxdiff.engine.family.Family`): trained by the
+engine's driver, sampled by ``jaxdiff sample``, the VAE's bound reported by ``jaxdiff eval``.
 
 ``config.family = "vae"`` or ``"gan"`` selects them (``configs/digits_vae.py``,
 ``configs/digits_gan.py``); the names of a config are resolved into callables here, once.
@@ -22,15 +22,12 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxdiff import data as data_lib
-from jaxdiff._compile import static_partial
+from jaxdiff.engine.checks import Checker
+from jaxdiff.engine.family import Estimate, Family, run_keys
+from jaxdiff.engine.step import create_train_state, learning_rate_schedule, make_optimizer, train_step
 from jaxdiff.generative import gan, vae
-from jaxdiff.metrics.batching import map_batches
-from jaxdiff.train.checks import _Checker
-from jaxdiff.train.family import Family, run_keys
-from jaxdiff.train.step import create_train_state, learning_rate_schedule, make_optimizer, train_step
 
 __all__ = [
     "GENERATOR_LOSSES",
@@ -39,8 +36,6 @@ __all__ = [
     "vae_family",
     "gan_models",
     "gan_family",
-    "vae_nll_per_example",
-    "summarize_vae_nll",
 ]
 
 GENERATOR_LOSSES = {
@@ -69,8 +64,8 @@ def _check_images(family: str, data_shape) -> None:
 
 
 def _check_vae(config) -> None:
-    """The VAE's own fields (the driver checks the shared ones, :mod:`jaxdiff.train.checks`)."""
-    c = _Checker(config)
+    """The VAE's own fields (the driver checks the shared ones, :mod:`jaxdiff.engine.checks`)."""
+    c = Checker(config)
     c.int("model.latent_dim", minimum=1)
     c.int("model.ch", minimum=1)
     c.int("vae.num_samples", minimum=1)
@@ -80,7 +75,7 @@ def _check_vae(config) -> None:
 
 def _check_gan(config) -> None:
     """The GAN's own fields."""
-    c = _Checker(config)
+    c = Checker(config)
     c.int("model.latent_dim", minimum=1)
     c.int("model.ch", minimum=1)
     c.int("model.features", minimum=1)
@@ -109,7 +104,7 @@ def _vae_loss(model, num_samples, params, batch, rng):
 
 
 def vae_family(config, data_shape) -> Family:
-    """The VAE of ``config`` as a :class:`~jaxdiff.train.family.Family`."""
+    """The VAE of ``config`` as a :class:`~jaxdiff.engine.family.Family`."""
     _check_vae(config)
     model = vae_model(config, data_shape)
     tx, schedule = _optimizer(config)
@@ -131,7 +126,22 @@ def vae_family(config, data_shape) -> Family:
         ema_warmup=config.training.ema_warmup,
         lr_schedule=schedule,
     )
-    return Family(init_state, step, sample, tuple(data_shape))
+
+    def bound(*, iwae_samples=None) -> Estimate:
+        """-ELBO (prior = the KL, decoder = -E_q log p(x | z), no diffusion term) and the IWAE
+        bound of k = ``iwae_samples`` (``config.vae.iwae_samples`` when None; Burda et al.
+        2016)."""
+        k = iwae_samples or config.vae.iwae_samples
+        return Estimate(functools.partial(_vae_bound, model, k), "VAE -ELBO", {"iwae_samples": k})
+
+    return Family(init_state, step, sample, tuple(data_shape), bound=bound)
+
+
+def _vae_bound(model, iwae_samples, state, x0, rng) -> dict:
+    """:func:`~jaxdiff.generative.vae.vae_bpd` of the EMA parameters, with the IWAE bound."""
+    encode_fn, log_likelihood_fn = vae.bind(model, state.ema_params)
+    out = vae.vae_bpd(encode_fn, log_likelihood_fn, x0, rng, iwae_samples=iwae_samples)
+    return dict(out, diffusion=jnp.zeros_like(out["total"]))
 
 
 def gan_models(config, data_shape):
@@ -159,7 +169,7 @@ def _gan_step(pure_step, state, batch, rng):
 
 
 def gan_family(config, data_shape) -> Family:
-    """The GAN of ``config`` as a :class:`~jaxdiff.train.family.Family`."""
+    """The GAN of ``config`` as a :class:`~jaxdiff.engine.family.Family`."""
     _check_gan(config)
     gcfg = config.gan
     generator, discriminator = gan_models(config, data_shape)
@@ -188,49 +198,4 @@ def gan_family(config, data_shape) -> Family:
         train_step=functools.partial(_gan_step, pure_step),
         sample=lambda state, rng, num: gan.sample(generator, state.ema_params, rng, num),
         data_shape=tuple(data_shape),
-    )
-
-
-# --- the VAE's bound over a dataset ---------------------------------------------------------------
-
-
-def _vae_batch(model, iwae_samples, params, rng, batch, index):
-    encode_fn, log_likelihood_fn = vae.bind(model, params)
-    x = data_lib.to_model_range(batch)
-    key = jax.random.fold_in(rng, index)
-    return vae.vae_bpd(encode_fn, log_likelihood_fn, x, key, iwae_samples=iwae_samples)
-
-
-def vae_nll_per_example(
-    model: vae.VAE, params, images, rng, *, iwae_samples: int, batch_size: int = 256, mesh=None
-) -> dict[str, np.ndarray]:
-    """:func:`~jaxdiff.generative.vae.vae_bpd` (with the IWAE bound) of every image, batched and
-    sharded over devices (batch i uses ``fold_in(rng, i)``); one compilation per architecture.
-
-    Returns:
-      numpy ``[N]`` arrays ``total``, ``prior``, ``decoder``, ``iwae`` in bits/dim.
-    """
-    fn = static_partial(_vae_batch, model, iwae_samples)
-    return map_batches(fn, images, batch_size=batch_size, mesh=mesh, args=(params, rng))
-
-
-def summarize_vae_nll(terms: dict[str, np.ndarray], *, iwae_samples: int) -> dict:
-    """The keys of a diffusion run's ``jaxdiff eval`` for a VAE: ``total_bpd`` (-ELBO),
-    ``prior_bpd`` (the KL to the prior, the VAE's L_T), ``diffusion_bpd`` (0: no intermediate
-    steps), ``decoder_bpd`` (-E_q log p(x | z), its L_0), ``stderr_bpd``, ``num_examples``, and
-    ``iwae_bpd`` / ``iwae_stderr_bpd`` / ``iwae_samples`` (Burda et al. 2016)."""
-    from jaxdiff.evaluate import _stderr
-
-    total = np.asarray(terms["total"], np.float64)
-    iwae = np.asarray(terms["iwae"], np.float64)
-    return dict(
-        total_bpd=float(total.mean()),
-        prior_bpd=float(np.mean(terms["prior"])),
-        diffusion_bpd=0.0,
-        decoder_bpd=float(np.mean(terms["decoder"])),
-        stderr_bpd=_stderr(total),
-        num_examples=int(total.size),
-        iwae_bpd=float(iwae.mean()),
-        iwae_stderr_bpd=_stderr(iwae),
-        iwae_samples=int(iwae_samples),
     )

@@ -3,8 +3,8 @@
 :func:`build_experiment` is the only place a name of the config is looked up: the model
 preset, the noise process (:data:`PROCESSES`, keyed by ``config.diffusion.kind``), the
 objective (:data:`OBJECTIVES`, keyed by kind and ``config.loss.name``), the optimizer and the
-sampler (:data:`SAMPLERS`). :func:`diffusion_family` wraps the result as the
-:class:`~jaxdiff.train.family.Family` the driver trains.
+sampler (:data:`SAMPLERS`). :func:`family` wraps the result as the
+:class:`~jaxdiff.engine.family.Family` the engine trains, samples and evaluates.
 
 A new objective is one function ``(config, process) -> objective(model_fn, x0, rng) -> [B]``
 added under its kind in :data:`OBJECTIVES`; a new noise process is one :class:`Process` entry.
@@ -28,11 +28,12 @@ from jax.sharding import Mesh
 
 from jaxdiff import data as data_lib
 from jaxdiff import elbo, losses, models, processes, samplers, schedules, vdm
-from jaxdiff import sharding as sharding_lib
-from jaxdiff.diffusion import split_learned_variance
+from jaxdiff.diffusion import PREDICTIONS, split_learned_variance
+from jaxdiff.engine.checks import Checker
+from jaxdiff.engine.family import Estimate, Family, run_keys
+from jaxdiff.engine.loop import compile_train_step, train_source
 from jaxdiff.models import network as network_lib
-from jaxdiff.train.family import Family, run_keys
-from jaxdiff.train.step import (
+from jaxdiff.engine.step import (
     TrainState,
     create_train_state,
     learning_rate_schedule,
@@ -54,9 +55,9 @@ __all__ = [
     "initial_state",
     "make_loss_fn",
     "make_train_step",
-    "compile_train_step",
+    "family",
     "diffusion_family",
-    "train_source",
+    "likelihood_parts",
 ]
 
 
@@ -103,12 +104,57 @@ class Process(NamedTuple):
     object the losses and samplers take, ``prior`` draws where sampling starts, ``time_input``
     a dummy conditioning input of the model's time dtype. ``wrap(config.diffusion, network)``,
     when given, makes the model from the network of ``config.model`` (built with the data's
-    output channels), for a process with learned parts of its own."""
+    output channels), for a process with learned parts of its own. ``check(checker)`` checks
+    the process's own fields of the config (:class:`~jaxdiff.engine.checks.Checker`).
+    ``samplers`` names the entries of :data:`SAMPLERS` that fit it."""
 
     build: Callable
     prior: Callable
     time_input: Callable
+    samplers: tuple[str, ...]
     wrap: Callable | None = None
+    check: Callable[[Checker], None] = lambda c: None
+
+
+_VARIANCES = ("fixed_small", "fixed_large", "learned", "learned_range")
+
+
+def _check_ddpm(c: Checker) -> None:
+    c.one_of("diffusion.schedule", sorted(schedules._NAMED))
+    c.int("diffusion.num_timesteps", minimum=1)
+    c.one_of("diffusion.prediction", PREDICTIONS)
+    c.one_of("diffusion.variance", _VARIANCES)
+    c.int("sampling.ddpm_num_steps", minimum=1, optional=True)
+    num_steps, total = c.get("sampling.ddpm_num_steps"), c.get("diffusion.num_timesteps")
+    if isinstance(num_steps, int) and num_steps > total:
+        c.fail("sampling.ddpm_num_steps", f"at most config.diffusion.num_timesteps={total}", num_steps)
+
+
+def _check_ncsn(c: Checker) -> None:
+    c.real("diffusion.sigma_min", low=0.0, low_open=True)
+    c.real("diffusion.sigma_max", low=0.0, low_open=True)
+    c.int("diffusion.num_sigmas", minimum=1)
+    low, high = c.get("diffusion.sigma_min"), c.get("diffusion.sigma_max")
+    if high <= low:
+        c.fail("diffusion.sigma_max", f"> config.diffusion.sigma_min={low}", high)
+
+
+def _check_vdm(c: Checker) -> None:
+    c.one_of("diffusion.gamma", ("learned", "linear"))
+    c.real("diffusion.gamma_min")
+    c.real("diffusion.gamma_max")
+    low, high = c.get("diffusion.gamma_min"), c.get("diffusion.gamma_max")
+    if high <= low:
+        c.fail("diffusion.gamma_max", f"> config.diffusion.gamma_min={low}", high)
+    c.int("diffusion.gamma_features", minimum=1)
+    c.int("diffusion.num_timesteps", minimum=1, optional=True)
+    c.real("diffusion.time_scale", low=0.0, low_open=True)
+    c.one_of("diffusion.head", ("eps", "categorical"))
+    exponents = c.get("diffusion.fourier_exponents")
+    if not isinstance(exponents, (list, tuple)) or not all(
+        isinstance(n, int) and not isinstance(n, bool) for n in exponents
+    ):
+        c.fail("diffusion.fourier_exponents", "a tuple of integers (() for none)", exponents)
 
 
 class EDMLevels(NamedTuple):
@@ -218,27 +264,35 @@ PROCESSES: dict[str, Process] = {
         build=lambda d: schedules.get(d.schedule, d.num_timesteps),
         prior=_normal_prior,
         time_input=lambda n: jnp.zeros((n,), jnp.int32),  # a timestep
+        samplers=("ddpm", "ddim", "dpm_solver", "ode", "edm"),
+        check=_check_ddpm,
     ),
     "ncsn": Process(
         build=lambda d: schedules.geometric_sigmas(d.sigma_max, d.sigma_min, d.num_sigmas),
         prior=_uniform_prior,
         time_input=_float_time,
+        samplers=("langevin",),
+        check=_check_ncsn,
     ),
     "edm": Process(
         build=lambda d: EDMLevels(d.sigma_min, d.sigma_max, d.rho, d.sigma_data),
         prior=_normal_prior,
         time_input=_float_time,
+        samplers=("edm",),
     ),
     "flow": Process(
         build=lambda d: LinearPath(d.time_scale),
         prior=_normal_prior,
         time_input=_float_time,
+        samplers=("flow",),
     ),
     "vdm": Process(
         build=lambda d: VDMBound(d.get("num_timesteps")),
         prior=_normal_prior,
         time_input=_float_time,
+        samplers=("vdm",),
         wrap=_vdm_model,
+        check=_check_vdm,
     ),
 }
 
@@ -350,11 +404,6 @@ def _output_channels(diff, channels: int) -> int | None:
     if diff.kind == "vdm":
         return channels * (vdm.NUM_VALUES if diff.get("head", "eps") == "categorical" else 1)
     return None
-
-
-def train_source(cfg):
-    """The dataset the run trains on (``config.data``)."""
-    return data_lib.config_source(cfg.data)
 
 
 def build_experiment(config: ml_collections.ConfigDict, *, data_shape=None) -> Experiment:
@@ -494,7 +543,10 @@ def build_sampler(config: ml_collections.ConfigDict, experiment: Experiment, **o
     merged.prediction = config.diffusion.get("prediction", "eps")
     merged.variance = config.diffusion.get("variance", "fixed_small")
     if merged.sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {merged.sampler!r}; expected one of {sorted(SAMPLERS)}")
+        raise ValueError(
+            f"sampler must be one of {', '.join(sorted(SAMPLERS))}, got {merged.sampler!r}"
+        )
+    _check_fits(config.diffusion.kind, merged.sampler, name="sampler")
     sample_chain = SAMPLERS[merged.sampler](merged, experiment.process)
 
     def sample(variables, rng, num: int):
@@ -532,46 +584,6 @@ def make_loss_fn(experiment: Experiment):
     return loss_fn
 
 
-def _all_finite(tree) -> jax.Array:
-    """True when every float leaf of ``tree`` is free of NaN and Inf."""
-    leaves = [leaf for leaf in jax.tree.leaves(tree) if jnp.issubdtype(leaf.dtype, jnp.inexact)]
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
-
-
-def compile_train_step(
-    pure_step: Callable, mesh: Mesh, *, run_key=None, state_sharding=None, check_finite=True
-) -> Callable:
-    """A family's pure ``train_step(state, batch, rng)`` as the compiled step of a run:
-    ``step_fn(state, batch) -> (state, metrics, finite)`` (without ``finite`` when
-    ``check_finite`` is False).
-
-    One ``jax.jit`` over the whole mesh: the batch is sharded along the mesh's ``"data"`` axis,
-    the metrics are replicated, and the state is laid out by ``state_sharding`` (a pytree of
-    shardings like the state, e.g. :func:`jaxdiff.sharding.state_shardings` for FSDP;
-    replicated when None). XLA inserts the collectives (the gradient all-reduce; with FSDP the
-    parameter all-gathers and gradient reduce-scatters). Step ``s`` uses the key
-    ``fold_in(run_key, s)`` (``run_key`` None: ``state.rng``), so the result does not depend on
-    the device count or the layout beyond float rounding. ``finite`` is False when any metric
-    or any float leaf of the new state is NaN or Inf.
-    """
-    replicated = sharding_lib.replicated(mesh)
-    state_sharding = replicated if state_sharding is None else state_sharding
-
-    def step_fn(state, batch):
-        key = state.rng if run_key is None else run_key
-        new_state, metrics = pure_step(state, batch, jax.random.fold_in(key, state.step))
-        if not check_finite:
-            return new_state, metrics
-        return new_state, metrics, _all_finite((new_state, metrics))
-
-    outputs = (state_sharding, replicated, replicated)
-    return jax.jit(
-        step_fn,
-        in_shardings=(state_sharding, sharding_lib.batch_sharding(mesh)),
-        out_shardings=outputs if check_finite else outputs[:2],
-    )
-
-
 def _pure_step(experiment: Experiment, *, ema: float, ema_warmup: bool) -> Callable:
     return functools.partial(
         train_step,
@@ -586,27 +598,138 @@ def make_train_step(
     experiment: Experiment, mesh: Mesh, *, ema: float, ema_warmup: bool, state_sharding=None
 ):
     """The compiled step of a diffusion run, ``step_fn(state, batch) -> (state, metrics)``:
-    :func:`compile_train_step` of :func:`~jaxdiff.train.step.train_step` on the experiment's
+    :func:`compile_train_step` of :func:`~jaxdiff.engine.step.train_step` on the experiment's
     loss, keyed by ``state.rng``."""
     pure = _pure_step(experiment, ema=ema, ema_warmup=ema_warmup)
     return compile_train_step(pure, mesh, state_sharding=state_sharding, check_finite=False)
 
 
-def diffusion_family(config: ml_collections.ConfigDict, data_shape) -> Family:
-    """The diffusion model of ``config`` as a :class:`~jaxdiff.train.family.Family`: the state
-    is a :class:`~jaxdiff.train.step.TrainState`, the step :func:`train_step` on the config's
-    objective, the samples the config's sampler on the EMA parameters."""
+def family(config: ml_collections.ConfigDict, data_shape) -> Family:
+    """The diffusion model of ``config`` as a :class:`~jaxdiff.engine.family.Family`: the state
+    is a :class:`~jaxdiff.engine.step.TrainState`, the step :func:`train_step` on the config's
+    objective, the samples the config's sampler on the EMA parameters (``sample(state, rng,
+    num, sampler=None, num_steps=None)``, see :func:`build_sampler`); its bound is the
+    process's (the DDPM bound of Ho et al. 2020, eq. 5, or VDM's), its likelihood the
+    probability-flow ODE's (Song et al. 2021, Sec. 4.3).
+
+    Raises:
+      ValueError: a field of ``config.diffusion``, ``config.loss`` or ``config.sampling`` is
+        unknown or out of range (named by its dotted path).
+    """
+    _check_diffusion(Checker(config))
     experiment = build_experiment(config, data_shape=data_shape)
     _, run_key, _ = run_keys(config.seed)
     tcfg = config.training
-    sample = build_sampler(config, experiment)
+
+    def sample(state, rng, num, **overrides):
+        chain = build_sampler(config, experiment, **overrides)
+        return chain({"params": state.ema_params}, rng, num)
+
     return Family(
         init_state=functools.partial(initial_state, experiment, rng=run_key),
         train_step=_pure_step(experiment, ema=tcfg.ema_decay, ema_warmup=tcfg.ema_warmup),
-        sample=lambda state, rng, num: sample({"params": state.ema_params}, rng, num),
+        sample=sample,
         data_shape=experiment.data_shape,
         validate=_validation_bound(config, experiment),
+        bound=_bound(config, experiment),
+        likelihood=_likelihood(config, experiment),
+        parts=experiment,
     )
+
+
+diffusion_family = family  # the name of 0.2
+
+
+def _ema_model(experiment: Experiment, state) -> Callable:
+    """``model_fn(x, t)`` of the EMA parameters of ``state`` (no dropout)."""
+    return functools.partial(experiment.model.apply, {"params": state.ema_params})
+
+
+def _ddpm_bound(experiment, variance, prediction, state, x0, rng) -> dict:
+    """:func:`jaxdiff.elbo.nll_bpd`, its per-timestep terms ``[B, T]`` under ``terms``."""
+    out = elbo.nll_bpd(
+        _ema_model(experiment, state), experiment.process, x0, rng, variance=variance,
+        prediction=prediction,
+    )
+    return dict(total=out["total"], prior=out["prior"], diffusion=out["diffusion"],
+                decoder=out["decoder"], terms=out["vb"])
+
+
+def _process_bound(experiment, state, x0, rng) -> dict:
+    return experiment.process.bound(_ema_model(experiment, state), x0, rng)
+
+
+_LEARNED = ("learned", "learned_range")
+
+
+def _bound(config, experiment: Experiment):
+    """``bound(variance=None) -> Estimate``: a DDPM run's bound (its reverse variance may be
+    changed between the fixed ones, or the learned ones, never across), or a process's own
+    (VDM's, 256 draws averaged per example); None for a process without one."""
+    diff = config.diffusion
+    if isinstance(experiment.process, schedules.Schedule):
+        trained = diff.get("variance", "fixed_small")
+
+        def bound(*, variance=None) -> Estimate:
+            variance = variance or trained
+            if (variance in _LEARNED) != (trained in _LEARNED):
+                raise ValueError(
+                    f"variance {variance} does not fit this run, trained with "
+                    f"config.diffusion.variance={trained!r} (learned and fixed variances are "
+                    f"not interchangeable)"
+                )
+            fn = functools.partial(
+                _ddpm_bound, experiment, variance, diff.get("prediction", "eps")
+            )
+            return Estimate(fn, "diffusion", {"variance": variance})
+
+        return bound
+    if hasattr(experiment.process, "bound"):
+        fn = functools.partial(_process_bound, experiment)
+        return lambda: Estimate(fn, f"{diff.kind} bound", draws=256)
+    return None
+
+
+def likelihood_parts(out: dict, x0) -> dict:
+    """A change of variables' result (:func:`~jaxdiff.samplers.change_of_variables`: log-densities
+    in nats) as the bound's parts in bits/dim: ``total``; ``prior``, the latent's density;
+    ``diffusion``, the flow's log-determinant; ``decoder``, the dequantisation (-log2 of the
+    bin width)."""
+    nats_to_bits = -1.0 / (math.prod(x0.shape[1:]) * math.log(2.0))
+    prior, diffusion = nats_to_bits * out["prior_logp"], nats_to_bits * out["delta_logp"]
+    return dict(total=out["bpd"], prior=prior, diffusion=diffusion,
+                decoder=out["bpd"] - prior - diffusion)
+
+
+def _flow_likelihood(experiment, state, x0, rng) -> dict:
+    out = experiment.process.likelihood(_ema_model(experiment, state), x0, rng)
+    return likelihood_parts(out, x0)
+
+
+def _ode_likelihood(experiment, ode_kwargs, state, x0, rng) -> dict:
+    """:func:`~jaxdiff.samplers.ode_likelihood` of the probability-flow ODE of the run's
+    process (a VDM's: the continuous process of its schedule)."""
+    model_fn = _ema_model(experiment, state)
+    process = experiment.process
+    if hasattr(process, "ode_process"):
+        process = process.ode_process(model_fn)
+    out = samplers.ode_likelihood(model_fn, process, x0, rng, **dict(ode_kwargs))
+    return likelihood_parts(out, x0)
+
+
+def _likelihood(config, experiment: Experiment):
+    """``likelihood(**ode_kwargs) -> Estimate``: a process's own exact likelihood (EDM, flow),
+    else the probability-flow ODE's of a DDPM or VDM run; None for NCSN's noise levels."""
+    process = experiment.process
+    if hasattr(process, "likelihood"):
+        fn = functools.partial(_flow_likelihood, experiment)
+        return lambda: Estimate(fn, f"{config.diffusion.kind} ODE likelihood")
+    if isinstance(process, schedules.Schedule) or hasattr(process, "ode_process"):
+        return lambda **ode_kwargs: Estimate(
+            functools.partial(_ode_likelihood, experiment, tuple(sorted(ode_kwargs.items()))),
+            "PF-ODE likelihood",
+        )
+    return None
 
 
 def _validation_bound(config, experiment: Experiment):
@@ -639,3 +762,35 @@ def _validation_bound(config, experiment: Experiment):
         return bound(model_fn, data_lib.to_model_range(batch["x"]), rng)
 
     return validate
+
+
+def _check_diffusion(c: Checker) -> None:
+    """The fields of ``config.diffusion``, ``config.loss`` and ``config.sampling``."""
+    c.one_of("diffusion.kind", sorted(PROCESSES))
+    kind = c.get("diffusion.kind")
+    PROCESSES[kind].check(c)
+    c.one_of("loss.name", sorted(OBJECTIVES[kind]))
+    c.real("loss.vlb_weight", low=0.0, optional=True)
+    c.real("loss.gamma", low=0.0, low_open=True, optional=True)
+    c.one_of("sampling.sampler", sorted(SAMPLERS))
+    _check_fits(kind, c.get("sampling.sampler"), name="config.sampling.sampler")
+    c.int("sampling.num_steps", minimum=1)
+    c.real("sampling.eta", low=0.0)
+    c.boolean("sampling.clip_denoised")
+    c.one_of("sampling.order", (1, 2, 3))
+    c.int("sampling.steps_per_sigma", minimum=1)
+    c.real("sampling.step_lr", low=0.0, low_open=True)
+
+
+def _check_fits(kind: str, sampler: str, *, name: str) -> None:
+    """Checks that ``sampler`` fits a run of process ``kind`` (``config.diffusion.kind``).
+
+    Raises:
+      ValueError: naming ``name`` (the field or the option) and the samplers that fit.
+    """
+    fits = PROCESSES[kind].samplers
+    if sampler not in fits:
+        raise ValueError(
+            f"{name}={sampler} does not fit this run's process (config.diffusion.kind={kind}); "
+            f"it takes {', '.join(fits)}"
+        )

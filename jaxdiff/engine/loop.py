@@ -1,4 +1,4 @@
-"""The training driver: any :class:`~jaxdiff.train.family.Family` on a device mesh, with
+"""The training driver: any :class:`~jaxdiff.engine.family.Family` on a device mesh, with
 deterministic batches, orbax checkpoints, metrics, sample grids, signals and exact resumption.
 
 The mesh spans every device of every process (:mod:`jaxdiff.sharding`): the batch is split
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from jax.sharding import Mesh
@@ -32,19 +33,74 @@ from jax.sharding import Mesh
 from jaxdiff import data as data_lib
 from jaxdiff import distributed
 from jaxdiff import sharding as sharding_lib
-from jaxdiff._io import OutputWriteError, write_text
+from jaxdiff._io import OutputWriteError, read_json_object, write_text
 from jaxdiff.checkpoint import Checkpointer, IncompatibleWorkdirError, check_compatible, save_config
 from jaxdiff.metrics.batching import as_array, map_batches
-from jaxdiff.train.checks import check_config
-from jaxdiff.train.experiment import compile_train_step, train_source
-from jaxdiff.train.family import Family, build_family, run_keys
+from jaxdiff.engine.checks import check_config
+from jaxdiff.engine.family import Family, run_keys
 from jaxdiff.workdir import WorkdirLock, check_contained, open_append
 
-__all__ = ["RUN_INFO", "BEST_DIR", "BEST_INFO", "TrainingError", "Interrupted", "train"]
+__all__ = [
+    "RUN_INFO",
+    "BEST_DIR",
+    "BEST_INFO",
+    "TrainingError",
+    "Interrupted",
+    "train",
+    "train_source",
+    "compile_train_step",
+    "load_state",
+    "data_shape_of",
+]
 
 RUN_INFO = "run.json"  # what a run needs besides its config: the shape of one example
 BEST_DIR = "best"  # the checkpoint of the best held-out bound (early stopping)
 BEST_INFO = "best.json"  # its step and bound: {"step": ..., "valid_bpd": ...}
+
+
+def train_source(cfg):
+    """The dataset the run trains on (``config.data``)."""
+    return data_lib.config_source(cfg.data)
+
+
+def _all_finite(tree) -> jax.Array:
+    """True when every float leaf of ``tree`` is free of NaN and Inf."""
+    leaves = [leaf for leaf in jax.tree.leaves(tree) if jnp.issubdtype(leaf.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
+
+
+def compile_train_step(
+    pure_step: Callable, mesh: Mesh, *, run_key=None, state_sharding=None, check_finite=True
+) -> Callable:
+    """A family's pure ``train_step(state, batch, rng)`` as the compiled step of a run:
+    ``step_fn(state, batch) -> (state, metrics, finite)`` (without ``finite`` when
+    ``check_finite`` is False).
+
+    One ``jax.jit`` over the whole mesh: the batch is sharded along the mesh's ``"data"`` axis,
+    the metrics are replicated, and the state is laid out by ``state_sharding`` (a pytree of
+    shardings like the state, e.g. :func:`jaxdiff.sharding.state_shardings` for FSDP;
+    replicated when None). XLA inserts the collectives (the gradient all-reduce; with FSDP the
+    parameter all-gathers and gradient reduce-scatters). Step ``s`` uses the key
+    ``fold_in(run_key, s)`` (``run_key`` None: ``state.rng``), so the result does not depend on
+    the device count or the layout beyond float rounding. ``finite`` is False when any metric
+    or any float leaf of the new state is NaN or Inf.
+    """
+    replicated = sharding_lib.replicated(mesh)
+    state_sharding = replicated if state_sharding is None else state_sharding
+
+    def step_fn(state, batch):
+        key = state.rng if run_key is None else run_key
+        new_state, metrics = pure_step(state, batch, jax.random.fold_in(key, state.step))
+        if not check_finite:
+            return new_state, metrics
+        return new_state, metrics, _all_finite((new_state, metrics))
+
+    outputs = (state_sharding, replicated, replicated)
+    return jax.jit(
+        step_fn,
+        in_shardings=(state_sharding, sharding_lib.batch_sharding(mesh)),
+        out_shardings=outputs if check_finite else outputs[:2],
+    )
 
 
 class TrainingError(RuntimeError):
@@ -160,7 +216,7 @@ def _mesh_and_layout(config: ml_collections.ConfigDict, devices=None) -> tuple[M
     )
 
 
-def _setup(config: ml_collections.ConfigDict, workdir: Path, devices) -> _Setup:
+def _setup(config: ml_collections.ConfigDict, workdir: Path, devices, build_family) -> _Setup:
     tcfg = config.training
     mesh, state_layout = _mesh_and_layout(config, devices)
     data_parallel = dict(mesh.shape)[sharding_lib.DATA]
@@ -281,6 +337,7 @@ def train(
     config: ml_collections.ConfigDict,
     workdir,
     *,
+    build_family: Callable[[ml_collections.ConfigDict, tuple[int, ...]], Family],
     devices=None,
     log: Callable[[str], None] = print,
 ):
@@ -288,6 +345,8 @@ def train(
 
     Args:
       config: the run's config (see ``configs/``).
+      build_family: ``(config, data_shape) -> Family``, the model family trained
+        (:func:`jaxdiff.families.resolve` for the shipped ones).
       workdir: the run directory; an existing run there is resumed from its latest readable
         checkpoint.
       devices: the devices to train on (all devices when None).
@@ -311,7 +370,9 @@ def train(
     distributed.check_backend()
     workdir = Path(workdir)
     check_contained(workdir)
-    run = _setup(config, workdir, jax.devices() if devices is None else list(devices))
+    devices = jax.devices() if devices is None else list(devices)
+    run = _setup(config, workdir, devices, build_family)
+    tcfg = config.training
     is_main = distributed.is_primary()
     workdir.mkdir(parents=True, exist_ok=True)
     with WorkdirLock(workdir) if is_main else contextlib.nullcontext():  # one writer
@@ -485,3 +546,48 @@ def _train(config, workdir: Path, run: _Setup, *, is_main: bool, log: Callable[[
     grid_note = f"; samples in {grid_path(workdir, final)}" if config.sampling.num_samples else ""
     log(f"done: step {final}; checkpoint in {checkpointer.directory / str(final)}{grid_note}")
     return state
+
+
+def load_state(workdir, init_state: Callable, *, devices=None, checkpoint: str = "best"):
+    """The train state of a run's checkpoint, restored replicated on ``devices`` (all devices
+    when None), whatever the number of devices and the layout (replicated or FSDP) it was
+    trained with.
+
+    Args:
+      workdir: the run directory.
+      init_state: the family's ``init_state``, for the state's structure (never run).
+      checkpoint: ``"best"``, the checkpoint of the best held-out bound when the run kept one
+        (``WORKDIR/best/``, written by early stopping), else the latest readable one;
+        ``"latest"``, always the latest.
+
+    Returns:
+      ``(step, state)``.
+
+    Raises:
+      ValueError: ``checkpoint`` is neither name.
+      FileNotFoundError: the workdir holds no readable checkpoint.
+    """
+    if checkpoint not in ("best", "latest"):
+        raise ValueError(f"checkpoint must be 'best' or 'latest', got {checkpoint!r}")
+    workdir = Path(workdir)
+    shapes = jax.eval_shape(init_state, jax.random.PRNGKey(0))
+    replicated = sharding_lib.replicated(sharding_lib.make_mesh(devices))
+    abstract = sharding_lib.abstract(shapes, jax.tree.map(lambda _: replicated, shapes))
+    directories = [workdir / "checkpoints"]
+    if checkpoint == "best" and (workdir / BEST_DIR).is_dir():
+        directories.insert(0, workdir / BEST_DIR)
+    for directory in directories:
+        checkpointer = Checkpointer(directory, asynchronous=False)
+        try:
+            restored = checkpointer.restore_latest(abstract)
+        finally:
+            checkpointer.close()
+        if restored is not None:
+            return restored
+    raise FileNotFoundError(f"no readable checkpoint in {workdir / 'checkpoints'}")
+
+
+def data_shape_of(workdir) -> tuple[int, ...]:
+    """The shape of one example of the run in ``workdir`` (its ``run.json``)."""
+    info = read_json_object(Path(workdir) / RUN_INFO, what="the run's shapes")
+    return tuple(info["data_shape"])

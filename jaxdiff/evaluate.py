@@ -8,9 +8,12 @@ The pieces, from the inside out:
   see :func:`jaxdiff.metrics.batching.map_batches`), fresh noise per batch.
 * :func:`summarize_nll` reduces the per-example terms to the dataset's bits/dim and its
   standard error; :func:`evaluate_nll` is the two together.
-* :func:`evaluate_run` is what ``jaxdiff eval --workdir DIR`` calls: the EMA model of a run on
-  its test split, with the independent-pixel baseline (and, on request, the PF-ODE
-  likelihood and sample quality) beside it.
+* :func:`evaluate_estimate` runs a model family's bound or likelihood
+  (:class:`jaxdiff.engine.Estimate`) over a dataset; :func:`evaluate_bound` any per-example
+  bound of a model function.
+* :func:`evaluate_run` is what ``jaxdiff eval --workdir DIR`` calls, for a run of any family:
+  its bound (or its exact likelihood) on the test split, with the independent-pixel baseline
+  (and, on request, the family's likelihood beside its bound, and sample quality).
 
 Example::
 
@@ -27,11 +30,10 @@ from collections.abc import Callable, Sequence
 import jax
 import numpy as np
 
-from jaxdiff import _checks, elbo, samplers
+from jaxdiff import _checks, elbo
 from jaxdiff import data as data_lib
 from jaxdiff._compile import as_pytree_fn, static_partial
 from jaxdiff.engine.family import Estimate, Family, bind_options
-from jaxdiff.families.diffusion import likelihood_parts
 from jaxdiff.metrics import digits, fid, pixel_baseline
 from jaxdiff.metrics.batching import as_array, map_batches
 
@@ -39,8 +41,6 @@ __all__ = [
     "nll_per_example",
     "summarize_nll",
     "evaluate_nll",
-    "evaluate_ode_nll",
-    "evaluate_likelihood",
     "evaluate_bound",
     "evaluate_estimate",
     "generate",
@@ -115,77 +115,6 @@ def summarize_nll(terms: dict[str, np.ndarray]) -> dict:
 def evaluate_nll(model_fn: Callable, schedule, data, rng: jax.Array, **kwargs) -> dict:
     """:func:`summarize_nll` of :func:`nll_per_example` (same arguments)."""
     return summarize_nll(nll_per_example(model_fn, schedule, data, rng, **kwargs))
-
-
-def evaluate_ode_nll(
-    model_fn: Callable,
-    schedule,
-    data,
-    rng: jax.Array,
-    *,
-    batch_size: int = 64,
-    mesh=None,
-    **ode_kwargs,
-) -> dict:
-    """The probability-flow ODE's likelihood of a dataset in bits/dim (Song et al. 2021,
-    Sec. 4.3), by :func:`jaxdiff.samplers.ode_likelihood` with uniform dequantisation.
-
-    Args:
-      model_fn: must accept float timesteps (a U-Net with a sinusoidal embedding does).
-      schedule, data, rng, batch_size, mesh: as in :func:`nll_per_example`.
-      **ode_kwargs: options of :func:`jaxdiff.samplers.ode_likelihood` (``num_probes``,
-        ``rtol``, ``atol``, ``method``, ...).
-
-    Returns:
-      ``ode_bpd``, ``ode_stderr_bpd`` and ``ode_num_examples``.
-    """
-    fn = static_partial(_ode_batch, **ode_kwargs)
-    args = (as_pytree_fn(model_fn), schedule, rng)
-    bpd = map_batches(fn, as_array(data), batch_size=batch_size, mesh=mesh, args=args)
-    bpd = np.asarray(bpd, np.float64)
-    return dict(
-        ode_bpd=float(bpd.mean()), ode_stderr_bpd=_stderr(bpd), ode_num_examples=int(bpd.size)
-    )
-
-
-def _ode_batch(model_fn, schedule, rng, batch, index, **ode_kwargs):
-    x0 = data_lib.to_model_range(batch)
-    key = jax.random.fold_in(rng, index)
-    return samplers.ode_likelihood(model_fn, schedule, x0, key, **ode_kwargs)["bpd"]
-
-
-def evaluate_likelihood(
-    likelihood: Callable,
-    model_fn: Callable,
-    data,
-    rng: jax.Array,
-    *,
-    batch_size: int = 64,
-    mesh=None,
-) -> dict:
-    """The exact likelihood of a continuous flow (EDM's probability flow, flow matching) over a
-    dataset in bits/dim, with uniform dequantisation, and its parts.
-
-    Args:
-      likelihood: ``likelihood(model_fn, x0, rng) -> dict`` as
-        :func:`jaxdiff.samplers.change_of_variables` returns it (a run's
-        ``experiment.process.likelihood``); hashable, it keys the compiled program.
-      model_fn, data, rng, batch_size, mesh: as in :func:`nll_per_example`.
-
-    Returns:
-      The keys of :func:`summarize_nll`: ``total_bpd``; ``prior_bpd``, the prior's log density
-      at the latent; ``diffusion_bpd``, the flow's log-determinant (the divergence integral);
-      ``decoder_bpd``, the dequantisation term (-log2 of the bin width 2/256: 7 bits);
-      ``stderr_bpd`` and ``num_examples``.
-    """
-    return evaluate_bound(
-        static_partial(_likelihood_parts, likelihood), model_fn, data, rng,
-        batch_size=batch_size, mesh=mesh,
-    )
-
-
-def _likelihood_parts(likelihood, model_fn, x0, rng) -> dict:
-    return likelihood_parts(likelihood(model_fn, x0, rng), x0)
 
 
 def evaluate_bound(

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from jax.sharding import Mesh
+from tqdm import tqdm
 
 from jaxdiff import data as data_lib
 from jaxdiff import distributed
@@ -372,7 +373,6 @@ def train(
     check_contained(workdir)
     devices = jax.devices() if devices is None else list(devices)
     run = _setup(config, workdir, devices, build_family)
-    tcfg = config.training
     is_main = distributed.is_primary()
     workdir.mkdir(parents=True, exist_ok=True)
     with WorkdirLock(workdir) if is_main else contextlib.nullcontext():  # one writer
@@ -381,10 +381,55 @@ def train(
 
 def _train(config, workdir: Path, run: _Setup, *, is_main: bool, log: Callable[[str], None]):
     """:func:`train` once the run is set up, checked and its workdir locked."""
-    tcfg = config.training
     if not is_main:
         log = lambda _: None  # noqa: E731 - one voice: the primary's
-    checkpointer = Checkpointer(workdir / "checkpoints", max_to_keep=tcfg.keep_checkpoints)
+    checkpointer, state = _open_run(config, workdir, run, is_main=is_main, log=log)
+    try:
+        logger = _Logger(workdir, enabled=is_main)
+    except OutputWriteError:
+        checkpointer.close()
+        raise
+    stopper = None
+    if run.valid_fn is not None:
+        vcfg = config.training.validation
+        stopper = _EarlyStopping(
+            workdir, every=vcfg.every, patience=vcfg.patience, start=int(state.step),
+            is_main=is_main,
+        )
+    progress = _Progress(config, workdir, run, checkpointer, logger, stopper, is_main=is_main)
+    try:
+        state = _steps(config, run, state, checkpointer, progress, log)
+        final = int(state.step)
+        if final not in checkpointer.steps():
+            checkpointer.save(final, state)
+        if not grid_path(workdir, final).exists():
+            progress.grid(final, state)
+        checkpointer.wait()
+    except BaseException:
+        checkpointer.close()  # waits for a save still in flight; its failure was raised above
+        logger.close(quiet=True)
+        if stopper is not None:
+            stopper.close()
+        raise
+    checkpointer.close()
+    if stopper is not None:
+        stopper.close()
+        log(f"best held-out bound {stopper.best:.4f} bits/dim at step {stopper.best_step}, "
+            f"in {stopper.checkpointer.directory}")
+    logger.close()
+    grid_note = f"; samples in {grid_path(workdir, final)}" if config.sampling.num_samples else ""
+    log(f"done: step {final}; checkpoint in {checkpointer.directory / str(final)}{grid_note}")
+    return state
+
+
+def _open_run(config, workdir: Path, run: _Setup, *, is_main: bool, log):
+    """The run's checkpointer and the state to start from: the latest readable checkpoint of
+    ``workdir``, else a fresh state; the config and ``run.json`` written (by the primary).
+
+    Raises:
+      IncompatibleWorkdirError: checkpoints are there but none can be read (they are left).
+    """
+    checkpointer = Checkpointer(workdir / "checkpoints", max_to_keep=config.training.keep_checkpoints)
     try:
         restored = checkpointer.restore_latest(run.abstract_state, move_aside=is_main)
     except IncompatibleWorkdirError:
@@ -405,146 +450,125 @@ def _train(config, workdir: Path, run: _Setup, *, is_main: bool, log: Callable[[
         save_config(config, workdir)
         info = {"data_shape": list(run.family.data_shape)}
         write_text(workdir / RUN_INFO, json.dumps(info) + "\n", overwrite=True)
-    try:
-        logger = _Logger(workdir, enabled=is_main)
-    except OutputWriteError:
-        checkpointer.close()
-        raise
-    vcfg = tcfg.get("validation")
-    stopper = None
-    if run.valid_fn is not None:
-        stopper = _EarlyStopping(
-            workdir, every=vcfg.every, patience=vcfg.patience, start=int(state.step),
-            is_main=is_main,
-        )
-    batch_sharding = sharding_lib.batch_sharding(run.mesh)
+    return checkpointer, state
 
-    def device_batch(step: int):
-        local = run.batches[step]
-        return {
-            k: jax.make_array_from_process_local_data(batch_sharding, v) for k, v in local.items()
-        }
 
-    def check_finite(step: int, values: dict, state_finite: bool) -> None:
+class _Progress:
+    """What happens between steps: each step's metrics checked for NaN/Inf and summed, their
+    means logged every ``log_every`` steps, the sample grids and the held-out bound."""
+
+    def __init__(self, config, workdir: Path, run: _Setup, checkpointer, logger, stopper, *,
+                 is_main: bool):
+        self.config, self.workdir, self.run = config, workdir, run
+        self.checkpointer, self.logger, self.stopper = checkpointer, logger, stopper
+        self.is_main = is_main
+        self.sums: dict[str, float] = {}  # metrics summed since the last log line
+        self.tic, self.tic_step = time.time(), None
+
+    def check_finite(self, step: int, values: dict, state_finite: bool) -> None:
         problem = _non_finite(values, state_finite)
         if problem is None:
             return
-        checkpointer.wait()
-        kept = checkpointer.steps()
-        where = f"step {kept[-1]} in {checkpointer.directory}" if kept else "none was saved"
+        self.checkpointer.wait()
+        kept = self.checkpointer.steps()
+        where = f"step {kept[-1]} in {self.checkpointer.directory}" if kept else "none was saved"
         raise TrainingError(
             f"non-finite values in the update of step {step} ({problem}); training stopped "
             f"without saving that state. The last finite state was step {step}; last "
             f"checkpoint: {where} (intact). Lower config.optim.learning_rate or check the data."
         )
 
-    def grid(step: int, state) -> None:
-        if not config.sampling.num_samples:
+    def grid(self, step: int, state) -> None:
+        if not self.config.sampling.num_samples:
             return
-        samples = jax.device_get(run.grid_fn(state))
-        if is_main:
-            path = grid_path(workdir, step)
+        samples = jax.device_get(self.run.grid_fn(state))
+        if self.is_main:
+            path = grid_path(self.workdir, step)
             path.parent.mkdir(parents=True, exist_ok=True)
             data_lib.save_samples_png(samples, path)
 
-    from tqdm import tqdm
-
-    sums: dict[str, float] = {}  # metrics summed since the last log line
-
-    def report(step: int, metrics, finite, bar) -> None:
+    def report(self, step: int, metrics, finite, bar) -> None:
         """Checks the metrics of ``step`` (reading them waits for that step only); every
         ``log_every`` steps, logs their means since the last log line."""
-        nonlocal tic, tic_step
         values = {k: float(v) for k, v in metrics.items()}
-        check_finite(step, values, bool(finite))
+        self.check_finite(step, values, bool(finite))
         bar.set_postfix(loss=f"{values['loss']:.4f}", refresh=False)
         for k, v in values.items():
-            sums[k] = sums.get(k, 0.0) + v
-        if step % tcfg.log_every == 0:
-            count = step + 1 - tic_step
-            means = {k: v / count for k, v in sums.items()}
-            if "lr" in values:  # the optimizer's own rate at this step, not a mean
-                means["lr"] = values["lr"]
-            rate = count / max(time.time() - tic, 1e-9)
-            logger.write(step, {**means, "steps_per_sec": rate})
-            extra = "".join(f"  {k} {means[k]:.3f}" for k in means if k not in ("loss", "lr"))
-            if is_main:
-                bar.write(f"step {step}: loss {means['loss']:.4f}{extra}  {rate:.1f} steps/s")
-            sums.clear()
-            tic, tic_step = time.time(), step + 1
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        if step % self.config.training.log_every:
+            return
+        count = step + 1 - self.tic_step
+        means = {k: v / count for k, v in self.sums.items()}
+        if "lr" in values:  # the optimizer's own rate at this step, not a mean
+            means["lr"] = values["lr"]
+        rate = count / max(time.time() - self.tic, 1e-9)
+        self.logger.write(step, {**means, "steps_per_sec": rate})
+        extra = "".join(f"  {k} {means[k]:.3f}" for k in means if k not in ("loss", "lr"))
+        if self.is_main:
+            bar.write(f"step {step}: loss {means['loss']:.4f}{extra}  {rate:.1f} steps/s")
+        self.sums.clear()
+        self.tic, self.tic_step = time.time(), step + 1
 
-    def flush(pending, bar) -> None:
+    def flush(self, pending, bar) -> None:
         """Reports the metrics still pending, if any; returns None, the new pending."""
         if pending is not None:
-            report(*pending, bar)
+            self.report(*pending, bar)
 
-    def validate(step: int, state, bar) -> bool:
+    def validate(self, step: int, state, bar) -> bool:
         """The held-out bound of ``state``, logged; True when training should stop early."""
-        value = run.valid_fn(state)
-        logger.write(step, {"valid_bpd": value})
-        stop = stopper.update(step, value, state)
-        if is_main:
+        value = self.run.valid_fn(state)
+        self.logger.write(step, {"valid_bpd": value})
+        stop = self.stopper.update(step, value, state)
+        if self.is_main:
+            best = self.stopper
             bar.write(
-                f"step {step}: held-out bound {value:.4f} bits/dim (best {stopper.best:.4f} "
-                f"at step {stopper.best_step})" + ("; stopping early" if stop else "")
+                f"step {step}: held-out bound {value:.4f} bits/dim (best {best.best:.4f} "
+                f"at step {best.best_step})" + ("; stopping early" if stop else "")
             )
         return stop
 
-    start = int(state.step)
-    num_steps = tcfg.num_steps
-    tic, tic_step = time.time(), start
-    try:
-        with distributed.StopSignals() as stop, tqdm(
-            total=num_steps, initial=start, disable=None if is_main else True, dynamic_ncols=True,
-            leave=False,
-        ) as bar:
-            pending = None  # the previous step's metrics, read one step late (async dispatch)
-            for step in range(start, num_steps):
-                state, metrics, finite = run.step_fn(state, device_batch(step))
-                if pending is not None:
-                    report(*pending, bar)
-                pending = (step, metrics, finite)
-                bar.update(1)
-                done = step + 1
-                stopping = stop.should_stop(done)  # the same in every process
-                if stopping or (done % tcfg.checkpoint_every == 0 and done < num_steps):
-                    pending = flush(pending, bar)
-                    checkpointer.save(done, state)
-                if stopping:
-                    checkpointer.wait()
-                    log(
-                        f"received signal {stop.received}: saved checkpoint at step {done} in "
-                        f"{checkpointer.directory}; rerun the same command to resume"
-                    )
-                    raise Interrupted(stop.received)
-                if tcfg.sample_every and done % tcfg.sample_every == 0 and done < num_steps:
-                    pending = flush(pending, bar)
-                    grid(done, state)
-                if stopper is not None and (done % vcfg.every == 0 or done == num_steps):
-                    pending = flush(pending, bar)
-                    if validate(done, state, bar):
-                        break
-            flush(pending, bar)
-        final = int(state.step)
-        if final not in checkpointer.steps():
-            checkpointer.save(final, state)
-        if not grid_path(workdir, final).exists():
-            grid(final, state)
-        checkpointer.wait()
-    except BaseException:
-        checkpointer.close()  # waits for a save still in flight; its failure was raised above
-        logger.close(quiet=True)
-        if stopper is not None:
-            stopper.close()
-        raise
-    checkpointer.close()
-    if stopper is not None:
-        stopper.close()
-        log(f"best held-out bound {stopper.best:.4f} bits/dim at step {stopper.best_step}, "
-            f"in {stopper.checkpointer.directory}")
-    logger.close()
-    grid_note = f"; samples in {grid_path(workdir, final)}" if config.sampling.num_samples else ""
-    log(f"done: step {final}; checkpoint in {checkpointer.directory / str(final)}{grid_note}")
+
+def _steps(config, run: _Setup, state, checkpointer, progress: _Progress, log):
+    """The steps from ``state.step`` to ``config.training.num_steps``, with periodic
+    checkpoints, grids and held-out bounds; stops early, or on SIGTERM/SIGINT (saving the
+    step all processes agree on, then raising :class:`Interrupted`). Returns the last state."""
+    tcfg = config.training
+    vcfg = tcfg.get("validation")
+    sharding = sharding_lib.batch_sharding(run.mesh)
+    start, num_steps = int(state.step), tcfg.num_steps
+    progress.tic, progress.tic_step = time.time(), start
+    with distributed.StopSignals() as stop, tqdm(
+        total=num_steps, initial=start, disable=None if progress.is_main else True,
+        dynamic_ncols=True, leave=False,
+    ) as bar:
+        pending = None  # the previous step's metrics, read one step late (async dispatch)
+        for step in range(start, num_steps):
+            batch = {k: jax.make_array_from_process_local_data(sharding, v)
+                     for k, v in run.batches[step].items()}  # this process's part of batch step
+            state, metrics, finite = run.step_fn(state, batch)
+            progress.flush(pending, bar)
+            pending = (step, metrics, finite)
+            bar.update(1)
+            done = step + 1
+            stopping = stop.should_stop(done)  # the same in every process
+            if stopping or (done % tcfg.checkpoint_every == 0 and done < num_steps):
+                pending = progress.flush(pending, bar)
+                checkpointer.save(done, state)
+            if stopping:
+                checkpointer.wait()
+                log(
+                    f"received signal {stop.received}: saved checkpoint at step {done} in "
+                    f"{checkpointer.directory}; rerun the same command to resume"
+                )
+                raise Interrupted(stop.received)
+            if tcfg.sample_every and done % tcfg.sample_every == 0 and done < num_steps:
+                pending = progress.flush(pending, bar)
+                progress.grid(done, state)
+            if progress.stopper is not None and (done % vcfg.every == 0 or done == num_steps):
+                pending = progress.flush(pending, bar)
+                if progress.validate(done, state, bar):
+                    break
+        progress.flush(pending, bar)
     return state
 
 

@@ -6,7 +6,6 @@ a run on the other read identical batches; a run on the .npz stopped and resumed
 for bit where a straight run on the folder ends (which also proves that the PNGs decode to the
 array's exact values)."""
 
-import contextlib
 import json
 import warnings
 
@@ -14,7 +13,6 @@ import jax
 import ml_collections
 import numpy as np
 import pytest
-from jax.experimental.compilation_cache import compilation_cache
 from PIL import Image
 from sklearn.datasets import load_digits
 
@@ -60,19 +58,6 @@ def _train(dataset: str, workdir, num_steps: int) -> int:
                      f"--config.data.dataset={dataset}", *overrides])
 
 
-@contextlib.contextmanager
-def _persistent_compilation_cache(path):
-    """The three runs below compile the same programs: they share them through a persistent
-    cache, for these runs only (the test process otherwise compiles in memory, see conftest)."""
-    jax.config.update("jax_compilation_cache_dir", str(path))
-    compilation_cache.reset_cache()
-    try:
-        yield
-    finally:
-        jax.config.update("jax_compilation_cache_dir", None)
-        compilation_cache.reset_cache()
-
-
 @pytest.fixture(scope="module")
 def runs(own_data, tmp_path_factory):
     """A straight 4-step run on the folder; a run on the .npz stopped at 2 and resumed to 4;
@@ -80,13 +65,14 @@ def runs(own_data, tmp_path_factory):
     folder, npz, _, _ = own_data
     root = tmp_path_factory.mktemp("runs")
     workdirs = root / "folder", root / "npz"
-    with _persistent_compilation_cache(root / "xla_cache"):
-        assert _train(f"folder:{folder}", workdirs[0], 4) == 0
-        assert _train(f"npz:{npz}", workdirs[1], 2) == 0
-        assert _train(f"npz:{npz}", workdirs[1], 4) == 0  # resumes from step 2
-        for workdir in workdirs:
-            args = ["--workdir", str(workdir), "--sampler", "ddim", "--steps", "2", "--num", "4"]
-            assert cli.main(["sample", *args, "--output", str(workdir / "samples.npz")]) == 0
+    # the three runs compile the same programs: the session's compilation cache (conftest)
+    # compiles them once
+    assert _train(f"folder:{folder}", workdirs[0], 4) == 0
+    assert _train(f"npz:{npz}", workdirs[1], 2) == 0
+    assert _train(f"npz:{npz}", workdirs[1], 4) == 0  # resumes from step 2
+    for workdir in workdirs:
+        args = ["--workdir", str(workdir), "--sampler", "ddim", "--steps", "2", "--num", "4"]
+        assert cli.main(["sample", *args, "--output", str(workdir / "samples.npz")]) == 0
     return workdirs
 
 

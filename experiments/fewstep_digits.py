@@ -34,7 +34,7 @@ import matplotlib
 import numpy as np
 
 from jaxdiff import data, fewstep, processes, samplers, train
-from jaxdiff.fewstep.family import _network, teacher_denoiser
+from jaxdiff.families.fewstep import _network, teacher_denoiser
 from jaxdiff.metrics import digits
 
 matplotlib.use("Agg")
@@ -132,7 +132,7 @@ def main():
             continue
         runs[name] = run = train.load_run(workdir)
         for steps in (1, 2, 4):
-            sample = jax.jit(lambda state, k, s=steps: run.family.sample_steps(state, k, args.num, s))
+            sample = jax.jit(lambda state, k, s=steps: run.family.sample(state, k, args.num, num_steps=s))
             x, seconds = _timed(sample, run.state, key)
             rows.append(_row(f"{title} (step {run.step})", steps, x, seconds, params, reference))
         print(rows[-3:], flush=True)

@@ -7,6 +7,8 @@
 * :mod:`jaxdiff.engine.loop`: :func:`train`, the driver (a mesh over all devices, deterministic
   batches, orbax checkpoints, metrics, sample grids, signals, early stopping, exact resumption),
   and :func:`load_state`, a run's state back from its workdir.
+* :mod:`jaxdiff.engine.run`: :class:`Run` and :func:`load_run`, a trained run reopened with a
+  family builder.
 * :mod:`jaxdiff.engine.checks`: the driver's config fields checked before anything is written,
   and :class:`Checker`, with which a family checks its own.
 
@@ -14,7 +16,7 @@ The engine imports no family; :mod:`jaxdiff.families` builds them from a config,
 :mod:`jaxdiff.train` puts the two together.
 """
 
-from jaxdiff.engine import checks, family, loop, step
+from jaxdiff.engine import checks, family, loop, run, step
 from jaxdiff.engine.checks import Checker as Checker
 from jaxdiff.engine.checks import check_config as check_config
 from jaxdiff.engine.family import Estimate as Estimate
@@ -28,6 +30,8 @@ from jaxdiff.engine.loop import data_shape_of as data_shape_of
 from jaxdiff.engine.loop import load_state as load_state
 from jaxdiff.engine.loop import train as train
 from jaxdiff.engine.loop import train_source as train_source
+from jaxdiff.engine.run import Run as Run
+from jaxdiff.engine.run import load_run as load_run
 from jaxdiff.engine.step import TrainState as TrainState
 from jaxdiff.engine.step import create_train_state as create_train_state
 from jaxdiff.engine.step import ema_decay as ema_decay
@@ -45,6 +49,8 @@ __all__ = [
     "compile_train_step",
     "data_shape_of",
     "load_state",
+    "Run",
+    "load_run",
     "train",
     "train_source",
 ]

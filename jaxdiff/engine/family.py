@@ -106,5 +106,5 @@ def bind_options(fn: Callable, what: str, **options) -> Callable:
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
     for name in options:
         if not takes_any and name not in accepted:
-            raise ValueError(f"{name} does not apply to this run: its {what} takes no {name}")
+            raise ValueError(f"{name} does not apply to this run (its family's {what} has no such option)")
     return functools.partial(fn, **options)

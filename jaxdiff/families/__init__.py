@@ -3,6 +3,7 @@
 * :mod:`jaxdiff.families.diffusion`: every diffusion model (DDPM, NCSN, EDM, flow matching,
   VDM); the config's model, process, objective and sampler resolved into callables.
 * :mod:`jaxdiff.families.generative`: the VAE and the GAN.
+* :mod:`jaxdiff.families.fewstep`: consistency models, MeanFlow and reflow (few-step sampling).
 
 :func:`resolve` is the one place ``config.family`` is read. A new family is a builder
 ``(config, data_shape) -> Family`` and one entry of :data:`FAMILIES`; the engine's driver,
@@ -16,7 +17,7 @@ from collections.abc import Callable
 import ml_collections
 
 from jaxdiff.engine.family import Family
-from jaxdiff.families import diffusion, generative
+from jaxdiff.families import diffusion, fewstep, generative
 
 __all__ = ["FAMILIES", "resolve"]
 
@@ -25,6 +26,7 @@ FAMILIES: dict[str, Callable[[ml_collections.ConfigDict, tuple[int, ...]], Famil
     "diffusion": diffusion.family,
     "vae": generative.vae_family,
     "gan": generative.gan_family,
+    "fewstep": fewstep.fewstep_family,
 }
 
 

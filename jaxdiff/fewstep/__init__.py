@@ -1,7 +1,7 @@
 """Few-step generation: consistency models (Song et al. 2023; Song & Dhariwal 2024), MeanFlow
 (Geng et al. 2025) and reflow (Liu et al. 2023), as pure losses and samplers over plain model
 functions. Each works on its own, with a teacher or without one; ``config.family = "fewstep"``
-trains them through the driver (:mod:`jaxdiff.fewstep.family`).
+trains them through the driver (:mod:`jaxdiff.families.fewstep`).
 """
 
 from jaxdiff.fewstep import consistency, meanflow, reflow

@@ -34,7 +34,7 @@ from jaxdiff.families.diffusion import build_sampler as build_sampler
 from jaxdiff.families.diffusion import initial_state as initial_state
 from jaxdiff.families.diffusion import make_loss_fn as make_loss_fn
 from jaxdiff.families.diffusion import make_train_step as make_train_step
-from jaxdiff.train.run import Run as Run
+from jaxdiff.engine import Run as Run
 from jaxdiff.train.run import load_run as load_run
 from jaxdiff.train.run import train as train
 

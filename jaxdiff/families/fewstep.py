@@ -1,4 +1,4 @@
-"""Few-step generation as a model family of the training driver (:mod:`jaxdiff.train.family`):
+"""Few-step generation as a model family (:class:`jaxdiff.engine.Family`):
 ``config.family = "fewstep"`` (``configs/digits_consistency.py``, ``digits_meanflow.py``,
 ``digits_reflow.py``).
 
@@ -37,11 +37,12 @@ import ml_collections
 from jaxdiff import data as data_lib
 from jaxdiff import losses, samplers, schedules
 from jaxdiff.fewstep import consistency, meanflow, reflow
-from jaxdiff.train.checks import _Checker
-from jaxdiff.train.experiment import EDMLevels, LinearPath, _mean_part, _resolve_model
-from jaxdiff.train.family import Family, run_keys
-from jaxdiff.train.run import Run, load_run
-from jaxdiff.train.step import TrainState, learning_rate_schedule, make_optimizer, train_step
+from jaxdiff.engine.checks import Checker
+from jaxdiff.engine.family import Family, run_keys
+from jaxdiff.engine.run import Run, load_run
+from jaxdiff.engine.step import TrainState, learning_rate_schedule, make_optimizer, train_step
+from jaxdiff.families import diffusion
+from jaxdiff.families.diffusion import EDMLevels, LinearPath, _mean_part, _resolve_model
 
 __all__ = ["METHODS", "FewStepState", "teacher_denoiser", "fewstep_family"]
 
@@ -50,7 +51,7 @@ TEACHER_KINDS = ("ddpm", "edm", "flow")
 
 
 class FewStepState(TrainState):
-    """A :class:`~jaxdiff.train.TrainState` with the teacher's EMA parameters (distillation)
+    """A :class:`~jaxdiff.engine.TrainState` with the teacher's EMA parameters (distillation)
     and the reflow pairs ``(x0, x1)``; both None when unused."""
 
     teacher: Any = None
@@ -59,7 +60,7 @@ class FewStepState(TrainState):
 
 def _check(config, data_shape) -> None:
     """The family's own fields (the driver checks the shared ones)."""
-    c = _Checker(config)
+    c = Checker(config)
     c.one_of("fewstep.method", METHODS)
     method = config.fewstep.method
     teacher = config.get("distillation", {}).get("teacher")
@@ -96,13 +97,7 @@ def teacher_denoiser(run: Run) -> tuple[Callable, tuple[float, float]]:
       ValueError: a run of another family or process.
     """
     cfg = run.config
-    family = cfg.get("family", "diffusion")
-    kind = cfg.diffusion.kind if family == "diffusion" else None
-    if kind not in TEACHER_KINDS:
-        what = f"a {family} run" if kind is None else f"a diffusion.kind={kind!r} run"
-        raise ValueError(
-            f"config.distillation.teacher: {what} cannot teach; use a {', '.join(TEACHER_KINDS)} run"
-        )
+    _check_teacher(cfg)
     model, process = run.experiment.model, run.experiment.process
 
     if isinstance(process, EDMLevels):
@@ -128,12 +123,28 @@ def teacher_denoiser(run: Run) -> tuple[Callable, tuple[float, float]]:
     return denoise, samplers.sigma_range(process)
 
 
+def _check_teacher(cfg) -> None:
+    """Raises ``ValueError`` unless ``cfg`` is the config of a ``ddpm``, ``edm`` or ``flow`` run."""
+    family = cfg.get("family", "diffusion")
+    kind = cfg.diffusion.kind if family == "diffusion" else None
+    if kind not in TEACHER_KINDS:
+        what = f"a {family} run" if kind is None else f"a diffusion.kind={kind!r} run"
+        raise ValueError(
+            f"config.distillation.teacher: {what} cannot teach; use a {', '.join(TEACHER_KINDS)} run"
+        )
+
+
+def _teacher_family(config, data_shape) -> Family:
+    _check_teacher(config)
+    return diffusion.family(config, data_shape)
+
+
 def _load_teacher(config) -> Run | None:
     teacher = config.get("distillation", {}).get("teacher")
     if not teacher:
         return None
     try:
-        return load_run(teacher)
+        return load_run(teacher, build_family=_teacher_family)
     except FileNotFoundError as e:
         raise ValueError(f"config.distillation.teacher={teacher!r}: {e}") from e
 
@@ -166,8 +177,8 @@ def _optimizer(config):
 
 
 def fewstep_family(config: ml_collections.ConfigDict, data_shape) -> Family:
-    """The few-step model of ``config`` as a :class:`~jaxdiff.train.family.Family`, with
-    ``sample_steps(state, rng, num, num_steps)`` for ``jaxdiff sample --steps N``.
+    """The few-step model of ``config`` as a :class:`~jaxdiff.engine.family.Family`; its
+    ``sample`` takes ``num_steps`` (``jaxdiff sample --steps N``).
 
     Raises:
       ValueError: for a bad field, or a teacher workdir that is missing or not a ``ddpm``,
@@ -200,16 +211,12 @@ def fewstep_family(config: ml_collections.ConfigDict, data_shape) -> Family:
             ema_warmup=config.training.ema_warmup, lr_schedule=lr_schedule,
         )
 
-    default_steps = config.sampling.num_steps
-    return Family(
-        init_state=init_state,
-        train_step=step,
-        sample=lambda state, rng, num: sample_steps(state.ema_params, rng, num, default_steps),
-        data_shape=data_shape,
-        sample_steps=lambda state, rng, num, num_steps: sample_steps(
-            state.ema_params, rng, num, num_steps
-        ),
-    )
+    def sample(state, rng, num, *, num_steps=None):
+        """``num`` samples from ``num_steps`` network evaluations (``config.sampling.num_steps``
+        when None; ``jaxdiff sample --steps N``)."""
+        return sample_steps(state.ema_params, rng, num, num_steps or config.sampling.num_steps)
+
+    return Family(init_state=init_state, train_step=step, sample=sample, data_shape=data_shape)
 
 
 def _apply(network, params, rng=None):

@@ -293,7 +293,7 @@ def test_a_symlink_out_of_the_workdir_is_never_followed(capsys, toy_run, tmp_pat
 def test_a_link_made_while_running_is_not_followed_either(tmp_path):
     """Expectation: the metrics file is opened without following a link (a link created after
     the start-up check), so the partial-line cut never truncates another file."""
-    from jaxdiff.train.loop import _drop_partial_line
+    from jaxdiff.engine.loop import _drop_partial_line
 
     outside = tmp_path / "important.txt"
     outside.write_text("no newline at the end")

@@ -465,10 +465,11 @@ def test_read_only_and_immutable_folders(capsys, toy_run, tmp_path, unwritable):
 _SIGNAL_DRIVER = """
 import os, signal, sys, time
 import jax, numpy as np
-from jaxdiff import cli, train
+from jaxdiff import cli
+from jaxdiff.families import diffusion
 
 phase, signum = sys.argv[1], getattr(signal, sys.argv[2])
-build = train.build_sampler
+build = diffusion.build_sampler
 
 def hold(x):
     print("signalled at", time.time(), flush=True)
@@ -489,7 +490,7 @@ def build_slow(*args, **kwargs):
 
     return slow
 
-train.build_sampler = build_slow
+diffusion.build_sampler = build_slow  # what the diffusion family's sample calls
 sys.argv = ["jaxdiff", *sys.argv[3:]]
 sys.exit(cli.main())
 """

@@ -122,7 +122,7 @@ def test_bad_sampling_input_is_one_line_and_writes_nothing(student, tmp_path, ca
     out = tmp_path / "s.npz"
     base = ["sample", "--workdir", str(workdir), "--output", str(out)]
     _fails(base + ["--steps", "0"], "--steps: must be an integer >= 1, got 0", capsys, out)
-    _fails(base + ["--sampler", "ddim"], "--sampler applies to diffusion runs", capsys, out)
+    _fails(base + ["--sampler", "ddim"], "sampler does not apply to this run", capsys, out)
     report = tmp_path / "eval.json"
     argv = ["eval", "--workdir", str(workdir), "--output", str(report)]
-    _fails(argv, "a few-step run defines no likelihood", capsys, report)
+    _fails(argv, "defines no likelihood or bound", capsys, report)

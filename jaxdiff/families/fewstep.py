@@ -152,13 +152,10 @@ def _load_teacher(config) -> Run | None:
 def _network(config, data_shape, *, extra_input: bool):
     """The network of ``config.model``, its output of the data's shape (its input has one more
     channel for MeanFlow's gap t - r)."""
-    network = _resolve_model(config.model, None)
     if not extra_input:
-        return network
-    for name in ("out_channels", "out_features"):
-        if hasattr(network, name):
-            return network.clone(**{name: data_shape[-1]})
-    raise ValueError(f"config.model: {config.model.preset} has no out_channels or out_features")
+        return _resolve_model(config.model, data_shape, None)
+    wider = (*data_shape[:-1], data_shape[-1] + 1)
+    return _resolve_model(config.model, wider, data_shape[-1])
 
 
 def _with_gap(z, gap):

@@ -2,7 +2,7 @@
 
 Data x_0 ~ N(mean, diag(variance)) in D = 16 dimensions; the model is the optimal
 eps-predictor of the linear T = 1000 schedule at every real timestep
-(``samplers.real_time_model`` over ``analytic.gaussian_eps_fn``), so what is left is each
+(``analytic.gaussian_vdm_eps_fn`` over the schedule's continuous log-SNR), so what is left is each
 solver's discretisation error. Each sampler is compared with ``analytic.gaussian_flow_map``
 between its own end points: DDIM from its first timestep ((S - 1) T / S) to abar = 1, the ODE
 solvers from tau = T - 1 to tau = 0 (abar_0 = 1 - beta_0).
@@ -48,8 +48,7 @@ def gaussian_problem(dims: int, batch: int, seed: int):
     mean = jax.random.uniform(k_mean, (dims,), minval=-0.5, maxval=0.5)
     variance = jax.random.uniform(k_var, (dims,), minval=0.01, maxval=0.5)
     schedule = schedules.linear(1000)
-    model_fn = samplers.real_time_model(
-        lambda s: analytic.gaussian_eps_fn(s, mean, variance), schedule)
+    model_fn = analytic.gaussian_vdm_eps_fn(lambda t: -schedule.log_snr_at(t), mean, variance)
     return mean, variance, schedule, model_fn, jax.random.normal(k_x, (batch, dims))
 
 

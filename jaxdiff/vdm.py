@@ -1,5 +1,6 @@
 """Variational diffusion models (Kingma et al. 2021): the noise schedule gamma(t) = -log SNR(t),
-the terms of the bound, the ancestral sampler of the discrete chain, and Fourier features.
+the terms of the bound, the step of the discrete chain's ancestral sampler (the sampler is
+``samplers.vdm_sample``), and Fourier features.
 
 The process is variance preserving with t in [0, 1] (data at t = 0, noise at t = 1):
 
@@ -22,15 +23,12 @@ its terms, each per element, in nats:
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxdiff import _checks
-from jaxdiff._compile import as_pytree_fn
 from jaxdiff.elbo import normal_kl
 from jaxdiff.processes import vp_alpha_sigma
 
@@ -57,7 +55,6 @@ __all__ = [
     "FourierFeatures",
     "VDMModel",
     "ancestral_step",
-    "vdm_sample",
 ]
 
 # The end points of the paper's CIFAR-10 schedule (their App. H): SNR(0) = e^13.3, SNR(1) = e^-5.
@@ -398,52 +395,3 @@ def ancestral_step(z_t, eps_hat, gamma_s, gamma_t, noise) -> jnp.ndarray:
     (alpha_s, sigma_s), (alpha_t, sigma_t) = alpha_sigma(gamma_s), alpha_sigma(gamma_t)
     c = -jnp.expm1(gamma_s - gamma_t)
     return alpha_s / alpha_t * (z_t - c * sigma_t * eps_hat) + sigma_s * jnp.sqrt(c) * noise
-
-
-@functools.partial(jax.jit, static_argnames=("num_steps", "decode"))
-def _sample(model_fn, gamma_fn, z_1, rng, *, num_steps, decode):
-    batch = z_1.shape[0]
-    gamma_0, gamma_1 = gamma_fn(jnp.zeros(())), gamma_fn(jnp.ones(()))
-
-    def step(z, i):  # i = T, ..., 1
-        t = i.astype(jnp.float32) / num_steps
-        s = (i - 1).astype(jnp.float32) / num_steps
-        u = (gamma_fn(t) - gamma_0) / (gamma_1 - gamma_0)  # the network's input
-        eps_hat = model_fn(z, jnp.full((batch,), u))
-        noise = jax.random.normal(jax.random.fold_in(rng, i), z.shape, z.dtype)
-        return ancestral_step(z, eps_hat, gamma_fn(s), gamma_fn(t), noise), None
-
-    z_0, _ = jax.lax.scan(step, z_1, jnp.arange(num_steps, 0, -1))
-    if not decode:
-        return z_0
-    log_probs = decoder_log_probs(z_0, gamma_fn(jnp.zeros(())))
-    index = jax.random.categorical(jax.random.fold_in(rng, 0), log_probs)
-    return grid_values(z_0.dtype)[index]
-
-
-def vdm_sample(
-    model_fn, gamma_fn, z_1, rng: jax.Array, *, num_steps: int, decode: bool = True
-) -> jnp.ndarray:
-    """Ancestral sampling of the T-step generative model of Kingma et al. (2021), eq. 6:
-    z_1 ~ N(0, I), T steps of :func:`ancestral_step` at t = i / T, s = (i - 1) / T, then
-    x ~ p(x | z_0) (:func:`decoder_log_probs`). One compiled ``lax.scan``.
-
-    Args:
-      model_fn: ``model_fn(z_t, u) -> eps_hat`` with float u ``[B]`` in [0, 1], the normalized
-        gamma (:class:`VDMModel`; t itself for a linear schedule). The arrays a
-        ``functools.partial`` binds are arguments of the compiled chain: a new checkpoint of
-        the same architecture reuses it.
-      gamma_fn: the schedule, elementwise (bound arrays likewise arguments).
-      z_1: ``[B, ...]`` the starting latents (standard normal).
-      rng: key for the chain's noise and the decoder's draw.
-      num_steps: T.
-      decode: draw x from the decoder (values on the 256-level grid); else return z_0.
-
-    Returns:
-      ``[B, ...]`` samples in [-1, 1].
-    """
-    _checks.batched("z_1", z_1)
-    _checks.positive_int("num_steps", num_steps)
-    return _sample(
-        as_pytree_fn(model_fn), as_pytree_fn(gamma_fn), z_1, rng, num_steps=num_steps, decode=decode
-    )

@@ -245,8 +245,7 @@ def test_edm_euler_with_the_vp_column_on_ddims_steps_is_ddim():
     """Karras et al. Table 1 (VP) + Euler on DDIM's 50 levels = deterministic DDIM (Song, Meng &
     Ermon 2021, eq. 14 in the scaled state x / alpha), for a nonlinear (mixture) model."""
     sched = schedules.linear(1000)
-    model = samplers.real_time_model(
-        lambda s: analytic.mixture_eps_fn(s, WEIGHTS, MEANS, VARIANCES), sched)
+    model = analytic.mixture_vdm_eps_fn(lambda t: -sched.log_snr_at(t), WEIGHTS, MEANS, VARIANCES)
     x_T = jax.random.normal(jax.random.key(11), (32, 2))
     ddim = samplers.ddim_sample(model, sched, x_T, num_steps=50)
     timesteps = np.arange(980, -1, -20)
@@ -268,7 +267,7 @@ def test_vp_and_ve_columns_turn_exact_models_into_the_exact_denoiser():
     sigma = jnp.geomspace(1.5 * sigma_min, 0.5 * sigma_max, 64)
     x = NOISE * jnp.sqrt(VAR + sigma[:, None] ** 2) + MEAN
     expected = MEAN + VAR / (VAR + sigma[:, None] ** 2) * (x - MEAN)
-    eps_model = samplers.real_time_model(lambda s: analytic.gaussian_eps_fn(s, MEAN, VAR), sched)
+    eps_model = analytic.gaussian_vdm_eps_fn(lambda t: -sched.log_snr_at(t), MEAN, VAR)
     np.testing.assert_allclose(samplers.process_denoiser(eps_model, sched)(x, sigma), expected, rtol=2e-3, atol=2e-3)
     score_fn = analytic.mixture_score_fn([1.0], MEAN[None], VAR[None])
     np.testing.assert_allclose(samplers.ve_denoiser(score_fn)(x, sigma), expected, rtol=2e-3, atol=2e-3)

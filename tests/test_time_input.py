@@ -15,9 +15,9 @@ X_T = jax.random.normal(jax.random.key(0), (16, 2))
 KEY = jax.random.key(1)
 
 # The optimal eps of Gaussian data from the schedule's [T] tables, gathered at an int t (jnp.take
-# rejects a float index), and the same model at every real t through the continuous levels.
+# rejects a float index), and the same model at every real t from the continuous log-SNR.
 TABLE_MODEL = analytic.gaussian_eps_fn(SCHED, MEAN, VAR)
-REAL_TIME_MODEL = samplers.real_time_model(lambda s: analytic.gaussian_eps_fn(s, MEAN, VAR), SCHED)
+REAL_TIME_MODEL = analytic.gaussian_vdm_eps_fn(lambda t: -SCHED.log_snr_at(t), MEAN, VAR)
 
 INTEGER_SAMPLERS = {
     "ddpm": lambda f: samplers.ddpm_sample(f, SCHED, X_T, KEY),
@@ -67,6 +67,6 @@ def test_dpm_solver_real_grid_calls_with_float_t():
     ids=["heun", "adaptive", "ode_likelihood", "dpm_real_grid"],
 )
 def test_continuous_solvers_name_the_fix_for_a_table_model(call):
-    with pytest.raises(TypeError, match="real_time_model") as info:
+    with pytest.raises(TypeError, match="integer timesteps") as info:
         call(TABLE_MODEL)
     assert "\n" not in str(info.value)

@@ -14,7 +14,7 @@ import pytest
 from numpy.polynomial.hermite_e import hermegauss
 from scipy.special import logsumexp
 
-from jaxdiff import analytic, losses, vdm
+from jaxdiff import analytic, losses, processes, samplers, vdm
 from jaxdiff.models.network import NNXNetwork
 
 LN2 = math.log(2.0)
@@ -274,7 +274,7 @@ def test_ancestral_sampler_reproduces_gaussian_data():
     gamma_fn = vdm.linear_gamma
     model = analytic.gaussian_vdm_eps_fn(gamma_fn, jnp.full((d,), MU), jnp.full((d,), VAR))
     z1 = jax.random.normal(jax.random.PRNGKey(0), (8192, d))
-    x = vdm.vdm_sample(model, gamma_fn, z1, jax.random.PRNGKey(1), num_steps=200, decode=False)
+    x = samplers.vdm_sample(model, gamma_fn, z1, jax.random.PRNGKey(1), num_steps=200, decode=False)
     x = np.asarray(x, np.float64).ravel()
     n = x.size
     assert abs(x.mean() - MU) < 4 * math.sqrt(VAR / n)
@@ -353,8 +353,6 @@ def test_probability_flow_of_the_exact_categorical_model_gives_its_density():
     head holding the true marginals) gives that data's density at t = 0 in closed form,
     prod_d sum_k q_d(v_k) N(x_d; alpha_0 v_k, sigma_0^2), at points within a bin of the values:
     the ODE likelihood of a VDM (``jaxdiff eval --ode``) on the 8-bit grid it has learned."""
-    from jaxdiff import processes, samplers
-
     rng = np.random.default_rng(2)
     levels = np.round(np.arange(17) * 255 / 16).astype(int)
     values = levels / 127.5 - 1.0

@@ -486,7 +486,7 @@ SAMPLERS: dict[str, Callable] = {
     "flow": lambda c, p: lambda f, x, rng: samplers.flow_sample(
         p.velocity(f), x, rng, num_steps=c.num_steps, method=c.method
     ),
-    "vdm": lambda c, p: lambda f, x, rng: vdm.vdm_sample(
+    "vdm": lambda c, p: lambda f, x, rng: samplers.vdm_sample(
         f, p.gamma(f), x, rng, num_steps=c.num_steps
     ),
 }

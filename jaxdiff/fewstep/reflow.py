@@ -80,8 +80,10 @@ def straightness(velocity_fn: Callable, x1: jnp.ndarray, *, num_steps: int = 64)
     """
     _checks.batched("x1", x1)
     _checks.positive_int("num_steps", num_steps)
-    field = samplers.flow_field(velocity_fn)
-    times = samplers.flow_time_grid(num_steps, x1.dtype)
+    def field(t, x):  # dx/dt = v(x, t), t a scalar
+        return velocity_fn(x, jnp.full(x.shape[:1], t, x.dtype))
+
+    times = jnp.linspace(1.0, 0.0, num_steps + 1, dtype=x1.dtype)
 
     def step(x, pair):
         t, t_next = pair

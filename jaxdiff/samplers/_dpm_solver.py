@@ -10,8 +10,9 @@ In the half log-SNR lambda = log(alpha / sigma) the probability-flow ODE has the
 
 whose linear part is integrated exactly; a k-th order multistep method replaces the data
 prediction x0_hat by the polynomial through its last k values. Order 1 is DDIM (Song, Meng &
-Ermon 2021, eq. 12 with sigma_t = 0). Time is continuous (see :mod:`._continuous`): the solver
-runs from tau = T - 1 to tau = 0 (abar_0 = 1 - beta_0) over the levels of a ``grid``.
+Ermon 2021, eq. 12 with sigma_t = 0). It runs on any Gaussian process from ``t_noise`` to ``t_data`` over the levels of a ``grid`` (see
+:mod:`._grids`), in the variance-preserving scaling of x (x alpha_vp / alpha, alpha_vp^2 =
+sigmoid(lambda); the identity for a variance-preserving process), where both share eps and x_0.
 """
 
 from __future__ import annotations
@@ -25,22 +26,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdiff import _checks
-from jaxdiff.diffusion import PREDICTIONS
 from jaxdiff.processes import vp_alpha_sigma
 from jaxdiff.samplers._common import compiled, drive, finish, saved_steps, with_known
-from jaxdiff.samplers._continuous import (
+from jaxdiff.samplers._denoise import model_denoiser
+from jaxdiff.samplers._grids import (
     Grid,
-    alpha_sigma,
-    continuous_log_snr,
     default_grid,
     grid_times,
     integer_logsnr_grid,
     is_integer_grid,
-    model_eps_x0,
-    vp_scale,
 )
 from jaxdiff.samplers._inpaint import inpaint_spec
-from jaxdiff.schedules import Schedule
 
 __all__ = [
     "MAX_ORDER",
@@ -111,8 +107,8 @@ def dpm_solver_pp_update(x, x0_preds, log_snrs, log_snr_next, *, order: int) -> 
     _check_order(order)
     lam = 0.5 * log_snrs
     h = 0.5 * log_snr_next - lam[0]
-    alpha_next, sigma_next = alpha_sigma(log_snr_next)
-    _, sigma_now = alpha_sigma(log_snrs[0])
+    alpha_next, sigma_next = vp_alpha_sigma(log_snr_next)
+    _, sigma_now = vp_alpha_sigma(log_snrs[0])
     c0 = -jnp.expm1(-h)  # int_0^h e^{u - h} du
     m = x0_preds
     if order == 1:
@@ -131,59 +127,41 @@ def dpm_solver_pp_update(x, x0_preds, log_snrs, log_snr_next, *, order: int) -> 
     return sigma_next / sigma_now * x + alpha_next * drift
 
 
-def dpm_solver_pp_step(
-    model_fn: Callable,
-    schedule: Schedule,
-    state: DPMSolverState,
-    tau,
-    tau_next,
-    *,
-    order,
-    prediction: str = "eps",
-    clip_denoised: bool = False,
-    integer_time: bool = False,
-) -> DPMSolverState:
-    """One step of multistep DPM-Solver++: a model call at (``state.x``, ``tau``) and the
-    :func:`dpm_solver_pp_update` of ``order`` from ``tau`` to ``tau_next``.
+def vp_scale(process, t) -> jnp.ndarray:
+    """alpha_vp / alpha at t: the factor from the process's x to the variance-preserving x of
+    the same log-SNR, in which the solver steps (1 for a variance-preserving process)."""
+    return vp_alpha_sigma(process.log_snr_at(t))[0] / process.alpha_sigma(t)[0]
+
+
+def dpm_solver_pp_step(denoise: Callable, process, state: DPMSolverState, t, t_next, *, order):
+    """One step of multistep DPM-Solver++: a denoiser call at (``state.x``, ``t``) and the
+    :func:`dpm_solver_pp_update` of ``order`` from ``t`` to ``t_next``.
 
     Args:
-      model_fn: ``model_fn(x, t)`` with ``t`` a float ``[B]`` (see :func:`model_time`), or
-        int32 with ``integer_time``.
-      schedule: the schedule the model was trained with.
-      state: the carry; its x is at level ``tau``.
-      tau, tau_next: scalar real timesteps, ``tau > tau_next`` (from T - 1 to 0).
+      denoise: ``denoise(x, t) -> (eps, x0)`` of the process's x (see
+        :func:`~jaxdiff.samplers._denoise.model_denoiser`).
+      process: the process the model was trained on.
+      state: the carry; its x (variance-preserving scaling) is at time ``t``.
+      t, t_next: scalar times, ``t > t_next``.
       order: 1, 2 or 3; a Python int or a traced int32 scalar (it may not exceed the number of
         predictions made so far plus one).
-      prediction: ``eps``, ``x0`` or ``v``.
-      clip_denoised: clip the data prediction to [-1, 1] (static thresholding,
-        Saharia et al. 2022, as DPM-Solver++ allows for data prediction).
-      integer_time: ``tau`` lies on the integers: call the network with int32 t.
 
     Returns:
-      The state at ``tau_next``.
+      The state at ``t_next``.
     """
     if isinstance(order, int):
         _check_order(order)
-    _, x0 = model_eps_x0(
-        model_fn,
-        schedule,
-        state.x,
-        tau,
-        prediction=prediction,
-        clip_denoised=clip_denoised,
-        integer_time=integer_time,
-    )
+    _, x0 = denoise(state.x / vp_scale(process, t).astype(state.x.dtype), t)
     x0_preds = jnp.concatenate([x0[None], state.x0_preds[:-1]])
-    log_snr = continuous_log_snr(schedule, tau)
-    log_snrs = jnp.concatenate([log_snr[None], state.log_snrs[:-1]])
-    log_snr_next = continuous_log_snr(schedule, tau_next)
+    log_snrs = jnp.concatenate([process.log_snr_at(t)[None], state.log_snrs[:-1]])
     branches = [
         functools.partial(dpm_solver_pp_update, order=k) for k in range(1, MAX_ORDER + 1)
     ]
     x = jax.lax.switch(
-        jnp.asarray(order, jnp.int32) - 1, branches, state.x, x0_preds, log_snrs, log_snr_next
+        jnp.asarray(order, jnp.int32) - 1, branches, state.x, x0_preds,
+        log_snrs.astype(state.x.dtype), process.log_snr_at(t_next).astype(state.x.dtype),
     )
-    return DPMSolverState(x, x0_preds, log_snrs)
+    return DPMSolverState(x, x0_preds, log_snrs.astype(state.log_snrs.dtype))
 
 
 def dpm_solver_orders(num_steps: int, order: int, *, lower_order_final: bool = True) -> np.ndarray:
@@ -236,7 +214,8 @@ def dpm_solver_sample(
       rng: the key of inpainting's forward noise (the solver itself is deterministic).
       num_steps: number of steps (= model calls), in [1, T].
       order: 1 (DDIM), 2 (DPM-Solver++(2M)) or 3.
-      prediction: what the network predicts: ``eps``, ``x0`` or ``v``.
+      prediction: what the network predicts: eps | x0 | v | velocity | score (or ``mean``,
+        on a schedule's integer grid).
       grid: the levels, ``grid(schedule, num_steps) -> [num_steps + 1]`` decreasing times.
         By default :func:`integer_logsnr_grid` on a discrete schedule (int32 t, near-equal
         steps in log-SNR) and :func:`uniform_logsnr_grid` on a continuous process (equal
@@ -260,90 +239,53 @@ def dpm_solver_sample(
         prediction type or a bad grid.
     """
     _checks.batched("x_T", x_T)
-    _checks.one_of("prediction", prediction, PREDICTIONS)
     _check_order(order)
     grid = default_grid(schedule) if grid is None else grid
     taus = grid_times(schedule, num_steps, grid)
     integer_time = is_integer_grid(taus) or (
         isinstance(taus, jax.core.Tracer) and grid is integer_logsnr_grid
     )
+    denoise = model_denoiser(model_fn, schedule, prediction=prediction,
+                             clip_denoised=clip_denoised, integer_time=integer_time)
     orders = dpm_solver_orders(num_steps, order, lower_order_final=lower_order_final)
     x, trajectory = _dpm_solver_chain(
-        model_fn,
+        denoise,
         schedule,
         x_T,
         rng,
         taus,
         jnp.asarray(orders),
         inpaint_spec(mask, known, x_T),
-        prediction=prediction,
-        clip_denoised=clip_denoised,
         denoise_last=denoise_last,
-        integer_time=integer_time,
         trajectory_every=trajectory_every if return_info else 0,
     )
     return finish(x, trajectory, num_steps + int(denoise_last), return_info=return_info)
 
 
-@compiled(
-    static_argnames=(
-        "prediction", "clip_denoised", "denoise_last", "integer_time", "trajectory_every"
-    )
-)
-def _dpm_solver_chain(
-    model_fn,
-    schedule,
-    x_T,
-    rng,
-    taus,
-    orders,
-    inpaint,
-    *,
-    prediction,
-    clip_denoised,
-    denoise_last,
-    integer_time,
-    trajectory_every,
-):
+@compiled(static_argnames=("denoise_last", "trajectory_every"))
+def _dpm_solver_chain(denoise, process, x_T, rng, taus, orders, inpaint, *, denoise_last,
+                      trajectory_every):
     def step(state, inputs, key):
-        tau, tau_next, order = inputs
-        return dpm_solver_pp_step(
-            model_fn,
-            schedule,
-            state,
-            tau,
-            tau_next,
-            order=order,
-            prediction=prediction,
-            clip_denoised=clip_denoised,
-            integer_time=integer_time,
-        )
+        t, t_next, order = inputs
+        return dpm_solver_pp_step(denoise, process, state, t, t_next, order=order)
 
     state, trajectory = drive(
         step,
-        DPMSolverState.initial(x_T * vp_scale(schedule, taus[0])),
+        DPMSolverState.initial(x_T * vp_scale(process, taus[0]).astype(x_T.dtype)),
         (taus[:-1], taus[1:], orders),
         rng=rng,
         inpaint=inpaint,
-        arrives_at=lambda inputs: vp_alpha_sigma(schedule.log_snr_at(inputs[1])),
+        arrives_at=lambda inputs: vp_alpha_sigma(process.log_snr_at(inputs[1])),
         get_x=lambda s: s.x,
         set_x=lambda s, x: s._replace(x=x),
         trajectory_every=trajectory_every,
     )
     if trajectory is not None:  # the solver's variance-preserving x, back to the process's
-        scale = vp_scale(schedule, taus[saved_steps(taus.shape[0] - 1, trajectory_every)])
-        trajectory = trajectory / scale.reshape((-1,) + (1,) * x_T.ndim)
-    x = state.x / vp_scale(schedule, taus[-1])
+        scale = vp_scale(process, taus[saved_steps(taus.shape[0] - 1, trajectory_every)])
+        trajectory = trajectory / scale.reshape((-1,) + (1,) * x_T.ndim).astype(x_T.dtype)
+    x = state.x / vp_scale(process, taus[-1]).astype(x_T.dtype)
     if denoise_last:
-        _, x = model_eps_x0(
-            model_fn,
-            schedule,
-            x,
-            taus[-1],
-            prediction=prediction,
-            clip_denoised=clip_denoised,
-            integer_time=integer_time,
-        )
+        x = denoise(x, taus[-1])[1]
     return with_known(x, trajectory, inpaint)
 
 

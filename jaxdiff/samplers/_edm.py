@@ -25,19 +25,17 @@ import numpy as np
 
 from jaxdiff import _checks
 from jaxdiff._compile import PytreeFn, as_pytree_fn
-from jaxdiff.diffusion import PATH_PREDICTIONS, eps_x0_from_output, x0_from_score_sigma
+from jaxdiff.diffusion import x0_from_score_sigma
+from jaxdiff.processes import EDM
 from jaxdiff.samplers._common import compiled, drive, finish, with_known
+from jaxdiff.samplers._denoise import PREDICTIONS, model_denoiser, scaled_denoiser
 from jaxdiff.samplers._inpaint import inpaint_spec
-from jaxdiff.samplers._continuous import call_real_time
-from jaxdiff.samplers._flow import change_of_variables, euler_step
-from jaxdiff.samplers._ode import heun_step
+from jaxdiff.samplers._ode import change_of_variables, euler_step, heun_step, probability_flow
 
 __all__ = [
-    "edm_field",
     "churn_gammas",
     "edm_step",
     "edm_sample",
-    "edm_log_sigma_field",
     "edm_likelihood",
     "sigma_range",
     "process_denoiser",
@@ -45,21 +43,6 @@ __all__ = [
 ]
 
 _METHODS = ("heun", "euler")
-
-
-def edm_field(denoiser_fn: Callable) -> Callable:
-    """The probability-flow ODE of EDM (Karras et al. 2022, eq. 4 with s = 1, sigma(t) = t):
-
-    .. math:: \\frac{dx}{d\\sigma} = \\frac{x - D(x; \\sigma)}{\\sigma}
-
-    Returns:
-      ``field(sigma, x) -> dx/dsigma`` with ``sigma`` a scalar > 0 and ``x`` ``[B, ...]``.
-    """
-
-    def field(sigma, x):
-        return (x - denoiser_fn(x, jnp.full(x.shape[:1], sigma, x.dtype))) / sigma
-
-    return field
 
 
 def churn_gammas(sigmas, *, churn, s_tmin, s_tmax) -> jnp.ndarray:
@@ -98,7 +81,8 @@ def edm_step(
     .. math:: \\hat\\sigma = (1 + \\gamma) \\sigma,\\quad
         \\hat x = x + \\sqrt{\\hat\\sigma^2 - \\sigma^2}\\, S_{noise}\\, z,
 
-    then one Heun step (:func:`~jaxdiff.samplers.heun_step`) of :func:`edm_field` from
+    then one Heun step (:func:`~jaxdiff.samplers.heun_step`) of the probability flow of
+    :class:`~jaxdiff.processes.EDM`, dx/dsigma = (x - D(x; sigma)) / sigma, from
     sigma_hat to sigma_next, or an Euler step (``method="euler"``, and always when sigma_next
     = 0, where the field is not defined: Alg. 1, line 6).
 
@@ -115,7 +99,7 @@ def edm_step(
       ``[B, ...]`` the state at level ``sigma_next``.
     """
     _checks.one_of("method", method, _METHODS)
-    field = edm_field(denoiser_fn)
+    field = probability_flow(model_denoiser(denoiser_fn, EDM(), prediction="x0"), EDM())
     if rng is not None:
         sigma_hat = sigma * (1.0 + gamma)
         z = jax.random.normal(rng, x.shape, x.dtype)
@@ -246,23 +230,6 @@ def _edm_chain(
     return with_known(x, trajectory, inpaint)
 
 
-def edm_log_sigma_field(denoiser_fn: Callable) -> Callable:
-    """:func:`edm_field` in the time s = log sigma, where the Gaussian flow bends on one
-    scale instead of over the decades of sigma:
-
-    .. math:: \\frac{dx}{ds} = \\sigma \\frac{dx}{d\\sigma} = x - D(x; e^s)
-
-    Returns:
-      ``field(s, x)``.
-    """
-
-    def field(log_sigma, x):
-        sigma = jnp.full(x.shape[:1], jnp.exp(log_sigma), x.dtype)
-        return x - denoiser_fn(x, sigma)
-
-    return field
-
-
 def edm_likelihood(
     denoiser_fn: Callable,
     x0: jnp.ndarray,
@@ -274,11 +241,11 @@ def edm_likelihood(
 ) -> dict:
     """The log-likelihood of EDM's probability-flow ODE (Karras et al. 2022, eq. 4; the
     likelihood of Song et al. 2021, Sec. 4.3, for its VE form) by the instantaneous change of
-    variables (:func:`~jaxdiff.samplers.change_of_variables`) in the time log sigma
-    (:func:`edm_log_sigma_field`), from x0 at sigma_min to the prior N(0, sigma_max^2 I) at
-    sigma_max (the data's variance is negligible there):
+    variables (:func:`~jaxdiff.samplers.change_of_variables`) in the time s = log sigma,
+    where the field is x - D(x; e^s), from x0 at sigma_min to the prior N(0, (1 + sigma_max^2) I)
+    at sigma_max (the data's variance is negligible next to sigma_max^2):
 
-    .. math:: \\log p(x_0) \\approx \\log \\mathcal N(x(\\sigma_{\\max}); 0, \\sigma_{\\max}^2 I)
+    .. math:: \\log p(x_0) \\approx \\log \\mathcal N(x(\\sigma_{\\max}); 0, (1 + \\sigma_{\\max}^2) I)
         + \\int_{\\ln \\sigma_{\\min}}^{\\ln \\sigma_{\\max}} \\nabla_x \\cdot (x - D(x; e^s))\\, ds
 
     It is the density of the data smoothed by N(0, sigma_min^2), the level closest to the data
@@ -297,14 +264,8 @@ def edm_likelihood(
     if not 0 < sigma_min < sigma_max:
         raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
     return change_of_variables(
-        edm_log_sigma_field,
-        denoiser_fn,
-        x0,
-        rng,
-        t_data=math.log(sigma_min),
-        t_prior=math.log(sigma_max),
-        prior_std=sigma_max,
-        **options,
+        model_denoiser(denoiser_fn, EDM(), prediction="x0"), EDM(), x0, rng, t_data=sigma_min,
+        t_prior=sigma_max, log_time=True, **options,
     )
 
 
@@ -318,18 +279,8 @@ def sigma_range(process) -> tuple[float, float]:
     return float(sigma[0]), float(sigma[1])
 
 
-def _process_denoise(model_fn, process, y, sigma, *, prediction, clip_denoised):
-    sigma = jnp.broadcast_to(jnp.asarray(sigma, y.dtype), y.shape[:1])
-    t = process.time_at_log_snr(-2.0 * jnp.log(sigma))
-    shape = (-1,) + (1,) * (y.ndim - 1)
-    alpha, sigma_t = (a.astype(y.dtype).reshape(shape) for a in process.alpha_sigma(t))
-    x = alpha * y
-    out = call_real_time(model_fn, x, process.model_time(t).astype(y.dtype))
-    _checks.same_shape("model output", out, "x", x)
-    _, x0 = eps_x0_from_output(
-        out, x, alpha, sigma_t, prediction=prediction, clip_denoised=clip_denoised
-    )
-    return x0
+def _x0_of(denoise, x, sigma):
+    return denoise(x, sigma)[1]
 
 
 def process_denoiser(
@@ -356,19 +307,16 @@ def process_denoiser(
       model_fn: ``model_fn(x_t, t) -> output`` of the model trained on ``process``.
       process: its process (:class:`~jaxdiff.schedules.Schedule` or one of
         :mod:`jaxdiff.processes`); read the model inside :func:`sigma_range`.
-      prediction: what the model predicts: ``eps``, ``x0`` or ``v``.
+      prediction: what the model predicts: eps | x0 | v | velocity | score.
       clip_denoised: clip the x_0 estimate to [-1, 1].
 
     Returns:
-      ``denoiser_fn(y, sigma) -> [B, ...]`` (a :class:`~jaxdiff._compile.PytreeFn`: the
+      ``denoiser_fn(y, sigma) -> [B, ...]`` (:func:`~jaxdiff.samplers._denoise.scaled_denoiser`) (a :class:`~jaxdiff._compile.PytreeFn`: the
       model's bound arrays and the process's are arguments of the samplers' compiled programs).
     """
-    _checks.one_of("prediction", prediction, PATH_PREDICTIONS)
-    return PytreeFn(
-        _process_denoise,
-        (as_pytree_fn(model_fn), process),
-        dict(prediction=prediction, clip_denoised=clip_denoised),
-    )
+    _checks.one_of("prediction", prediction, PREDICTIONS)
+    denoise = model_denoiser(model_fn, process, prediction=prediction, clip_denoised=clip_denoised)
+    return PytreeFn(_x0_of, (scaled_denoiser(denoise, process),))
 
 
 def _ve_denoise(score_fn, x, sigma):

@@ -1,6 +1,5 @@
 """Variational diffusion models (Kingma et al. 2021): the noise schedule gamma(t) = -log SNR(t),
-the terms of the bound, the step of the discrete chain's ancestral sampler (the sampler is
-``samplers.vdm_sample``), and Fourier features.
+the terms of the bound and Fourier features (the ancestral sampler is ``samplers.vdm_sample``).
 
 The process is variance preserving with t in [0, 1] (data at t = 0, noise at t = 1):
 
@@ -54,7 +53,6 @@ __all__ = [
     "fourier_features",
     "FourierFeatures",
     "VDMModel",
-    "ancestral_step",
 ]
 
 # The end points of the paper's CIFAR-10 schedule (their App. H): SNR(0) = e^13.3, SNR(1) = e^-5.
@@ -380,18 +378,3 @@ class VDMModel(nnx.Module):
         gamma = gamma_0 + (gamma_1 - gamma_0) * u
         logits = out.reshape(*z.shape, NUM_VALUES)
         return categorical_eps(logits, z, expand_like(gamma, z))
-
-
-# --- sampling ------------------------------------------------------------------------------------
-
-
-def ancestral_step(z_t, eps_hat, gamma_s, gamma_t, noise) -> jnp.ndarray:
-    """One step z_t -> z_s (s < t) of the generative chain p(z_s | z_t) = q(z_s | z_t,
-    x = x^(z_t)) (Kingma et al. 2021, App. A, eqs. 32-34), with c = -expm1(gamma_s - gamma_t):
-
-    .. math:: z_s = \\frac{\\alpha_s}{\\alpha_t}(z_t - c\\, \\sigma_t\\, \\hat\\epsilon)
-        + \\sigma_s \\sqrt{c}\\; n, \\quad n \\sim \\mathcal N(0, I)
-    """
-    (alpha_s, sigma_s), (alpha_t, sigma_t) = alpha_sigma(gamma_s), alpha_sigma(gamma_t)
-    c = -jnp.expm1(gamma_s - gamma_t)
-    return alpha_s / alpha_t * (z_t - c * sigma_t * eps_hat) + sigma_s * jnp.sqrt(c) * noise

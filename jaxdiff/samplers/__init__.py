@@ -58,4 +58,6 @@ from jaxdiff.samplers._pc import reverse_diffusion_predictor as reverse_diffusio
 from jaxdiff.samplers._spacing import linspace_timesteps as linspace_timesteps
 from jaxdiff.samplers._spacing import quadratic_timesteps as quadratic_timesteps
 from jaxdiff.samplers._spacing import uniform_timesteps as uniform_timesteps
-from jaxdiff.samplers._vdm import vdm_sample as vdm_sample
+from jaxdiff.samplers._ancestral import ancestral_step as ancestral_step
+from jaxdiff.samplers._ancestral import vdm_sample as vdm_sample
+from jaxdiff.samplers._common import sample as sample

@@ -1,7 +1,8 @@
 """What every sampler shares: the driver that runs a chain of steps as one scan (keys,
 trajectory, inpainting), and the output bundle returned when a caller asks for more than x_0.
 
-A sampler is its step function and its levels: :func:`drive` owns the rest."""
+A sampler is its step function and its levels: :func:`drive` owns the rest, and
+:func:`sample` is the whole sampler for a step over (denoise, process, x, t, t_next, key)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ import numpy as np
 
 from jaxdiff import _checks
 from jaxdiff._compile import compiled as compiled
-from jaxdiff.samplers._inpaint import impute
+from jaxdiff.samplers._denoise import model_denoiser
+from jaxdiff.samplers._grids import Grid, default_grid, grid_times, is_integer_grid
+from jaxdiff.samplers._inpaint import impute, inpaint_spec
 
 
 class SamplerOutput(NamedTuple):
@@ -193,3 +196,78 @@ def finish(samples, trajectory, nfe, *, return_info: bool):
         return SamplerOutput(samples, trajectory, jnp.asarray(nfe, jnp.int32))
     return samples
 
+
+
+def sample(
+    step: Callable,
+    model_fn: Callable,
+    process,
+    x_T: jnp.ndarray,
+    rng=None,
+    *,
+    num_steps: int,
+    grid: Grid | None = None,
+    prediction: str = "eps",
+    clip_denoised: bool = False,
+    denoise_last: bool = False,
+    calls_per_step: int = 1,
+    mask=None,
+    known=None,
+    return_info: bool = False,
+    trajectory_every: int = 1,
+):
+    """A sampler from its step: ``x = step(denoise, process, x, t, t_next, key)`` over the
+    ``num_steps`` levels of ``grid`` from ``t_noise`` to ``t_data``, one compiled ``lax.scan``
+    (:func:`drive`), with every shared option done here.
+
+    Args:
+      step: ``step(denoise, process, x, t, t_next, key) -> x`` with ``denoise(x, t) -> (eps,
+        x0)``, t and t_next scalars, key None without ``rng`` (a module-level function or a
+        ``functools.partial`` of one: it is a static argument of the compiled chain), e.g.
+        :func:`~jaxdiff.samplers.ancestral_step`.
+      model_fn: ``model_fn(x_t, t) -> output``, called with ``process.model_time(t)``: int32 on
+        a grid of a discrete schedule's integers (the default there), else float ``[B]``.
+      process: the process the model was trained on (any GaussianProcess).
+      x_T: ``[B, ...]`` the start at ``t_noise``.
+      rng: the chain's key; step i (counting down from N to 1) uses ``fold_in(rng, i)``.
+      num_steps: N.
+      grid: the levels (default: near-equal log-SNR steps, on the integers for a schedule).
+      prediction: eps | x0 | v | velocity | score.
+      clip_denoised: clip x0 to [-1, 1] at every model call.
+      denoise_last: end with the model's x_0 estimate at the last level (one more call).
+      calls_per_step: the model calls of one step (for ``nfe``).
+      mask, known: inpainting: after every step the known pixels are a draw of the process at
+        the step's level, and ``known`` at the end (needs rng).
+      return_info: return a :class:`SamplerOutput`.
+      trajectory_every: with ``return_info``, the state after every k-th step.
+
+    Returns:
+      ``[B, ...]`` samples, or a :class:`SamplerOutput` with ``nfe = N calls_per_step +
+      denoise_last``.
+    """
+    _checks.batched("x_T", x_T)
+    grid = default_grid(process) if grid is None else grid
+    times = grid_times(process, num_steps, grid)
+    denoise = model_denoiser(model_fn, process, prediction=prediction, clip_denoised=clip_denoised,
+                             integer_time=is_integer_grid(process, times))
+    x, trajectory = _sample_chain(
+        denoise, process, x_T, rng, times, inpaint_spec(mask, known, x_T), step=step,
+        denoise_last=denoise_last, trajectory_every=trajectory_every if return_info else 0,
+    )
+    return finish(x, trajectory, num_steps * calls_per_step + int(denoise_last),
+                  return_info=return_info)
+
+
+@compiled(static_argnames=("step", "denoise_last", "trajectory_every"))
+def _sample_chain(denoise, process, x_T, rng, times, inpaint, *, step, denoise_last,
+                  trajectory_every):
+    key_ids = jnp.arange(times.shape[0] - 1, 0, -1)
+    x, trajectory = drive(
+        lambda x, pair, key: step(denoise, process, x, *pair, key), x_T,
+        (times[:-1], times[1:]), rng=rng, key_ids=key_ids, inpaint=inpaint,
+        arrives_at=lambda pair: process.alpha_sigma(pair[1]), trajectory_every=trajectory_every,
+    )
+    if denoise_last:
+        x = denoise(x, times[-1])[1]
+        trajectory = None if trajectory is None else trajectory.at[-1].set(x)
+    return with_known(x, trajectory, inpaint)

@@ -19,24 +19,19 @@ from jaxdiff._compile import PytreeFn, as_pytree_fn
 from jaxdiff.diffusion import eps_from_x0, eps_x0_from_output, x0_from_eps, x0_from_posterior_mean
 from jaxdiff.schedules import Schedule
 
-__all__ = ["PREDICTIONS", "per_example", "coefficients", "read_output", "model_denoiser", "scaled_denoiser"]
+__all__ = ["PREDICTIONS", "coefficients", "read_output", "model_denoiser", "scaled_denoiser"]
 
 # What a network may predict on a continuous path.
 PREDICTIONS = ("eps", "x0", "v", "velocity", "score")
 
 
-def per_example(a, ndim: int) -> jnp.ndarray:
-    """A scalar or ``[B]`` array shaped to broadcast against ``[B, ...]`` of rank ``ndim``."""
-    a = jnp.asarray(a)
-    return jnp.reshape(a, (1,) * ndim if a.ndim == 0 else (-1,) + (1,) * (ndim - 1))
-
-
 def coefficients(process, t, ndim: int):
-    """alpha(t), sigma(t) and their derivatives d/dt (by ``jax.jvp``), for a scalar or ``[B]``
-    t, each shaped by :func:`per_example`."""
+    """alpha(t), sigma(t) and their time derivatives, for a scalar or ``[B]`` t, each shaped to
+    broadcast against ``[B, ...]`` of rank ``ndim``."""
     t = jnp.asarray(t, jnp.result_type(float))
-    (alpha, sigma), (dalpha, dsigma) = jax.jvp(process.alpha_sigma, (t,), (jnp.ones_like(t),))
-    return tuple(per_example(c, ndim) for c in (alpha, sigma, dalpha, dsigma))
+    coeffs = (*process.alpha_sigma(t), *process.alpha_sigma_derivatives(t))
+    shape = (1,) * ndim if t.ndim == 0 else (-1,) + (1,) * (ndim - 1)
+    return tuple(jnp.reshape(c, shape) for c in coeffs)
 
 
 def read_output(out, x, process, t, *, prediction: str, clip_denoised: bool = False):
@@ -141,7 +136,7 @@ def model_denoiser(
 
 def _scaled_denoise(denoise, process, y, level):
     t = process.time_at_log_snr(-2.0 * jnp.log(level))
-    alpha = per_example(process.alpha_sigma(t)[0], y.ndim).astype(y.dtype)
+    alpha = coefficients(process, t, y.ndim)[0].astype(y.dtype)
     return denoise(alpha * y, t)
 
 

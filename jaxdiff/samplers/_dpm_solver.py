@@ -242,7 +242,7 @@ def dpm_solver_sample(
     _check_order(order)
     grid = default_grid(schedule) if grid is None else grid
     taus = grid_times(schedule, num_steps, grid)
-    integer_time = is_integer_grid(taus) or (
+    integer_time = is_integer_grid(schedule, taus) or (
         isinstance(taus, jax.core.Tracer) and grid is integer_logsnr_grid
     )
     denoise = model_denoiser(model_fn, schedule, prediction=prediction,

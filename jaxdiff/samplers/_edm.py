@@ -242,10 +242,10 @@ def edm_likelihood(
     """The log-likelihood of EDM's probability-flow ODE (Karras et al. 2022, eq. 4; the
     likelihood of Song et al. 2021, Sec. 4.3, for its VE form) by the instantaneous change of
     variables (:func:`~jaxdiff.samplers.change_of_variables`) in the time s = log sigma,
-    where the field is x - D(x; e^s), from x0 at sigma_min to the prior N(0, (1 + sigma_max^2) I)
-    at sigma_max (the data's variance is negligible next to sigma_max^2):
+    where the field is x - D(x; e^s), from x0 at sigma_min to the prior N(0, sigma_max^2 I) at
+    sigma_max (the data's variance is negligible there):
 
-    .. math:: \\log p(x_0) \\approx \\log \\mathcal N(x(\\sigma_{\\max}); 0, (1 + \\sigma_{\\max}^2) I)
+    .. math:: \\log p(x_0) \\approx \\log \\mathcal N(x(\\sigma_{\\max}); 0, \\sigma_{\\max}^2 I)
         + \\int_{\\ln \\sigma_{\\min}}^{\\ln \\sigma_{\\max}} \\nabla_x \\cdot (x - D(x; e^s))\\, ds
 
     It is the density of the data smoothed by N(0, sigma_min^2), the level closest to the data
@@ -263,9 +263,10 @@ def edm_likelihood(
     """
     if not 0 < sigma_min < sigma_max:
         raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+    process = EDM(sigma_min=sigma_min, sigma_max=sigma_max)
     return change_of_variables(
-        model_denoiser(denoiser_fn, EDM(), prediction="x0"), EDM(), x0, rng, t_data=sigma_min,
-        t_prior=sigma_max, log_time=True, **options,
+        model_denoiser(denoiser_fn, process, prediction="x0"), process, x0, rng,
+        t_data=sigma_min, t_prior=sigma_max, log_time=True, **options,
     )
 
 

@@ -1,8 +1,8 @@
 """Flow matching / rectified flow on the linear path x_t = (1 - t) x_0 + t eps (Lipman et al.
 2023; Liu et al. 2023): noise at t = 1, data at t = 0, and a learned velocity v(x, t) = dx/dt,
 an estimate of E[eps - x_0 | x_t]. Sampling and the likelihood are those of every process
-(:mod:`._ode`) on :class:`~jaxdiff.processes.LinearFlow` from t = 1, the model predicting the
-velocity.
+(:mod:`._ode`) in the process's own time, the model predicting the velocity: the linear path
+from t = 1 by default, any other Gaussian path (e.g. the trigonometric one) with ``process=``.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ def flow_sample(
     rtol: float = 1e-5,
     atol: float = 1e-5,
     max_steps: int = 4096,
+    process=PATH,
     mask=None,
     known=None,
     return_info: bool = False,
@@ -58,6 +59,9 @@ def flow_sample(
         then saved on that grid).
       method: ``"euler"``, ``"heun"`` or an adaptive method.
       rtol, atol, max_steps: the adaptive solver's tolerances and step budget.
+      process: the path (default the linear one on [0, 1]); any GaussianProcess, whose
+        ``velocity_fn`` is then its dx/dt = alpha'(t) x_0 + sigma'(t) eps, solved from
+        ``t_noise`` to ``t_data`` in equal steps of t.
       mask, known: inpainting with a fixed-step method, as in
         :func:`~jaxdiff.samplers.ddpm_sample`: after every step the known pixels are the path's
         (1 - t) known + t z at the step's end time t, and ``known`` at t = 0 (needs rng).
@@ -74,9 +78,10 @@ def flow_sample(
     _checks.batched("x_1", x_1)
     solver = resolve_method(method, num_steps, rtol, atol)
     steps = 1 if num_steps is None else num_steps
+    times = jnp.linspace(process.t_noise, process.t_data, steps + 1, dtype=x_1.dtype)
     x, trajectory, nfe = flow_chain(
-        model_denoiser(velocity_fn, PATH, prediction="velocity"), PATH, x_1, rng,
-        jnp.linspace(1.0, 0.0, steps + 1, dtype=x_1.dtype), jnp.asarray(rtol, x_1.dtype),
+        model_denoiser(velocity_fn, process, prediction="velocity"), process, x_1, rng,
+        times, jnp.asarray(rtol, x_1.dtype),
         jnp.asarray(atol, x_1.dtype), fixed_step_inpaint(mask, known, x_1, solver),
         method=solver, log_time=False, max_steps=max_steps,
         trajectory_every=trajectory_every if return_info and num_steps is not None else 0,
@@ -84,7 +89,7 @@ def flow_sample(
     return finish(x, trajectory, nfe, return_info=return_info)
 
 
-def flow_likelihood(velocity_fn: Callable, x0: jnp.ndarray, rng, **options) -> dict:
+def flow_likelihood(velocity_fn: Callable, x0: jnp.ndarray, rng, *, process=PATH, **options) -> dict:
     """The exact log-likelihood of a flow-matching model by the instantaneous change of
     variables (Chen et al. 2018, Thm. 1; Lipman et al. 2023, Sec. 6), along dx/dt = v(x, t)
     from the data at t = 0 to the noise at t = 1, where p_1 = N(0, I):
@@ -93,10 +98,12 @@ def flow_likelihood(velocity_fn: Callable, x0: jnp.ndarray, rng, **options) -> d
 
     Args:
       velocity_fn: ``velocity_fn(x, t)``, t a float ``[B]``.
+      process: the path (default the linear one; its prior N(0, prior_std^2 I) at ``t_noise``).
       x0, rng, **options: as in :func:`~jaxdiff.samplers.change_of_variables`.
 
     Returns:
       The dict of :func:`~jaxdiff.samplers.change_of_variables`.
     """
-    denoise = model_denoiser(velocity_fn, PATH, prediction="velocity")
-    return change_of_variables(denoise, PATH, x0, rng, t_data=0.0, t_prior=1.0, **options)
+    denoise = model_denoiser(velocity_fn, process, prediction="velocity")
+    return change_of_variables(denoise, process, x0, rng, t_data=process.t_data,
+                               t_prior=process.t_noise, **options)

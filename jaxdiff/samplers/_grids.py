@@ -77,9 +77,10 @@ def default_grid(process) -> Grid:
     return integer_logsnr_grid if isinstance(process, Schedule) else uniform_logsnr_grid
 
 
-def is_integer_grid(taus) -> bool:
-    """Whether concrete grid levels all lie on the integers (traced levels: False)."""
-    if isinstance(taus, jax.core.Tracer):
+def is_integer_grid(process, taus) -> bool:
+    """Whether concrete grid levels of a discrete :class:`Schedule` all lie on its integers, so
+    the network is called with int32 t (traced levels, or a continuous process: False)."""
+    if not isinstance(process, Schedule) or isinstance(taus, jax.core.Tracer):
         return False
     values = np.asarray(taus)
     return bool(np.all(values == np.round(values)))

@@ -61,9 +61,9 @@ def impute(x, mask, values) -> jnp.ndarray:
 
 def fixed_step_inpaint(mask, known, x, solver) -> Inpaint | None:
     """:func:`inpaint_spec` for an ODE sampler: inpainting re-imposes the known pixels between
-    steps, so it needs the fixed-step solver (``solver`` None), not an adaptive one."""
+    steps, so it needs a fixed-step method (``solver`` "euler" or "heun"), not an adaptive one."""
     inpaint = inpaint_spec(mask, known, x)
-    if inpaint is not None and solver is not None:
+    if inpaint is not None and not isinstance(solver, str):
         raise ValueError(
             "mask: inpainting needs fixed steps (method 'euler' or 'heun' with num_steps), "
             "not an adaptive solver"

@@ -352,7 +352,7 @@ def _scaled_chain(denoise, process, x_T, rng, times, rtol, atol, inpaint, *, sol
     if denoise_last:
         x = denoise(x, times[-1])[1]
         nfe = nfe + 1
-        x, trajectory = with_known(x, trajectory, inpaint)
+    x, trajectory = with_known(x, trajectory, inpaint)  # known exactly in x, not y = x / alpha
     return x, trajectory, nfe
 
 
@@ -446,6 +446,7 @@ def change_of_variables(
     *,
     t_data,
     t_prior,
+    prior_std=None,
     log_time: bool = False,
     num_probes: int = 1,
     dequantize: bool = True,
@@ -458,9 +459,9 @@ def change_of_variables(
 ) -> dict:
     """log p(x0) of the probability-flow ODE of ``process`` (:func:`probability_flow`) by the
     instantaneous change of variables (Chen et al. 2018, Thm. 1), solved from the data at
-    ``t_data`` to the prior N(0, (alpha^2 + sigma^2) I) at ``t_prior``:
+    ``t_data`` to the prior N(0, s^2 I) at ``t_prior``:
 
-    .. math:: \\log p(x(t_{data})) = \\log \\mathcal N(x(t_{prior}); 0, (\\alpha^2 + \\sigma^2) I)
+    .. math:: \\log p(x(t_{data})) = \\log \\mathcal N(x(t_{prior}); 0, s^2 I)
         + \\int_{t_{data}}^{t_{prior}} \\nabla_x \\cdot f(t, x(t))\\, dt
 
     with Hutchinson's divergence estimate E[v^T J v] (Rademacher or Gaussian probes, fixed
@@ -472,6 +473,7 @@ def change_of_variables(
       x0: ``[B, ...]`` data in [-1, 1]; with ``dequantize``, 8-bit values (2 k / 255 - 1).
       rng: key of the dequantisation noise and the probes.
       t_data, t_prior: the ends of the solve (t_prior > t_data > 0 with ``log_time``).
+      prior_std: s (default ``process.prior_std``, sqrt(alpha^2 + sigma^2) at ``t_noise``).
       log_time: solve in log t.
       num_probes: probes per example (ignored by ``trace="exact"``).
       dequantize: evaluate the density at :func:`uniform_dequantize` (x0) instead of x0.
@@ -499,7 +501,8 @@ def change_of_variables(
         )
     solver = resolve_method(method, num_steps, rtol, atol)
     x0 = jnp.asarray(x0)
-    scalars = (t_data, t_prior, rtol, atol)
+    prior_std = process.prior_std if prior_std is None else prior_std
+    scalars = (t_data, t_prior, prior_std, rtol, atol)
     return _likelihood(
         denoise, process, x0, rng, *(jnp.asarray(v, x0.dtype) for v in scalars),
         log_time=log_time, num_probes=num_probes, dequantize=dequantize, trace=trace,
@@ -509,7 +512,8 @@ def change_of_variables(
 
 @compiled(static_argnames=("log_time", "num_probes", "dequantize", "trace", "num_steps",
                            "solver", "max_steps"))
-def _likelihood(denoise, process, x0, rng, t_data, t_prior, rtol, atol, *, log_time, num_probes,
+def _likelihood(denoise, process, x0, rng, t_data, t_prior, prior_std, rtol, atol, *, log_time,
+                num_probes,
                 dequantize, trace, num_steps, solver, max_steps):
     key_deq, key_probe = jax.random.split(rng)
     x = uniform_dequantize(x0, key_deq) if dequantize else x0
@@ -525,8 +529,7 @@ def _likelihood(denoise, process, x0, rng, t_data, t_prior, rtol, atol, *, log_t
         field, state, t_data, t_prior, solver, times=times, rtol=rtol, atol=atol,
         max_steps=max_steps, log_time=log_time,
     )
-    alpha, sigma = process.alpha_sigma(t_prior)
-    return likelihood_result(x, z, alpha**2 + sigma**2, divergence, nfe)
+    return likelihood_result(x, z, prior_std**2, divergence, nfe)
 
 
 def likelihood_result(x, z, prior_var, delta_logp, nfe) -> dict:
@@ -561,8 +564,8 @@ def ode_likelihood(
     """The exact log-likelihood of the probability-flow ODE's model of any Gaussian process
     (Song et al. 2021, Sec. 4.3 and App. D.2): :func:`change_of_variables` in the scaled
     coordinates y = x / alpha, sigma~ = sigma / alpha (in the time log sigma~), from the data at
-    ``t_data`` to ``t_noise``, where the prior is N(0, (alpha^2 + sigma^2) I) (N(0, I) for a
-    variance-preserving process), and back to the density of x:
+    ``t_data`` to ``t_noise``, where the prior is the process's N(0, prior_std^2 I) (N(0, I)
+    for a variance-preserving process), and back to the density of x:
 
     .. math:: \\log p_x(x) = \\log p_y(x / \\alpha(t_{data})) - D \\log \\alpha(t_{data})
 
@@ -600,16 +603,16 @@ def ode_likelihood(
             )
         rng, key = jax.random.split(rng)
         x0 = uniform_dequantize(x0, key)
-    dims = math.prod(x0.shape[1:])
     out = change_of_variables(
         denoise, SCALED, x0 / alphas[0].astype(x0.dtype), rng, t_data=levels[0],
-        t_prior=levels[1], log_time=True, num_probes=num_probes, dequantize=False, trace=trace,
-        method=method, num_steps=num_steps, rtol=rtol, atol=atol, max_steps=max_steps,
+        t_prior=levels[1], prior_std=schedule.prior_std / alphas[1], log_time=True,
+        num_probes=num_probes, dequantize=False, trace=trace, method=method,
+        num_steps=num_steps, rtol=rtol, atol=atol, max_steps=max_steps,
     )
     # Back to x: p_x(x) = p_y(x / alpha_0) / alpha_0^D, and the prior of x_T = alpha_T y_T.
-    log_alphas = dims * jnp.log(alphas)
+    log_alphas = math.prod(x0.shape[1:]) * jnp.log(alphas)
     prior_logp = out["prior_logp"] - log_alphas[1]
     delta_logp = out["delta_logp"] + log_alphas[1] - log_alphas[0]
     logp = prior_logp + delta_logp
-    return dict(out, logp=logp, bpd=bits_per_dim(logp, dims), prior_logp=prior_logp,
-                delta_logp=delta_logp, x=x0, z=alphas[1] * out["z"])
+    return dict(out, logp=logp, bpd=bits_per_dim(logp, math.prod(x0.shape[1:])),
+                prior_logp=prior_logp, delta_logp=delta_logp, x=x0, z=alphas[1] * out["z"])

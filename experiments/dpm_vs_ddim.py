@@ -36,7 +36,8 @@ def error(x, abar_from, abar_to):
 def main():
     grids = {"default": None, "linspace-int": linspace_integer_grid,
              "logSNR-real": samplers.uniform_logsnr_grid}
-    print("steps  DDIM    " + "  ".join(f"++({k}) {g:12s}" for g in grids for k in (2, 3)))
+    print("steps  " + " ".join(f"{h:>18s}" for h in ["DDIM"] + [f"++({k}) {g}" for g in grids
+                                                                   for k in (2, 3)]))
     for n in (10, 20, 40):
         row = [error(samplers.ddim_sample(MODEL, SCHED, X_T, num_steps=n),
                      ABAR[(n - 1) * (T // n)], 1.0)]
@@ -44,7 +45,7 @@ def main():
             for k in (2, 3):
                 x = samplers.dpm_solver_sample(MODEL, SCHED, X_T, num_steps=n, order=k, grid=grid)
                 row.append(error(x, ABAR[-1], ABAR[0]))
-        print(f"{n:5d}  " + "  ".join(f"{e:.4f}" + " " * 14 for e in row).rstrip())
+        print(f"{n:5d}  " + " ".join(f"{e:18.4f}" for e in row))
 
 
 if __name__ == "__main__":

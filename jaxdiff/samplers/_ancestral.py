@@ -37,8 +37,8 @@ def ancestral_step(denoise: Callable, process, x, t, t_next, key=None) -> jnp.nd
       ``[B, ...]`` x_s.
     """
     eps, _ = denoise(x, t)
-    alpha_t, sigma_t = coefficients(process, t, x.ndim)[:2]
-    alpha_s, sigma_s = coefficients(process, t_next, x.ndim)[:2]
+    alpha_t, sigma_t = coefficients(process, t, x)[:2]
+    alpha_s, sigma_s = coefficients(process, t_next, x)[:2]
     c = -jnp.expm1(process.log_snr_at(t) - process.log_snr_at(t_next)).astype(x.dtype)
     mean = alpha_s / alpha_t * (x - c * sigma_t * eps)
     if key is None:

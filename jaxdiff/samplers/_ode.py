@@ -143,7 +143,7 @@ def probability_flow(denoise: Callable, process) -> Callable:
 
     def field(t, x):
         eps, x0 = denoise(x, t)
-        _, _, dalpha, dsigma = coefficients(process, t, x.ndim)
+        _, _, dalpha, dsigma = coefficients(process, t, x)
         return (dalpha * x0 + dsigma * eps).astype(x.dtype)
 
     return field

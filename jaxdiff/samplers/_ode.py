@@ -601,8 +601,7 @@ def ode_likelihood(
             raise ValueError(
                 f"x0 must be data in [-1, 1], got values in [{np.min(x0):.3g}, {np.max(x0):.3g}]"
             )
-        rng, key = jax.random.split(rng)
-        x0 = uniform_dequantize(x0, key)
+        x0 = uniform_dequantize(x0, jax.random.split(rng)[0])  # the probes: split(rng)[1]
     out = change_of_variables(
         denoise, SCALED, x0 / alphas[0].astype(x0.dtype), rng, t_data=levels[0],
         t_prior=levels[1], prior_std=schedule.prior_std / alphas[1], log_time=True,

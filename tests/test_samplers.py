@@ -464,7 +464,7 @@ def _bad_calls():
         "eta without rng": (lambda: S.ddim_sample(eps_fn, schedule, x, num_steps=5, eta=0.5),
                             "rng"),
         "model output shape": (lambda: S.ddim_sample(lambda x_t, t: x_t[..., :1], schedule, x,
-                                                     num_steps=5), "the model output and x_t"),
+                                                     num_steps=5), "the model output and x"),
         "inpainting without rng": (lambda: S.dpm_solver_sample(eps_fn, schedule, x, num_steps=5,
                                                                mask=np.ones(2, bool), known=x),
                                    "pass an rng"),

@@ -14,13 +14,25 @@ import numpy as np
 
 from jaxdiff import analytic, samplers, schedules
 
+def real_time_eps(schedule, mean, variance):
+    """The optimal eps of Gaussian data at every real timestep tau: -sigma times the exact score
+    of N(mean, variance) smoothed to sigma / alpha, read at x / alpha."""
+    score_fn = analytic.mixture_score_fn([1.0], jnp.asarray(mean)[None], jnp.asarray(variance)[None])
+
+    def model_fn(x, t):
+        alpha, sigma = (v[:, None] for v in schedule.alpha_sigma(t))
+        return -sigma / alpha * score_fn(x / alpha, (sigma / alpha)[:, 0])
+
+    return model_fn
+
+
 SCHED = schedules.linear(1000)
 T = SCHED.num_timesteps
 ABAR = np.cumprod(1 - np.linspace(1e-4, 0.02, T))
 MEAN = jnp.array([0.5, -0.3, 0.0, 0.2])
 VAR = jnp.array([0.25, 0.04, 0.5, 0.09])
 X_T = jax.random.normal(jax.random.key(0), (64, 4))
-MODEL = analytic.gaussian_vdm_eps_fn(lambda t: -SCHED.log_snr_at(t), MEAN, VAR)
+MODEL = real_time_eps(SCHED, MEAN, VAR)
 
 
 def linspace_integer_grid(schedule, num_steps):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from compile_counter import count_compilations
+from exact_models import gaussian_eps, mixture_eps
 from flax import nnx
 from jaxdiff import analytic, losses, models, samplers, schedules
 
@@ -245,7 +246,7 @@ def test_edm_euler_with_the_vp_column_on_ddims_steps_is_ddim():
     """Karras et al. Table 1 (VP) + Euler on DDIM's 50 levels = deterministic DDIM (Song, Meng &
     Ermon 2021, eq. 14 in the scaled state x / alpha), for a nonlinear (mixture) model."""
     sched = schedules.linear(1000)
-    model = analytic.mixture_vdm_eps_fn(lambda t: -sched.log_snr_at(t), WEIGHTS, MEANS, VARIANCES)
+    model = mixture_eps(sched, WEIGHTS, MEANS, VARIANCES)
     x_T = jax.random.normal(jax.random.key(11), (32, 2))
     ddim = samplers.ddim_sample(model, sched, x_T, num_steps=50)
     timesteps = np.arange(980, -1, -20)
@@ -267,7 +268,7 @@ def test_vp_and_ve_columns_turn_exact_models_into_the_exact_denoiser():
     sigma = jnp.geomspace(1.5 * sigma_min, 0.5 * sigma_max, 64)
     x = NOISE * jnp.sqrt(VAR + sigma[:, None] ** 2) + MEAN
     expected = MEAN + VAR / (VAR + sigma[:, None] ** 2) * (x - MEAN)
-    eps_model = analytic.gaussian_vdm_eps_fn(lambda t: -sched.log_snr_at(t), MEAN, VAR)
+    eps_model = gaussian_eps(sched, MEAN, VAR)
     np.testing.assert_allclose(samplers.process_denoiser(eps_model, sched)(x, sigma), expected, rtol=2e-3, atol=2e-3)
     score_fn = analytic.mixture_score_fn([1.0], MEAN[None], VAR[None])
     np.testing.assert_allclose(samplers.ve_denoiser(score_fn)(x, sigma), expected, rtol=2e-3, atol=2e-3)

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from compile_counter import count_compilations
+from exact_models import mixture_eps
 from jax.scipy.stats import norm
 
 from jaxdiff import analytic, samplers, schedules
@@ -23,7 +24,7 @@ X_T = jax.random.normal(jax.random.key(0), (64, 4))
 def optimal_eps(weights, means, variances):
     """The optimal eps-predictor of mixture data at every real timestep, from the schedule's
     continuous log-SNR (at the integers it is the table model, checked below)."""
-    return analytic.mixture_vdm_eps_fn(lambda t: -SCHED.log_snr_at(t), weights, means, variances)
+    return mixture_eps(SCHED, weights, means, variances)
 
 
 GAUSS = optimal_eps([1.0], MEAN[None], VAR[None])

@@ -34,9 +34,11 @@ def alpha_sigma(t):  # the closed form, independent of the process object
     return math.cos(0.5 * math.pi * t), math.sin(0.5 * math.pi * t)
 
 
-# The exact eps of Gaussian data at every t, from the closed-form log-SNR -2 log tan(pi t / 2).
-EXACT_EPS = analytic.gaussian_vdm_eps_fn(lambda t: 2.0 * jnp.log(jnp.tan(0.5 * jnp.pi * t)),
-                                         MEAN, VAR)
+def EXACT_EPS(x, t):  # noqa: N802 - a model
+    """The exact eps of Gaussian data, sigma (x - alpha m) / (alpha^2 v + sigma^2), in closed form."""
+    t = t[:, None]
+    a, s = jnp.cos(0.5 * jnp.pi * t), jnp.sin(0.5 * jnp.pi * t)
+    return s * (x - a * MEAN) / (a**2 * VAR + s**2)
 
 
 def exact_velocity(x, t):

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from exact_models import gaussian_eps
 
 from jaxdiff import analytic, samplers, schedules
 
@@ -17,7 +18,7 @@ KEY = jax.random.key(1)
 # The optimal eps of Gaussian data from the schedule's [T] tables, gathered at an int t (jnp.take
 # rejects a float index), and the same model at every real t from the continuous log-SNR.
 TABLE_MODEL = analytic.gaussian_eps_fn(SCHED, MEAN, VAR)
-REAL_TIME_MODEL = analytic.gaussian_vdm_eps_fn(lambda t: -SCHED.log_snr_at(t), MEAN, VAR)
+REAL_TIME_MODEL = gaussian_eps(SCHED, MEAN, VAR)
 
 INTEGER_SAMPLERS = {
     "ddpm": lambda f: samplers.ddpm_sample(f, SCHED, X_T, KEY),

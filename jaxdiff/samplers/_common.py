@@ -115,7 +115,7 @@ def drive(
       rng: the chain's key; step i gets ``fold_in(rng, key_ids[i])``. With inpainting the key
         is split first, ``rng, rng_known = split(rng)``.
       key_ids: ``[N]`` ints (default ``arange(N)``).
-      inpaint: the known pixels (:class:`~jaxdiff.samplers.Inpaint`) or None.
+      inpaint: the known pixels (:class:`~jaxdiff.samplers._inpaint.Inpaint`) or None.
       arrives_at: ``arrives_at(inputs_i) -> (alpha, sigma)``, the forward process's scale and
         noise at the level after step i, in the chain's scaling of x (needed with ``inpaint``).
       known_ids: ``[N]`` ints; the known pixels' noise after step i is drawn from

@@ -49,7 +49,7 @@ def make_sampler(run, weak_run, *, num: int, labels, interval):
 
     @jax.jit
     def draw(variables, weak_variables, scale, key):
-        weak = None if weak_run is None else (weak_run.experiment, weak_variables)
+        weak = None if weak_run is None else (weak_run.experiment.model, weak_variables)
         guidance = train.Guidance(labels, scale, interval, weak)
         sample = train.build_sampler(run.config, run.experiment, guidance=guidance)
         return sample(variables, key, num)

@@ -460,7 +460,7 @@ def _guidance(args, run):
     weak = None
     if args.autoguide is not None:
         weak_run = _load(args.autoguide)
-        if not isinstance(weak_run.experiment, train.Experiment) or weak_run.family.data_shape != run.family.data_shape:
+        if getattr(weak_run.experiment, "model", None) is None or weak_run.family.data_shape != run.family.data_shape:
             raise UsageError(
                 f"--autoguide {args.autoguide}: a run of another shape ({weak_run.family.data_shape}, "
                 f"this run {run.family.data_shape}) or family; autoguidance needs a diffusion run "
@@ -473,7 +473,7 @@ def _guidance(args, run):
                     f"--autoguide {args.autoguide}: config.diffusion.{field} is {theirs!r}, this "
                     f"run's {mine!r}; autoguidance needs the same process and output"
                 )
-        weak = (weak_run.experiment, weak_run.variables)
+        weak = (weak_run.experiment.model, weak_run.variables)
     elif args.guidance != 1.0 and labels is None:
         raise UsageError(
             "--guidance without --autoguide is classifier-free guidance: it needs a "

@@ -583,9 +583,8 @@ class Guidance(NamedTuple):
       scale: the guidance scale (diffusers' guidance_scale; 1: no guidance).
       interval: ``(lo, hi)`` in the noise level sigma / alpha: guide only there
         (Kynkaenniemi et al. 2024), or None for every level.
-      weak: ``(experiment, variables)`` of a weaker run for autoguidance (Karras et al. 2024;
-        its :class:`Experiment` says whether it takes labels), or None for classifier-free
-        guidance.
+      weak: ``(model, variables)`` of a weaker run for autoguidance (Karras et al. 2024), or
+        None for classifier-free guidance.
     """
 
     labels: Any = None
@@ -643,9 +642,9 @@ def guided_model_fn(experiment: Experiment, model_fn: Callable, guidance: Guidan
     process = None if interval is None else _input_noise(experiment)
     strong = model_fn if labels is None else functools.partial(model_fn, y=labels)
     if weak is not None:
-        weak_experiment, weak_variables = weak
-        weak_fn = functools.partial(weak_experiment.model.apply, weak_variables)
-        if labels is not None and weak_experiment.num_classes is not None:
+        weak_model, weak_variables = weak
+        weak_fn = functools.partial(weak_model.apply, weak_variables)
+        if labels is not None and getattr(weak_model, "num_classes", None) is not None:
             weak_fn = functools.partial(weak_fn, y=labels)
         return samplers.autoguidance(strong, weak_fn, scale=scale, interval=interval, process=process)
     if isinstance(scale, (int, float)) and scale == 1.0:  # a traced scale guides

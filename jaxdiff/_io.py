@@ -114,13 +114,10 @@ def write_text(path, text: str, *, overwrite: bool = False) -> Path:
     return write_file(path, lambda f: f.write(text.encode()), overwrite=overwrite)
 
 
-def write_npz_stream(
-    path, name: str, shape, dtype, chunks: Iterable[np.ndarray], *, extra: dict | None = None
-) -> Path:
+def write_npz_stream(path, name: str, shape, dtype, chunks: Iterable[np.ndarray]) -> Path:
     """Writes an ``.npz`` holding one array ``name`` of ``shape`` and ``dtype`` (what
     ``np.load(path)[name]`` reads back), from ``chunks`` along its first axis, without holding
-    the whole array: each chunk goes to the file as it comes; and the small arrays of ``extra``
-    (name -> array) whole, beside it. Atomic, like :func:`write_file`.
+    the whole array: each chunk goes to the file as it comes. Atomic, like :func:`write_file`.
 
     Raises:
       ValueError: the chunks do not add up to ``shape``, or ``path`` exists.
@@ -140,9 +137,6 @@ def write_npz_stream(
                         raise ValueError(f"a chunk of shape {chunk.shape} for an array of shape {shape}")
                     member.write(chunk.tobytes())
                     rows += chunk.shape[0]
-            for key, value in (extra or {}).items():
-                with archive.open(f"{key}.npy", "w") as member:
-                    np.lib.format.write_array(member, np.asarray(value))
         if rows != shape[0]:
             raise ValueError(f"{rows} rows written for an array of shape {shape}")
 

@@ -4,10 +4,8 @@
 
     jaxdiff train [--config configs/NAME.py] [--workdir DIR] [--config.FIELD=VALUE ...]
     jaxdiff sample --workdir DIR [--sampler ddpm|ddim|dpm_solver|ode|langevin] [--steps N]
-                   [--num N] [--seed S] [--output FILE.npz] [--label L|all] [--guidance S]
-                   [--guidance_interval LO,HI] [--autoguide WORKDIR] [--ema_std X]
-    jaxdiff eval --workdir DIR [--seed S] [--output FILE.json] [--ode] [--num_samples N]
-                 [--ema_std X] ...
+                   [--num N] [--seed S] [--output FILE.npz]
+    jaxdiff eval --workdir DIR [--seed S] [--output FILE.json] [--ode] [--num_samples N] ...
     jaxdiff stats --dataset NAME --output FILE.npz [--split S] [--weights FILE] [--download]
                   [--image_size N] [--bad_images error|skip]   # NAME: also folder:PATH, npz:PATH
 
@@ -190,41 +188,6 @@ def _integer(minimum: int, maximum: int | None = None):
 
 
 _SEED = _integer(0, 2**32 - 1)
-
-
-def _scale(text: str) -> float:
-    """An argparse type: a guidance scale >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0 (1: no guidance, 0: unconditional), got {text}")
-    return value
-
-
-def _interval(text: str) -> tuple[float, float]:
-    """An argparse type: ``LO,HI`` with 0 <= LO < HI (noise levels sigma / alpha)."""
-    try:
-        lo, hi = (float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be LO,HI (two numbers), got {text!r}") from None
-    if not 0 <= lo < hi:
-        raise argparse.ArgumentTypeError(f"must be LO,HI with 0 <= LO < HI, got {text!r}")
-    return lo, hi
-
-
-def _sigma_rel(text: str) -> float:
-    """An argparse type: a post-hoc EMA length sigma_rel in (0, 0.3]."""
-    from jaxdiff.ema import SIGMA_REL_MAX
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not 0 < value <= SIGMA_REL_MAX:
-        raise argparse.ArgumentTypeError(f"must be in (0, {SIGMA_REL_MAX:.4f}], got {text}")
-    return value
 _VARIANCES = ("fixed_small", "fixed_large", "learned", "learned_range")
 
 
@@ -255,17 +218,6 @@ def _parser() -> argparse.ArgumentParser:
         "--output", default=None,
         help="FILE.npz (default WORKDIR/samples.npz): images as uint8 NHWC, points as float32",
     )
-    sample.add_argument("--label", default=None, help="class of a conditional run, or 'all'")
-    sample.add_argument(
-        "--guidance", type=_scale, default=1.0,
-        help="guidance scale (1: none, 0: unconditional; >1 classifier-free or, with --autoguide, autoguidance)",
-    )
-    sample.add_argument(
-        "--guidance_interval", type=_interval, default=None,
-        help="LO,HI: guide only where the noise level sigma/alpha is in (LO, HI]",
-    )
-    sample.add_argument("--autoguide", default=None, help="WORKDIR of a weaker run (autoguidance)")
-    sample.add_argument("--ema_std", type=_sigma_rel, default=None, help="post-hoc EMA length sigma_rel")
     evaluate = sub.add_parser("eval", help="evaluate a trained run (bits/dim, FID, ...)")
     evaluate.add_argument("--workdir", required=True)
     evaluate.add_argument("--seed", type=_SEED, default=0)
@@ -287,7 +239,6 @@ def _parser() -> argparse.ArgumentParser:
         "--bound_draws", type=_integer(1), default=None,
         help="estimates of the bound per example (default: the run's; a VDM run's 256)",
     )
-    evaluate.add_argument("--ema_std", type=_sigma_rel, default=None, help="post-hoc EMA length sigma_rel")
     stats = sub.add_parser("stats", help="FID reference statistics of a dataset")
     stats.add_argument("--dataset", required=True)
     stats.add_argument("--split", default="train")
@@ -359,31 +310,13 @@ def _sample(args) -> int:
 
     output = _new_output(args.output or Path(args.workdir) / "samples.npz", "--output", ".npz")
     grid_path = _new_output(output.with_suffix(".png"), "--output (its grid)", ".png")
-    run = _load(args.workdir, ema_std=args.ema_std)
+    run = _load(args.workdir)
     batch = min(args.num, args.batch)
-    guidance = _guidance(args, run) if _guiding(args) else None
-    sample = bind_options(
-        run.family.sample, "sampler", sampler=args.sampler, num_steps=args.steps, guidance=guidance
-    )
-    labels = np.full(args.num, -1, np.int32)  # -1: no label asked for
-    if guidance is not None and guidance.labels is not None:
-        labels = np.asarray(guidance.labels)
-
-    def draw_batch(state, key, y):  # y: this batch's labels (or None)
-        if guidance is None:
-            return sample(state, key, batch)
-        return sample(state, key, batch, guidance=guidance._replace(labels=y))
-
-    def batch_labels(start: int):
-        """The labels of the batch from ``start`` (padded to a whole batch), or None."""
-        if guidance is None or guidance.labels is None:
-            return None
-        return np.resize(labels[start:], batch) if args.num - start < batch else labels[start : start + batch]
-
-    draw = jax.jit(draw_batch)
+    sample = bind_options(run.family.sample, "sampler", sampler=args.sampler, num_steps=args.steps)
+    draw = jax.jit(lambda state, key: sample(state, key, batch))
     state = run.state
     rng = jax.random.PRNGKey(args.seed)
-    shape = jax.eval_shape(draw, state, rng, batch_labels(0)).shape  # traced, not computed: sizes known now
+    shape = jax.eval_shape(draw, state, rng).shape  # traced, not computed: sizes known now
     dtype = np.uint8 if len(shape) == 4 else np.float32  # images as uint8; points as floats
     _check_room(output, args.num * math.prod(shape[1:]) * np.dtype(dtype).itemsize)
     first = []
@@ -393,12 +326,12 @@ def _sample(args) -> int:
         key itself, so that a --num within one batch is one call of the sampler)."""
         for i, start in enumerate(range(0, args.num, batch)):
             key = rng if i == 0 else jax.random.fold_in(rng, i)
-            x = np.asarray(jax.device_get(draw(state, key, batch_labels(start))))[: args.num - start]
+            x = np.asarray(jax.device_get(draw(state, key)))[: args.num - start]
             if i == 0:
                 first.append(x)
             yield data.to_uint8(x) if x.ndim == 4 else x.astype(dtype)
 
-    write_npz_stream(output, "samples", (args.num, *shape[1:]), dtype, batches(), extra={"labels": labels})
+    write_npz_stream(output, "samples", (args.num, *shape[1:]), dtype, batches())
     try:
         data.save_samples_png(first[0], grid_path, overwrite=False)
     except BaseException:
@@ -419,67 +352,13 @@ def _check_room(output: Path, nbytes: int) -> None:
         )
 
 
-def _load(workdir, ema_std=None):
+def _load(workdir):
     from jaxdiff import train
 
     try:
-        return train.load_run(workdir, ema_std=ema_std)
+        return train.load_run(workdir)
     except FileNotFoundError as e:
         raise UsageError(str(e)) from e
-
-
-def _guiding(args) -> bool:
-    return (args.label is not None or args.guidance != 1.0 or args.autoguide is not None
-            or args.guidance_interval is not None)
-
-
-def _labels(text: str | None, num: int, num_classes: int | None):
-    """``--label``: one class for every sample, or ``all``: equal numbers of each class."""
-    if text is None:
-        return None
-    if num_classes is None:
-        raise UsageError(f"--label {text}: this run is unconditional (config.model.num_classes is not set)")
-    if text == "all":
-        return np.arange(num, dtype=np.int32) % num_classes
-    try:
-        label = int(text)
-    except ValueError:
-        raise UsageError(f"--label must be a class in [0, {num_classes - 1}] or 'all', got {text!r}") from None
-    if not 0 <= label < num_classes:
-        raise UsageError(f"--label must be a class in [0, {num_classes - 1}] or 'all', got {label}")
-    return np.full(num, label, np.int32)
-
-
-def _guidance(args, run):
-    """The :class:`jaxdiff.train.Guidance` of ``jaxdiff sample``'s flags, checked against the run
-    (a family without guidance refuses it when the sampler is bound)."""
-    from jaxdiff import train
-
-    experiment = run.experiment
-    labels = _labels(args.label, args.num, getattr(experiment, "num_classes", None))
-    weak = None
-    if args.autoguide is not None:
-        weak_run = _load(args.autoguide)
-        if getattr(weak_run.experiment, "model", None) is None or weak_run.family.data_shape != run.family.data_shape:
-            raise UsageError(
-                f"--autoguide {args.autoguide}: a run of another shape ({weak_run.family.data_shape}, "
-                f"this run {run.family.data_shape}) or family; autoguidance needs a diffusion run "
-                f"of the same data"
-            )
-        for field in ("kind", "prediction", "schedule", "num_timesteps", "variance"):
-            mine, theirs = (r.config.get("diffusion", {}).get(field) for r in (run, weak_run))
-            if mine != theirs:
-                raise UsageError(
-                    f"--autoguide {args.autoguide}: config.diffusion.{field} is {theirs!r}, this "
-                    f"run's {mine!r}; autoguidance needs the same process and output"
-                )
-        weak = (weak_run.experiment.model, weak_run.variables)
-    elif args.guidance != 1.0 and labels is None:
-        raise UsageError(
-            "--guidance without --autoguide is classifier-free guidance: it needs a "
-            "class-conditional run and --label"
-        )
-    return train.Guidance(labels, args.guidance, args.guidance_interval, weak)
 
 
 def _eval(args) -> int:
@@ -499,7 +378,7 @@ def _eval(args) -> int:
         except (OSError, ValueError) as e:
             raise UsageError(f"--fid_stats {args.fid_stats}: {e}") from e
         fid.weights_path()  # the Inception weights are there before any computation
-    run = _load(args.workdir, ema_std=args.ema_std)
+    run = _load(args.workdir)
     results = evaluate.evaluate_run(
         run,
         seed=args.seed,

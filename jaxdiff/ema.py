@@ -22,14 +22,11 @@ for parameter pytrees.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-from jaxdiff._io import write_file
 
 __all__ = [
     "SIGMA_REL_MAX",
@@ -43,9 +40,6 @@ __all__ = [
     "posthoc_weights",
     "combine",
     "posthoc_ema",
-    "SNAPSHOT_DIR",
-    "save_snapshots",
-    "load_snapshots",
 ]
 
 
@@ -241,59 +235,3 @@ def posthoc_ema(snapshots: Sequence[Snapshot], *, sigma_rel: float, step: int | 
         [s.step for s in snapshots], [s.gamma for s in snapshots], sigma_rel=sigma_rel, step=step
     )
     return combine([s.params for s in snapshots], weights)
-
-
-SNAPSHOT_DIR = "ema"
-"""The folder of a run's workdir that holds its post-hoc EMA snapshots, one ``.npz`` per step."""
-
-
-def _leaf_names(tree) -> list[str]:
-    return [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
-
-
-def save_snapshots(directory, step: int, averages: Sequence, gammas) -> Path:
-    """Writes the averages of update ``step`` to ``directory/<step>.npz`` (atomically; an
-    existing file of that step, left by a run resumed from an earlier checkpoint, is replaced:
-    training is deterministic, so it holds the same numbers).
-
-    Args:
-      directory: the snapshot folder (``WORKDIR/ema``); made if missing.
-      step: the update count.
-      averages: K parameter pytrees (``TrainState.power_ema``).
-      gammas: their K exponents.
-    """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    arrays = {"step": np.int64(step), "gammas": np.asarray(gammas, np.float64)}
-    for k, avg in enumerate(averages):
-        leaves = jax.device_get(jax.tree.leaves(avg))
-        arrays.update({f"{k}{name}": np.asarray(x) for name, x in zip(_leaf_names(avg), leaves)})
-    return write_file(directory / f"{step:09d}.npz", lambda f: np.savez(f, **arrays), overwrite=True)
-
-
-def load_snapshots(directory, like) -> list[Snapshot]:
-    """Every snapshot of ``directory`` as :class:`Snapshot` s, with parameters of the structure
-    of ``like`` (e.g. the run's EMA parameters).
-
-    Raises:
-      FileNotFoundError: the folder holds no snapshot.
-      ValueError: a snapshot does not hold parameters of ``like``'s structure and shapes.
-    """
-    files = sorted(Path(directory).glob("*.npz"))
-    if not files:
-        raise FileNotFoundError(f"no post-hoc EMA snapshots in {directory}")
-    names, treedef = _leaf_names(like), jax.tree.structure(like)
-    shapes = [np.shape(x) for x in jax.tree.leaves(like)]
-    snapshots = []
-    for path in files:
-        with np.load(path) as f:
-            for k, gamma in enumerate(f["gammas"]):
-                try:
-                    leaves = [f[f"{k}{name}"] for name in names]
-                except KeyError as e:
-                    raise ValueError(f"{path}: no parameter {e.args[0]!r} of this model") from None
-                if [x.shape for x in leaves] != shapes:
-                    raise ValueError(f"{path}: parameter shapes differ from this model's")
-                params = jax.tree.unflatten(treedef, leaves)
-                snapshots.append(Snapshot(int(f["step"]), float(gamma), params))
-    return snapshots

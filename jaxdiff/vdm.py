@@ -338,7 +338,7 @@ class VDMModel(nnx.Module):
     ``gamma_max``.
 
     Args:
-      network: ``network(z, t, *, train, rngs)`` (and ``y=`` for a class-conditional one) with output channels those of z (256 times
+      network: ``network(z, t, *, train, rngs)`` with output channels those of z (256 times
         them for the categorical head).
       schedule: a learned schedule module, or None for the fixed linear one.
       gamma_min, gamma_max: the linear schedule's end points (unused with ``schedule``).
@@ -360,19 +360,17 @@ class VDMModel(nnx.Module):
         self.gamma_min, self.gamma_max = gamma_min, gamma_max
         self.time_scale, self.head = time_scale, head
 
-    def gamma(self, t, *, train: bool = False, rngs=None, y=None):
-        """gamma(t) = -log SNR(t); ``train``, ``rngs`` and a class label ``y`` are accepted (and unused) so that the
+    def gamma(self, t, *, train: bool = False, rngs=None):
+        """gamma(t) = -log SNR(t); ``train`` and ``rngs`` are accepted (and unused) so that the
         training driver calls both methods alike."""
-        del train, rngs, y
+        del train, rngs
         if self.schedule is None:
             return linear_gamma(t, gamma_min=self.gamma_min, gamma_max=self.gamma_max)
         return self.schedule(t)
 
-    def __call__(self, z, u, *, train: bool = False, rngs=None, y=None):
+    def __call__(self, z, u, *, train: bool = False, rngs=None):
         u = jnp.asarray(u, jnp.float32)
         options = dict(train=train, rngs=rngs) if train else {}
-        if y is not None:  # a class-conditional network's label
-            options["y"] = y
         out = self.network(z, self.time_scale * u, **options)
         if self.head == "eps":
             return out

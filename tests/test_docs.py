@@ -25,7 +25,6 @@ EXECUTED = [
     "guides/denoiser-adapter.md",
     "guides/reliability.md",
     "guides/own-network.md",
-    "guides/conditional.md",
 ]
 _BLOCK = re.compile(r"^```python\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 

@@ -56,13 +56,6 @@ def get_config() -> ml_collections.ConfigDict:
         # is kept in WORKDIR/best/, which eval and sample then use; training stops after
         # `patience` evaluations without a new best (0: never).
         validation=dict(every=0, split="valid", patience=0, num_timesteps=100, batch_size=256),
-        # Post-hoc EMA (Karras et al. 2024, EDM2): power-function averages of these lengths
-        # (EDM2: 0.05, 0.10), saved every `snapshot_every` steps in WORKDIR/ema/; then any
-        # length is `jaxdiff sample/eval --ema_std X`. () keeps only the EMA above.
-        ema=dict(sigma_rels=(), snapshot_every=0),
-        # Conditional models (config.model.num_classes): the probability of training on the
-        # null label instead of the example's (classifier-free guidance; 0.1 in DiT).
-        label_dropout=0.1,
     )
     config.sampling = dict(
         sampler="ddpm",  # ddpm | ddim | dpm_solver | ode | langevin

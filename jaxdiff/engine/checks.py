@@ -14,8 +14,6 @@ from collections.abc import Iterable
 
 import ml_collections
 
-from jaxdiff.ema import SIGMA_REL_MAX
-
 __all__ = ["check_config", "Checker", "DTYPES"]
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -139,16 +137,4 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     c.int("training.validation.batch_size", minimum=1)
     c.text("training.validation.split")
     c.boolean("training.ema_warmup")
-    c.real("training.label_dropout", low=0.0, high=1.0, high_open=True)
-    c.int("model.num_classes", minimum=1, optional=True)
-    c.int("training.ema.snapshot_every", minimum=0)
-    sigma_rels = c.get("training.ema.sigma_rels")
-    if sigma_rels is not _MISSING and sigma_rels:
-        ok = isinstance(sigma_rels, (tuple, list)) and all(
-            isinstance(v, (int, float)) and 0 < v <= SIGMA_REL_MAX for v in sigma_rels
-        )
-        if not ok or len(sigma_rels) < 2:
-            c.fail("training.ema.sigma_rels", f"() or two or more lengths in (0, {SIGMA_REL_MAX:.3f}]", sigma_rels)
-        if not c.get("training.ema.snapshot_every"):
-            c.fail("training.ema.snapshot_every", "an integer >= 1 with training.ema.sigma_rels", 0)
     c.int("sampling.num_samples", minimum=0)

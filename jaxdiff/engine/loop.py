@@ -33,7 +33,6 @@ from tqdm import tqdm
 
 from jaxdiff import data as data_lib
 from jaxdiff import distributed
-from jaxdiff import ema as ema_lib
 from jaxdiff import sharding as sharding_lib
 from jaxdiff._io import OutputWriteError, read_json_object, write_text
 from jaxdiff.checkpoint import Checkpointer, IncompatibleWorkdirError, check_compatible, save_config
@@ -50,7 +49,6 @@ __all__ = [
     "Interrupted",
     "train",
     "train_source",
-    "posthoc_gammas",
     "compile_train_step",
     "load_state",
     "data_shape_of",
@@ -59,16 +57,6 @@ __all__ = [
 RUN_INFO = "run.json"  # what a run needs besides its config: the shape of one example
 BEST_DIR = "best"  # the checkpoint of the best held-out bound (early stopping)
 BEST_INFO = "best.json"  # its step and bound: {"step": ..., "valid_bpd": ...}
-
-
-def posthoc_gammas(config: ml_collections.ConfigDict) -> tuple[float, ...] | None:
-    """The exponents of the power-function averages a run tracks for post-hoc EMA
-    (``config.training.ema.sigma_rels``; EDM2 uses 0.05 and 0.10), or None when it keeps none."""
-    ecfg = config.training.get("ema") or {}
-    sigma_rels = tuple(ecfg.get("sigma_rels", ()) or ())
-    if not sigma_rels:
-        return None
-    return tuple(float(g) for g in ema_lib.sigma_rel_to_gamma(np.asarray(sigma_rels)))
 
 
 def train_source(cfg):
@@ -490,14 +478,6 @@ class _Progress:
             f"checkpoint: {where} (intact). Lower config.optim.learning_rate or check the data."
         )
 
-    def snapshot(self, step: int, state) -> None:
-        """Saves the state's post-hoc EMA averages under ``WORKDIR/ema`` (the primary)."""
-        averages = jax.device_get(state.power_ema)
-        if self.is_main:
-            ema_lib.save_snapshots(
-                self.workdir / ema_lib.SNAPSHOT_DIR, step, averages, posthoc_gammas(self.config)
-            )
-
     def grid(self, step: int, state) -> None:
         if not self.config.sampling.num_samples:
             return
@@ -557,8 +537,6 @@ def _steps(config, run: _Setup, state, checkpointer, progress: _Progress, log):
     sharding = sharding_lib.batch_sharding(run.mesh)
     start, num_steps = int(state.step), tcfg.num_steps
     progress.tic, progress.tic_step = time.time(), start
-    tracked = posthoc_gammas(config) and getattr(state, "power_ema", None) is not None
-    snapshot_every = (tcfg.get("ema") or {}).get("snapshot_every", 0) if tracked else 0
     with distributed.StopSignals() as stop, tqdm(
         total=num_steps, initial=start, disable=None if progress.is_main else True,
         dynamic_ncols=True, leave=False,
@@ -583,8 +561,6 @@ def _steps(config, run: _Setup, state, checkpointer, progress: _Progress, log):
                     f"{checkpointer.directory}; rerun the same command to resume"
                 )
                 raise Interrupted(stop.received)
-            if snapshot_every and (done % snapshot_every == 0 or done == num_steps):
-                progress.snapshot(done, state)
             if tcfg.sample_every and done % tcfg.sample_every == 0 and done < num_steps:
                 pending = progress.flush(pending, bar)
                 progress.grid(done, state)

@@ -5,13 +5,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import jax
 import ml_collections
-
-from jaxdiff import ema as ema_lib
 
 from jaxdiff.checkpoint import load_config
 from jaxdiff.engine.checks import check_config
@@ -67,9 +64,7 @@ class Run:
         return self.experiment.process
 
 
-def load_run(
-    workdir, *, build_family, devices=None, checkpoint: str = "best", ema_std: float | None = None
-) -> Run:
+def load_run(workdir, *, build_family, devices=None, checkpoint: str = "best") -> Run:
     """Loads a run's config, builds its family with ``build_family(config, data_shape)`` and
     restores the state of one of its checkpoints, replicated on ``devices`` (all devices when
     None).
@@ -78,32 +73,12 @@ def load_run(
     (``WORKDIR/best/``, written by early stopping, ``config.training.validation``), and the
     latest readable checkpoint otherwise; ``"latest"`` always the latest.
 
-    ``ema_std`` (a run that kept post-hoc EMA snapshots, ``config.training.ema``) replaces the
-    EMA parameters by the power-function EMA of that length (EDM2's sigma_rel) at the last
-    snapshot, reconstructed by :func:`jaxdiff.ema.posthoc_ema`.
-
     Raises:
       FileNotFoundError: the workdir holds no run or no readable checkpoint.
-      ValueError: the saved config is not valid; ``ema_std`` for a run without snapshots, or
-        out of range.
+      ValueError: the saved config is not valid.
     """
     config = load_config(workdir)
     check_config(config)
     family = build_family(config, data_shape_of(workdir))
     step, state = load_state(workdir, family.init_state, devices=devices, checkpoint=checkpoint)
-    if ema_std is not None:
-        state = state.replace(ema_params=_posthoc_params(Path(workdir), state.ema_params, ema_std))
     return Run(config, family, state, step)
-
-
-def _posthoc_params(workdir: Path, like, sigma_rel: float):
-    """The post-hoc EMA of length ``sigma_rel`` from the run's snapshots."""
-    directory = workdir / ema_lib.SNAPSHOT_DIR
-    if not directory.is_dir():
-        raise ValueError(
-            f"--ema_std needs the post-hoc EMA snapshots of a run trained with "
-            f"config.training.ema.sigma_rels; {directory} does not exist"
-        )
-    ema_lib.sigma_rel_to_gamma(sigma_rel)  # range check before reading anything
-    snapshots = ema_lib.load_snapshots(directory, like)
-    return ema_lib.posthoc_ema(snapshots, sigma_rel=sigma_rel)

@@ -11,8 +11,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxdiff import ema as ema_lib
-
 __all__ = [
     "TrainState",
     "learning_rate_schedule",
@@ -33,8 +31,6 @@ class TrainState(flax.struct.PyTreeNode):
       ema_params: the exponential moving average of ``params`` (used for sampling).
       rng: the run's base key (the driver's step keys are ``fold_in(rng, step)``).
       tx: the optax transformation (static: not saved, rebuilt from the config).
-      power_ema: the power-function averages of post-hoc EMA (a tuple of parameter pytrees,
-        :func:`jaxdiff.ema.power_ema_update`), or None when the run keeps none.
     """
 
     step: jnp.ndarray
@@ -43,7 +39,6 @@ class TrainState(flax.struct.PyTreeNode):
     ema_params: Any
     rng: jnp.ndarray
     tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
-    power_ema: Any = None
 
 
 def learning_rate_schedule(learning_rate: float, warmup_steps: int = 0) -> optax.Schedule:
@@ -92,13 +87,8 @@ def ema_decay(step, *, decay: float, warmup: bool) -> jnp.ndarray:
     return jnp.minimum(decay, (1.0 + n) / (10.0 + n))
 
 
-def create_train_state(
-    params, tx: optax.GradientTransformation, rng, *, num_power_profiles: int = 0
-) -> TrainState:
-    """A fresh state at step 0: the EMA starts at the initial parameters; with
-    ``num_power_profiles`` > 0 the state also tracks that many power-function averages
-    (post-hoc EMA)."""
-    power = ema_lib.power_ema_init(params, num_profiles=num_power_profiles) if num_power_profiles else None
+def create_train_state(params, tx: optax.GradientTransformation, rng) -> TrainState:
+    """A fresh state at step 0: the EMA starts at the initial parameters."""
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,
@@ -106,7 +96,6 @@ def create_train_state(
         ema_params=params,
         rng=rng,
         tx=tx,
-        power_ema=power,
     )
 
 
@@ -119,7 +108,6 @@ def train_step(
     ema: float,
     ema_warmup: bool = True,
     lr_schedule: optax.Schedule | None = None,
-    power_gammas: tuple[float, ...] | None = None,
 ) -> tuple[TrainState, dict]:
     """One optimizer update on the batch mean of ``loss_fn`` and one EMA update (pure).
 
@@ -133,8 +121,6 @@ def train_step(
       ema: the EMA decay d (see :func:`ema_decay` for ``ema_warmup``).
       lr_schedule: the schedule object the optimizer was built with; its value at this update
         is reported as ``lr``.
-      power_gammas: the exponents of ``state.power_ema``'s averages (post-hoc EMA), each
-        updated by :func:`jaxdiff.ema.power_ema_update`; None when the state keeps none.
 
     Returns:
       ``(new_state, metrics)`` with scalar metrics ``loss`` and ``grad_norm`` (and ``lr``).
@@ -144,12 +130,8 @@ def train_step(
     params = optax.apply_updates(state.params, updates)
     decay = ema_decay(state.step, decay=ema, warmup=ema_warmup)
     ema_params = optax.incremental_update(params, state.ema_params, 1.0 - decay)
-    power = state.power_ema
-    if power_gammas is not None:
-        power = ema_lib.power_ema_update(power, params, step=state.step + 1, gammas=power_gammas)
     new_state = state.replace(
-        step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema_params,
-        power_ema=power,
+        step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema_params
     )
     metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
     if lr_schedule is not None:

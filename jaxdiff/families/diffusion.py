@@ -31,7 +31,7 @@ from jaxdiff import elbo, losses, models, processes, samplers, schedules, vdm
 from jaxdiff.diffusion import PREDICTIONS, split_learned_variance
 from jaxdiff.engine.checks import Checker
 from jaxdiff.engine.family import Estimate, Family, run_keys
-from jaxdiff.engine.loop import compile_train_step, posthoc_gammas, train_source
+from jaxdiff.engine.loop import compile_train_step, train_source
 from jaxdiff.models import network as network_lib
 from jaxdiff.engine.step import (
     TrainState,
@@ -58,9 +58,6 @@ __all__ = [
     "family",
     "diffusion_family",
     "likelihood_parts",
-    "drop_labels",
-    "Guidance",
-    "guided_model_fn",
 ]
 
 
@@ -80,10 +77,6 @@ class Experiment(NamedTuple):
       lr_schedule: the learning-rate schedule object ``tx`` was built with (logged as ``lr``).
       time_input: ``time_input(batch) -> [batch]``, a dummy conditioning input of the right
         dtype (int32 timesteps or float noise levels), for initialising the model.
-      num_classes: the class count of a conditional model (``config.model.num_classes``; its
-        null label is ``num_classes``), None for an unconditional one.
-      label_dropout: the probability of training on the null label instead of the example's
-        (``config.training.label_dropout``; classifier-free guidance needs it > 0).
     """
 
     model: Any
@@ -94,8 +87,6 @@ class Experiment(NamedTuple):
     tx: optax.GradientTransformation
     lr_schedule: optax.Schedule | None = None
     time_input: Callable = lambda n: jnp.zeros((n,), jnp.int32)  # noqa: E731
-    num_classes: int | None = None
-    label_dropout: float = 0.0
 
 
 def _normal_prior(rng, shape):
@@ -456,8 +447,7 @@ def build_experiment(config: ml_collections.ConfigDict, *, data_shape=None) -> E
         learning_rate=lr, grad_clip=opt.grad_clip, b1=opt.b1, b2=opt.b2, eps=opt.eps
     )
     return Experiment(
-        model, process, objective, kind.prior, tuple(data_shape), tx, lr, kind.time_input,
-        config.model.get("num_classes"), config.training.get("label_dropout", 0.0),
+        model, process, objective, kind.prior, tuple(data_shape), tx, lr, kind.time_input
     )
 
 
@@ -530,17 +520,12 @@ def _edm_sampler(c, process):
 STEP_FIELDS = {"ddpm": "ddpm_num_steps", "langevin": "steps_per_sigma"}
 
 
-def build_sampler(
-    config: ml_collections.ConfigDict, experiment: Experiment, *, guidance=None, **overrides
-):
+def build_sampler(config: ml_collections.ConfigDict, experiment: Experiment, **overrides):
     """Resolves ``config.sampling.sampler`` into ``sample(variables, rng, num) -> x_0``.
 
     Args:
       config: the run's config.
       experiment: from :func:`build_experiment`.
-      guidance: a :class:`Guidance` (labels, classifier-free guidance, autoguidance) applied to
-        the network before the sampler sees it (:func:`guided_model_fn`); None: the network
-        as it is (a conditional one on its null label).
       **overrides: replace fields of ``config.sampling`` (``sampler="ddim"``); ``num_steps``
         sets the chosen sampler's step count, whatever its field (:data:`STEP_FIELDS`: the
         respaced steps of ddpm, the steps per noise level of langevin).
@@ -566,8 +551,6 @@ def build_sampler(
 
     def sample(variables, rng, num: int):
         model_fn = functools.partial(experiment.model.apply, variables)
-        if guidance is not None:
-            model_fn = guided_model_fn(experiment, model_fn, guidance)
         prior_key, chain_key = jax.random.split(rng)
         x_t = experiment.prior(prior_key, (num, *experiment.data_shape))
         return sample_chain(model_fn, x_t, chain_key)
@@ -575,144 +558,39 @@ def build_sampler(
     return sample
 
 
-class Guidance(NamedTuple):
-    """What to sample of a run: labels, and how to guide (see :func:`guided_model_fn`).
-
-    Attributes:
-      labels: ``[num]`` int32 class labels of a conditional run, or None.
-      scale: the guidance scale (diffusers' guidance_scale; 1: no guidance).
-      interval: ``(lo, hi)`` in the noise level sigma / alpha: guide only there
-        (Kynkaenniemi et al. 2024), or None for every level.
-      weak: ``(model, variables)`` of a weaker run for autoguidance (Karras et al. 2024), or
-        None for classifier-free guidance.
-    """
-
-    labels: Any = None
-    scale: float = 1.0
-    interval: tuple[float, float] | None = None
-    weak: tuple[Any, Any] | None = None
-
-
-class _InputNoise(NamedTuple):
-    """The log-SNR as a function of what the network is called with, for the guidance
-    interval (it has ``log_snr_at`` as a process does)."""
-
-    log_snr: Callable
-
-    def log_snr_at(self, c):
-        return self.log_snr(jnp.asarray(c, jnp.float32))
-
-
-def _input_noise(experiment: Experiment):
-    """The noise level of the network's time input: a DDPM run's timestep indexes its
-    schedule; EDM's c_noise = ln(sigma) / 4 (Karras et al. 2022, Table 1), so lambda = -8 c;
-    a flow run's input is time_scale * t, lambda = 2 log((1 - t) / t)."""
-    process = experiment.process
-    if isinstance(process, schedules.Schedule):
-        return process
-    if isinstance(process, EDMLevels):
-        return _InputNoise(lambda c: -8.0 * c)
-    if isinstance(process, LinearPath):
-        scale = process.time_scale
-        return _InputNoise(lambda c: 2.0 * (jnp.log1p(-c / scale) - jnp.log(c / scale)))
-    raise ValueError(
-        "a guidance interval needs a ddpm, edm or flow run (its network's noise level); "
-        f"this run's process is {type(process).__name__}"
-    )
-
-
-def _label_arg(model_fn, x, t, y):
-    return model_fn(x, t, y=y)
-
-
-def guided_model_fn(experiment: Experiment, model_fn: Callable, guidance: Guidance) -> Callable:
-    """The run's network as the ``model_fn(x_t, t)`` the samplers take: on ``guidance.labels``,
-    guided by classifier-free guidance (the null label ``num_classes`` as the weak model) or,
-    with ``guidance.weak``, by autoguidance (the weak run on the same labels, if it takes
-    labels), at ``guidance.scale`` inside ``guidance.interval``
-    (:func:`jaxdiff.samplers.classifier_free_guidance`, :func:`~jaxdiff.samplers.autoguidance`).
-
-    Raises:
-      ValueError: labels for an unconditional run, or classifier-free guidance of one.
-    """
-    labels, scale, interval, weak = guidance
-    conditional = experiment.num_classes is not None
-    if labels is not None and not conditional:
-        raise ValueError("labels need a class-conditional run (config.model.num_classes)")
-    process = None if interval is None else _input_noise(experiment)
-    strong = model_fn if labels is None else functools.partial(model_fn, y=labels)
-    if weak is not None:
-        weak_model, weak_variables = weak
-        weak_fn = functools.partial(weak_model.apply, weak_variables)
-        if labels is not None and getattr(weak_model, "num_classes", None) is not None:
-            weak_fn = functools.partial(weak_fn, y=labels)
-        return samplers.autoguidance(strong, weak_fn, scale=scale, interval=interval, process=process)
-    if isinstance(scale, (int, float)) and scale == 1.0:  # a traced scale guides
-        return strong
-    if not conditional or labels is None:
-        raise ValueError(
-            "classifier-free guidance needs a class-conditional run and labels; an "
-            "unconditional run is guided by autoguidance (a weaker run)"
-        )
-    return samplers.classifier_free_guidance(
-        functools.partial(_label_arg, model_fn), labels, scale=scale,
-        null_label=experiment.num_classes, interval=interval, process=process,
-    )
-
-
-def drop_labels(labels, rng, *, rate: float, null_label: int) -> jnp.ndarray:
-    """The label dropout of classifier-free guidance (Ho & Salimans 2022, Alg. 1): each label
-    replaced by the null label with probability ``rate``, so one network learns the
-    conditional and the unconditional model."""
-    drop = jax.random.bernoulli(rng, rate, jnp.shape(labels))
-    return jnp.where(drop, null_label, labels).astype(jnp.int32)
-
-
-def initial_state(experiment: Experiment, key, *, rng, num_power_profiles: int = 0) -> TrainState:
+def initial_state(experiment: Experiment, key, *, rng) -> TrainState:
     """A fresh :class:`TrainState` of an experiment: the model initialised from ``key`` on a
-    dummy batch of one example, the run key ``rng`` (and ``num_power_profiles`` post-hoc EMA
-    averages). Use with ``jax.eval_shape`` for the abstract state that a checkpoint is
-    restored into."""
+    dummy batch of one example, the run key ``rng``. Use with ``jax.eval_shape`` for the
+    abstract state that a checkpoint is restored into."""
     x = jnp.zeros((1, *experiment.data_shape), jnp.float32)
     params = experiment.model.init({"params": key}, x, experiment.time_input(1))["params"]
-    return create_train_state(params, experiment.tx, rng, num_power_profiles=num_power_profiles)
+    return create_train_state(params, experiment.tx, rng)
 
 
 def make_loss_fn(experiment: Experiment):
     """``loss_fn(params, batch, rng) -> [B]``: scales the batch to [-1, 1], binds the
-    parameters, a dropout key and, for a conditional model, the batch's labels (each dropped to
-    the null label with probability ``label_dropout``, :func:`drop_labels`) into ``model_fn``
-    (a partial of ``model.apply``, so an objective can call the model's other methods, e.g. a
-    VDM's ``gamma``) and calls the objective."""
+    parameters and a dropout key into ``model_fn`` (a partial of ``model.apply``, so an
+    objective can call the model's other methods, e.g. a VDM's ``gamma``) and calls the
+    objective."""
 
     def loss_fn(params, batch, rng):
         dropout_key, loss_key = jax.random.split(rng)
         x0 = data_lib.to_model_range(batch["x"])
-        labels = {}
-        if experiment.num_classes is not None:
-            labels["y"] = drop_labels(
-                batch["label"], jax.random.fold_in(rng, 1), rate=experiment.label_dropout,
-                null_label=experiment.num_classes,
-            )
         model_fn = functools.partial(
-            experiment.model.apply, {"params": params}, train=True, rngs={"dropout": dropout_key},
-            **labels,
+            experiment.model.apply, {"params": params}, train=True, rngs={"dropout": dropout_key}
         )
         return experiment.objective(model_fn, x0, loss_key)
 
     return loss_fn
 
 
-def _pure_step(
-    experiment: Experiment, *, ema: float, ema_warmup: bool, power_gammas=None
-) -> Callable:
+def _pure_step(experiment: Experiment, *, ema: float, ema_warmup: bool) -> Callable:
     return functools.partial(
         train_step,
         loss_fn=make_loss_fn(experiment),
         ema=ema,
         ema_warmup=ema_warmup,
         lr_schedule=experiment.lr_schedule,
-        power_gammas=power_gammas,
     )
 
 
@@ -743,19 +621,13 @@ def family(config: ml_collections.ConfigDict, data_shape) -> Family:
     _, run_key, _ = run_keys(config.seed)
     tcfg = config.training
 
-    gammas = posthoc_gammas(config)
-
     def sample(state, rng, num, **overrides):
         chain = build_sampler(config, experiment, **overrides)
         return chain({"params": state.ema_params}, rng, num)
 
     return Family(
-        init_state=functools.partial(
-            initial_state, experiment, rng=run_key, num_power_profiles=len(gammas or ())
-        ),
-        train_step=_pure_step(
-            experiment, ema=tcfg.ema_decay, ema_warmup=tcfg.ema_warmup, power_gammas=gammas
-        ),
+        init_state=functools.partial(initial_state, experiment, rng=run_key),
+        train_step=_pure_step(experiment, ema=tcfg.ema_decay, ema_warmup=tcfg.ema_warmup),
         sample=sample,
         data_shape=experiment.data_shape,
         validate=_validation_bound(config, experiment),

@@ -29,15 +29,11 @@ from jaxdiff.families import FAMILIES as FAMILIES
 from jaxdiff.families import resolve as resolve
 from jaxdiff.families.diffusion import SAMPLERS as SAMPLERS
 from jaxdiff.families.diffusion import Experiment as Experiment
-from jaxdiff.families.diffusion import Guidance as Guidance
-from jaxdiff.families.diffusion import drop_labels as drop_labels
-from jaxdiff.families.diffusion import guided_model_fn as guided_model_fn
 from jaxdiff.families.diffusion import build_experiment as build_experiment
 from jaxdiff.families.diffusion import build_sampler as build_sampler
 from jaxdiff.families.diffusion import initial_state as initial_state
 from jaxdiff.families.diffusion import make_loss_fn as make_loss_fn
 from jaxdiff.families.diffusion import make_train_step as make_train_step
-from jaxdiff.engine.loop import posthoc_gammas as posthoc_gammas
 from jaxdiff.engine import Run as Run
 from jaxdiff.train.run import load_run as load_run
 from jaxdiff.train.run import train as train

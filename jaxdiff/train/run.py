@@ -17,20 +17,16 @@ def train(config: ml_collections.ConfigDict, workdir, *, devices=None, log=print
     return engine.train(config, workdir, build_family=families.resolve, devices=devices, log=log)
 
 
-def load_run(
-    workdir, *, devices=None, checkpoint: str = "best", ema_std: float | None = None
-) -> Run:
+def load_run(workdir, *, devices=None, checkpoint: str = "best") -> Run:
     """:func:`jaxdiff.engine.load_run` with the run's family resolved from its config
     (:func:`jaxdiff.families.resolve`): the config, the family and the state of one of the
     checkpoints (``"best"``: the best held-out one when early stopping kept one, else the
-    latest; ``"latest"``), replicated on ``devices`` (all when None); ``ema_std``: the
-    post-hoc EMA of that length in place of the EMA parameters.
+    latest; ``"latest"``), replicated on ``devices`` (all when None).
 
     Raises:
       FileNotFoundError: the workdir holds no run or no readable checkpoint.
       ValueError: the saved config is not valid.
     """
     return engine.load_run(
-        workdir, build_family=families.resolve, devices=devices, checkpoint=checkpoint,
-        ema_std=ema_std,
+        workdir, build_family=families.resolve, devices=devices, checkpoint=checkpoint
     )

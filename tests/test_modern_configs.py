@@ -138,7 +138,7 @@ def test_a_ddpm_run_samples_with_edms_sampler_through_the_vp_column():
     x_T = np.asarray(jax.random.normal(jax.random.split(key)[0], (4, 8, 8, 1)), np.float64)
     x_tilde = np.sqrt(1 + s2_max) * x_T * np.sqrt((var + s2_min) / (var + s2_max))
     np.testing.assert_allclose(got, var * x_tilde / (var + s2_min), rtol=2e-3, atol=1e-4)
-    with pytest.raises(ValueError, match="edm sampler"):
+    with pytest.raises(ValueError, match="sampler=edm does not fit"):
         ncsn = cli.load_config_file("digits_ncsn")
         train.build_sampler(ncsn, train.build_experiment(ncsn, data_shape=(8, 8, 1)), sampler="edm")
 

@@ -330,8 +330,20 @@ class EDM(GaussianProcess):
         return jnp.asarray(self.sigma_max, jnp.result_type(float))
 
 
+class _OnInterval:
+    """Time runs over the fields [t_min, t_max]: data at ``t_min``, noise at ``t_max``."""
+
+    @property
+    def t_noise(self):
+        return self.t_max
+
+    @property
+    def t_data(self):
+        return self.t_min
+
+
 @flax.struct.dataclass
-class LinearFlow(GaussianProcess):
+class LinearFlow(_OnInterval, GaussianProcess):
     """The linear (rectified-flow / flow-matching) path x_t = (1 - t) x_0 + t eps (Lipman et al.
     2023; Liu et al. 2023), t in [t_min, t_max]: noise at t = 1, data at t = 0. The scaled ODE
     of the solvers needs alpha > 0, so ``t_max`` stays below 1 for them; ``samplers.flow_sample``
@@ -341,14 +353,6 @@ class LinearFlow(GaussianProcess):
     t_min: float = flax.struct.field(pytree_node=False, default=0.0)
     t_max: float = flax.struct.field(pytree_node=False, default=0.999)
     time_scale: float = flax.struct.field(pytree_node=False, default=1.0)
-
-    @property
-    def t_noise(self):
-        return self.t_max
-
-    @property
-    def t_data(self):
-        return self.t_min
 
     def alpha_sigma(self, t):
         t = _float(t)
@@ -363,7 +367,7 @@ class LinearFlow(GaussianProcess):
 
 
 @flax.struct.dataclass
-class Trig(GaussianProcess):
+class Trig(_OnInterval, GaussianProcess):
     """The trigonometric variance-preserving path alpha = cos(pi t / 2), sigma = sin(pi t / 2)
     (the cosine schedule of Nichol & Dhariwal 2021 with s = 0 in continuous time; the
     "trigonometric flow" of Albergo & Vanden-Eijnden 2023), t in [t_min, t_max]. Everything
@@ -371,14 +375,6 @@ class Trig(GaussianProcess):
 
     t_min: float = flax.struct.field(pytree_node=False, default=1e-3)
     t_max: float = flax.struct.field(pytree_node=False, default=0.999)
-
-    @property
-    def t_noise(self):
-        return self.t_max
-
-    @property
-    def t_data(self):
-        return self.t_min
 
     def alpha_sigma(self, t):
         angle = 0.5 * jnp.pi * _float(t)

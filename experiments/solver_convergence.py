@@ -40,15 +40,10 @@ from jaxdiff import analytic, samplers, schedules  # noqa: E402
 
 
 def real_time_eps(schedule, mean, variance):
-    """The optimal eps of Gaussian data at every real timestep tau: -sigma times the exact score
-    of N(mean, variance) smoothed to sigma / alpha, read at x / alpha."""
-    score_fn = analytic.mixture_score_fn([1.0], jnp.asarray(mean)[None], jnp.asarray(variance)[None])
-
-    def model_fn(x, t):
-        alpha, sigma = (v[:, None] for v in schedule.alpha_sigma(t))
-        return -sigma / alpha * score_fn(x / alpha, (sigma / alpha)[:, 0])
-
-    return model_fn
+    """The optimal eps of Gaussian data at every real timestep tau."""
+    return analytic.process_mixture_eps_fn(
+        schedule, [1.0], jnp.asarray(mean)[None], jnp.asarray(variance)[None]
+    )
 
 
 NFES = (5, 10, 15, 20, 30, 50, 100, 200)

@@ -24,6 +24,7 @@ __all__ = [
     "mixture_score",
     "mixture_score_fn",
     "mixture_eps_fn",
+    "process_mixture_eps_fn",
     "gaussian_eps_fn",
     "mixture_vdm_eps_fn",
     "gaussian_vdm_eps_fn",
@@ -104,6 +105,21 @@ def mixture_eps_fn(schedule: Schedule, weights, means, variances):
         a = extract(schedule.sqrt_alphas_cumprod, t, x_t.ndim + 1)
         b2 = extract(1.0 - schedule.alphas_cumprod, t, x_t.ndim + 1)
         return eps_from_score(schedule, t, _vp_score(x_t, a, b2, weights, means, variances))
+
+    return model_fn
+
+
+def process_mixture_eps_fn(process, weights, means, variances):
+    """The optimal eps-predictor of mixture data on any Gaussian process, at every real time:
+    x = alpha (x_0 + (sigma / alpha) eps), so eps* = -sigma grad log q_t(x), the mixture's score
+    smoothed to sigma / alpha (:func:`mixture_score_fn`) read at x / alpha. Returns
+    ``model_fn(x, t)`` with t the process's own time."""
+    score_fn = mixture_score_fn(weights, means, variances)
+
+    def model_fn(x, t):
+        alpha, sigma = (jnp.reshape(v, (-1,) + (1,) * (x.ndim - 1)) for v in process.alpha_sigma(t))
+        level = jnp.broadcast_to((sigma / alpha).reshape(-1), x.shape[:1])
+        return -sigma / alpha * score_fn(x / alpha, level)
 
     return model_fn
 

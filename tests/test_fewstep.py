@@ -126,6 +126,38 @@ def test_meanflow_identity_holds_for_the_exact_average_velocity():
     assert float(jnp.max(jnp.abs(wrong - v))) > 0.05
 
 
+def _exact_u_of(mean):
+    def u(z, r, t):
+        flow = analytic.gaussian_linear_flow_map(z, t[:, None], r[:, None], mean, VAR)
+        return (z - flow) / (t - r)[:, None]
+
+    return u
+
+
+@pytest.mark.parametrize("scale, mix", [(3.0, 0.0), (1.5, 0.5)])
+def test_guided_meanflow_target_is_the_exact_guided_average_velocity(scale, mix):
+    """Class c ~ N(mu_c, s^2) and the null label's N(mu_0, s^2) (one variance): the guided field
+    w' v_c + (1 - w') v_0, w' = w / (1 - kappa), is the exact velocity of N(w' mu_c + (1 - w')
+    mu_0, s^2), so its average velocity u_g is closed-form. With u_g as the network on the
+    label, the exact u_0 on the null label and the exact v_c in place of the drawn velocity,
+    the guided target equals u_g; the unguided target does not."""
+    key_z, key_r, key_t = jax.random.split(jax.random.PRNGKey(14), 3)
+    z = jax.random.normal(key_z, (256, 4))
+    t = jax.random.uniform(key_t, (256,), minval=0.2, maxval=0.95)
+    r = t * jax.random.uniform(key_r, (256,), minval=0.0, maxval=0.9)
+    mean_c, mean_0 = MEAN, jnp.array([-0.4, 0.2, 0.6, -0.1])
+    effective = scale / (1.0 - mix)
+    mean_g = effective * mean_c + (1 - effective) * mean_0
+    u_guided = _exact_u_of(mean_g)
+    # u(z, t, t) is the instantaneous velocity: of the guided field, and of the null label's
+    v_g, v_0, v_c = (analytic.gaussian_velocity_fn(m, VAR)(z, t) for m in (mean_g, mean_0, mean_c))
+    v = fewstep.guided_velocity(v_c, v_g, v_0, scale=scale, mix=mix)
+    _, target = jax.jit(fewstep.meanflow_target, static_argnums=0)(u_guided, z, r, t, v)
+    np.testing.assert_allclose(target, u_guided(z, r, t), rtol=2e-4, atol=2e-4)
+    _, unguided = fewstep.meanflow_target(u_guided, z, r, t, v_c)
+    assert float(jnp.max(jnp.abs(unguided - u_guided(z, r, t)))) > 0.1
+
+
 @pytest.mark.parametrize("num_steps", [1, 3])
 def test_meanflow_sampling_with_the_exact_average_velocity_is_the_exact_map(num_steps):
     noise = jax.random.normal(jax.random.PRNGKey(8), (512, 4))
@@ -165,6 +197,30 @@ def test_reflow_of_the_exact_gaussian_flow_is_straight():
     assert float(jnp.mean(fewstep.straightness(v_reflow, x1, num_steps=16))) < 1e-9
     one_step = samplers.flow_sample(v_reflow, x1, num_steps=1)
     np.testing.assert_allclose(one_step, _flow_map(x1, 1.0, 0.0), rtol=1e-5, atol=1e-5)
+
+
+def test_distilling_the_reflowed_gaussian_flow_gives_the_exact_one_step_map():
+    """Liu et al.'s distillation: the coupling of the exact flow by its ODE (reflow_pairs),
+    and the loss at t = 1 alone minimised over affine maps v(x, 1) = a x + b (one Newton step
+    of a quadratic): x_1 - v(x_1, 1) is the exact map on fresh noise (the coupling of the
+    reflowed field gives the same)."""
+    v_star = analytic.gaussian_velocity_fn(MEAN, VAR)
+    x1 = jax.random.normal(jax.random.PRNGKey(11), (1024, 4))
+    x0, noise = fewstep.reflow_pairs(v_star, x1, num_steps=256)
+    np.testing.assert_allclose(x0, _flow_map(x1, 1.0, 0.0), rtol=1e-4, atol=1e-4)
+
+    def loss(theta):
+        v = lambda x, t: theta[:4] * x + theta[4:]  # noqa: E731
+        return jnp.mean(fewstep.reflow_loss(
+            v, x0, noise, jax.random.PRNGKey(12), time_sampling=fewstep.one_step_time
+        ))
+
+    newton = jax.jit(lambda theta: theta - jnp.linalg.solve(jax.hessian(loss)(theta), jax.grad(loss)(theta)))
+    theta = newton(jnp.zeros(8))
+    fresh = jax.random.normal(jax.random.PRNGKey(13), (512, 4))
+    one_step = fresh - (theta[:4] * fresh + theta[4:])
+    np.testing.assert_allclose(one_step, _flow_map(fresh, 1.0, 0.0), rtol=1e-4, atol=1e-4)
+    assert float(loss(theta)) < 1e-8 < float(loss(jnp.zeros(8)))
 
 
 def test_energy_distance_of_two_gaussians_has_its_closed_form():

@@ -15,9 +15,11 @@ trained ``ddpm``, ``edm`` or ``flow`` run) gives a teacher:
   more input channel and ``meanflow.time_scale`` t as its time. Samples: N equal steps.
 * ``"reflow"``: needs a teacher. ``distillation.num_pairs`` (noise, sample) pairs from the
   teacher's ODE (deterministic Heun, ``distillation.teacher_steps`` steps on the Karras grid),
-  made once at initialisation and kept in the state; the 2-rectified flow trains on them, and
-  from step ``reflow.distill_from`` on only t = 1 is trained (the one-step distillation).
-  Samples: N Euler steps.
+  made once at initialisation and kept in the state; the 2-rectified flow trains on them. From
+  step ``reflow.distill_from`` on only t = 1 is trained (the one-step distillation, Liu et al.
+  2023, Sec. 2.3) on the 2-rectified flow's own pairs: at that step the pairs' data ends are
+  redrawn from the same noise by ``reflow.pair_steps`` Heun steps of its EMA network
+  (``distill_from = 0`` distils the teacher's pairs directly). Samples: N Euler steps.
 
 The teacher's EMA parameters and the pairs live in the train state (a resumed run uses the
 very pairs it started with); the teacher's workdir is read when the family is built.
@@ -85,6 +87,7 @@ def _check(config, data_shape) -> None:
         c.int("distillation.teacher_steps", minimum=1)
         c.int("distillation.num_pairs", minimum=1)
         c.int("reflow.distill_from", minimum=0)
+        c.int("reflow.pair_steps", minimum=1)
         c.real("reflow.time_scale", low=0.0, low_open=True)
 
 
@@ -190,7 +193,7 @@ def fewstep_family(config: ml_collections.ConfigDict, data_shape) -> Family:
     tx, lr_schedule = _optimizer(config)
     _, run_key, _ = run_keys(config.seed)
     build = {"consistency": _consistency, "meanflow": _meanflow, "reflow": _reflow}[method]
-    loss_of, sample_steps, teacher_state = build(config, network, data_shape, teacher)
+    loss_of, sample_steps, teacher_state, prepare = build(config, network, data_shape, teacher)
     in_channels = data_shape[-1] + (method == "meanflow")
 
     def init_state(key):
@@ -203,6 +206,7 @@ def fewstep_family(config: ml_collections.ConfigDict, data_shape) -> Family:
         )
 
     def step(state, batch, rng):
+        state = prepare(state)
         return train_step(
             state, batch, rng, loss_fn=loss_of(state), ema=config.training.ema_decay,
             ema_warmup=config.training.ema_warmup, lr_schedule=lr_schedule,
@@ -287,7 +291,11 @@ def _consistency(config, network, data_shape, teacher):
             consistency_fn(params), x_T, chain_key, sigmas=levels, sigma_min=cc.sigma_min
         )
 
-    return loss_of, sample_steps, teacher_state
+    return loss_of, sample_steps, teacher_state, _unchanged
+
+
+def _unchanged(state):
+    return state
 
 
 # --- MeanFlow --------------------------------------------------------------------------------------
@@ -315,7 +323,7 @@ def _meanflow(config, network, data_shape, teacher):
         noise = jax.random.normal(rng, (num, *data_shape))
         return meanflow.meanflow_sample(u_fn(params), noise, num_steps=num_steps)
 
-    return loss_of, sample_steps, None
+    return loss_of, sample_steps, None, _unchanged
 
 
 # --- reflow ----------------------------------------------------------------------------------------
@@ -324,15 +332,22 @@ def _meanflow(config, network, data_shape, teacher):
 def _reflow(config, network, data_shape, teacher):
     rc, dc = config.reflow, config.distillation
     time_scale = rc.time_scale
+    pair_steps = rc.get("pair_steps", 8)  # runs made before the field existed
     denoise, (t_min, t_max) = teacher
 
     def velocity_fn(params, rng=None):
         net = _apply(network, params, rng)
         return lambda x, t: net(x, time_scale * t)
 
+    def pairs_of(solve, noise):
+        """``(clip(solve(x1)), x1)`` over the noise, in chunks of 256 when its size is a
+        multiple of it (``solve``: noise -> data end)."""
+        chunk = 256 if noise.shape[0] % 256 == 0 else noise.shape[0]
+        x0 = jax.lax.map(solve, noise.reshape(-1, chunk, *data_shape)).reshape(noise.shape)
+        return jnp.clip(x0, -1.0, 1.0), noise
+
     def teacher_state(run, key):
-        """(x0, x1) pairs: x1 ~ N(0, I), x0 its teacher ODE sample (in chunks of 256 when
-        the number of pairs is a multiple of it)."""
+        """The teacher's pairs: x1 ~ N(0, I), x0 its teacher ODE sample."""
         sigmas = schedules.karras_sigmas(dc.teacher_steps, t_min, min(t_max, 80.0))
         variables = {"params": run.state.ema_params}
         noise = jax.random.normal(jax.random.fold_in(key, 1), (dc.num_pairs, *data_shape))
@@ -341,10 +356,20 @@ def _reflow(config, network, data_shape, teacher):
             denoiser = lambda x, s: denoise(x, s, variables)  # noqa: E731
             return samplers.edm_sample(denoiser, sigmas, sigmas[0] * x1)
 
-        chunk = 256 if dc.num_pairs % 256 == 0 else dc.num_pairs
-        chunks = noise.reshape(-1, chunk, *data_shape)
-        x0 = jax.lax.map(solve, chunks).reshape(noise.shape)
-        return {"pairs": (jnp.clip(x0, -1.0, 1.0), noise)}
+        return {"pairs": pairs_of(solve, noise)}
+
+    def prepare(state):
+        """At step ``distill_from`` (> 0): the pairs of the 2-rectified flow itself, from
+        the same noise, for its distillation."""
+
+        def redraw(state):
+            velocity = velocity_fn(state.ema_params)
+            solve = lambda x1: reflow.reflow_pairs(velocity, x1, num_steps=pair_steps)[0]  # noqa: E731
+            return state.replace(pairs=pairs_of(solve, state.pairs[1]))
+
+        if rc.distill_from == 0:
+            return state
+        return jax.lax.cond(state.step == rc.distill_from, redraw, _unchanged, state)
 
     def loss_of(state):
         distil = state.step >= rc.distill_from
@@ -367,4 +392,4 @@ def _reflow(config, network, data_shape, teacher):
         noise = jax.random.normal(rng, (num, *data_shape))
         return samplers.flow_sample(velocity_fn(params), noise, num_steps=num_steps)
 
-    return loss_of, sample_steps, teacher_state
+    return loss_of, sample_steps, teacher_state, prepare

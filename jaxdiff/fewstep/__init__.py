@@ -18,12 +18,14 @@ from jaxdiff.fewstep.consistency import lognormal_level_logits as lognormal_leve
 from jaxdiff.fewstep.consistency import multistep_consistency_sample as multistep_consistency_sample
 from jaxdiff.fewstep.consistency import pseudo_huber as pseudo_huber
 from jaxdiff.fewstep.meanflow import adaptive_weight as adaptive_weight
+from jaxdiff.fewstep.meanflow import guided_velocity as guided_velocity
 from jaxdiff.fewstep.meanflow import meanflow_loss as meanflow_loss
 from jaxdiff.fewstep.meanflow import meanflow_sample as meanflow_sample
 from jaxdiff.fewstep.meanflow import meanflow_target as meanflow_target
 from jaxdiff.fewstep.meanflow import sample_time_pairs as sample_time_pairs
 from jaxdiff.fewstep.reflow import one_step_time as one_step_time
 from jaxdiff.fewstep.reflow import reflow_loss as reflow_loss
+from jaxdiff.fewstep.reflow import reflow_pairs as reflow_pairs
 from jaxdiff.fewstep.reflow import straightness as straightness
 
 __all__ = [*consistency.__all__, *meanflow.__all__, *reflow.__all__]

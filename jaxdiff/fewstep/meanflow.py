@@ -22,6 +22,7 @@ from jaxdiff import _checks, losses
 __all__ = [
     "sample_time_pairs",
     "meanflow_target",
+    "guided_velocity",
     "adaptive_weight",
     "meanflow_loss",
     "meanflow_sample",
@@ -68,6 +69,34 @@ def meanflow_target(u_fn: Callable, z, r, t, v):
     return u, v - gap * dudt
 
 
+def guided_velocity(v, u_cond, u_uncond, *, scale, mix=0.0):
+    """The velocity of MeanFlow's target under classifier-free guidance trained in (Geng et al.
+    2025, Sec. 4.2, with the mixing scale kappa of their App. B.1):
+
+    .. math:: \\tilde v = \\omega\\, v + \\kappa\\, u(z_t, t, t \\mid c)
+        + (1 - \\omega - \\kappa)\\, u(z_t, t, t \\mid \\varnothing)
+
+    the network at r = t standing in for the conditional and unconditional instantaneous
+    velocities. With the exact fields its expectation is the guided field
+    omega' v(z|c) + (1 - omega') v(z) of scale omega' = omega / (1 - kappa), and the average
+    velocity learnt from it samples that field in one step. ``scale = 1, mix = 0``: no guidance.
+
+    Args:
+      v: ``[B, ...]`` the velocity e - x of the drawn pair.
+      u_cond, u_uncond: ``[B, ...]`` u(z_t, t, t) with the labels and with the null label
+        (stop-gradiented here).
+      scale: omega, a float or ``[B]`` (1 where a label was dropped).
+      mix: kappa, a float or ``[B]``.
+
+    Returns:
+      ``[B, ...]`` the guided velocity.
+    """
+    shape = (-1,) + (1,) * (v.ndim - 1)
+    omega, kappa = (jnp.reshape(jnp.asarray(a, v.dtype), shape) for a in (scale, mix))
+    u_cond, u_uncond = jax.lax.stop_gradient((u_cond, u_uncond))
+    return omega * v + kappa * u_cond + (1.0 - omega - kappa) * u_uncond
+
+
 def adaptive_weight(squared_error, *, power: float = 1.0, c: float = 1e-3):
     """The adaptive loss weight w = 1 / (||Delta||^2 + c)^p, stop-gradiented (Geng et al.
     2025, Sec. 4.3, after Geng et al. 2024): the loss sg(w) ||Delta||^2 is the squared L2
@@ -85,6 +114,9 @@ def meanflow_loss(
     ratio: float = 0.25,
     power: float = 1.0,
     c: float = 1e-3,
+    uncond_fn: Callable | None = None,
+    guidance_scale=1.0,
+    guidance_mix=0.0,
 ) -> jnp.ndarray:
     """The MeanFlow objective (Geng et al. 2025, eq. 9 and Alg. 1):
 
@@ -92,12 +124,17 @@ def meanflow_loss(
         \\big\\|^2, \\quad z_t = (1 - t) x + t e,\\ v = e - x
 
     with (r, t) from :func:`sample_time_pairs`, u_tgt from :func:`meanflow_target` and w from
-    :func:`adaptive_weight` (``power = 0``: plain squared error).
+    :func:`adaptive_weight` (``power = 0``: plain squared error). With ``uncond_fn``,
+    classifier-free guidance is trained in: v is replaced, in the target and in the jvp's
+    tangent, by :func:`guided_velocity` (Geng et al. 2025, Sec. 4.2).
 
     Args:
-      u_fn: ``u_fn(z, r, t)``, the network.
+      u_fn: ``u_fn(z, r, t)``, the network (on the batch's labels, if any).
       x0: ``[B, ...]`` data.
       rng: key of the times and the noise.
+      uncond_fn: ``uncond_fn(z, r, t)``, the network on the null label; None: no guidance.
+      guidance_scale, guidance_mix: omega and kappa of :func:`guided_velocity` (floats or
+        ``[B]``; used with ``uncond_fn``).
 
     Returns:
       ``[B]`` losses (the squared error summed over dimensions, weighted).
@@ -110,7 +147,12 @@ def meanflow_loss(
     e = jax.random.normal(noise_key, x0.shape, x0.dtype)
     t_b = t.reshape((-1,) + (1,) * (x0.ndim - 1))
     z = (1.0 - t_b) * x0 + t_b * e
-    u, target = meanflow_target(u_fn, z, r, t, e - x0)
+    v = e - x0
+    if uncond_fn is not None:
+        v = guided_velocity(
+            v, u_fn(z, t, t), uncond_fn(z, t, t), scale=guidance_scale, mix=guidance_mix
+        )
+    u, target = meanflow_target(u_fn, z, r, t, v)
     _checks.same_shape("u", u, "x0", x0)
     squared_error = jnp.sum((u - jax.lax.stop_gradient(target)) ** 2, axis=tuple(range(1, x0.ndim)))
     return adaptive_weight(squared_error, power=power, c=c) * squared_error

@@ -16,13 +16,32 @@ import jax.numpy as jnp
 from jaxdiff import _checks, losses, samplers
 from jaxdiff.elbo import mean_flat
 
-__all__ = ["reflow_loss", "one_step_time", "straightness"]
+__all__ = ["reflow_pairs", "reflow_loss", "one_step_time", "straightness"]
+
+
+def reflow_pairs(
+    velocity_fn: Callable, x1: jnp.ndarray, *, num_steps: int, method: str = "heun"
+) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """The coupling of a flow (Liu et al. 2023, Alg. 1): each noise x_1 paired with the end
+    x_0 of the flow's ODE from it (``num_steps`` equal steps of ``method``,
+    :func:`jaxdiff.samplers.flow_sample`). The k-th flow's pairs train the (k+1)-rectified
+    flow (:func:`reflow_loss`) or its one-step distillation (with :func:`one_step_time`).
+
+    Args:
+      velocity_fn: ``velocity_fn(x, t)``.
+      x1: ``[B, ...]`` noise.
+
+    Returns:
+      ``(x0, x1)``, each ``[B, ...]``.
+    """
+    _checks.batched("x1", x1)
+    return samplers.flow_sample(velocity_fn, x1, num_steps=num_steps, method=method), x1
 
 
 def one_step_time(rng: jax.Array, batch: int, dtype=jnp.float32) -> jnp.ndarray:
     """t = 1 for every example: :func:`reflow_loss` with it trains the one-step map x_0 =
     x_1 - v(x_1, 1) alone (the distillation of Liu et al. 2023, Sec. 2.3, with the squared L2
-    distance)."""
+    distance), on the pairs of the flow being distilled (:func:`reflow_pairs`)."""
     return jnp.ones((batch,), dtype)
 
 

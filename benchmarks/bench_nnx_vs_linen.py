@@ -1,13 +1,18 @@
-"""The CIFAR-10 U-Net's train step and DDIM-50 chain, the NNX module against its linen
-predecessor (jaxdiff 0.2, loaded from a source folder), in one run on this machine.
+"""The CIFAR-10 U-Net's train step and DDIM-50 chain: the NNX module against its linen
+predecessor (jaxdiff 0.2, loaded from a source folder) and against diffusers, in one run.
 
-Both networks hold the same weights (the linen parameter tree loaded into the NNX state). A
-train step is the forward pass in train mode (dropout 0.1), the backward pass and an Adam
-update on a batch of ``--batch`` 32x32x3 images (eps-prediction MSE); DDIM-50 is
-:func:`jaxdiff.samplers.ddim_sample`. The rounds alternate between the two; the medians after
-compilation are printed with their ratio, and the compile times.
+The NNX and linen networks hold the same weights (the NNX state is the linen parameter tree);
+diffusers' ``UNet2DModel`` (config of google/ddpm-cifar10-32) holds PyTorch's random ones. A train
+step is the forward pass in train mode (dropout 0.1), the backward pass and an Adam update on a
+batch of ``--batch`` 32x32x3 images (eps-prediction MSE; ``torch.optim.Adam`` for diffusers);
+DDIM-50 is :func:`jaxdiff.samplers.ddim_sample` for the two JAX networks and diffusers' own
+``DDIMScheduler`` loop. The first call of each (for JAX, the compilation) is timed apart; then
+the rounds call the six in turn, so that the load of a shared machine falls on each alike, and
+the medians of wall-clock and process CPU time are printed with the ratios.
 
-    git archive 142c234 jaxdiff | tar -x -C /tmp/linen
+Needs torch and diffusers beside jaxdiff (not dependencies of jaxdiff)::
+
+    git archive 142c234 jaxdiff | tar -x -C /tmp/linen      # the last linen U-Net
     PYTHONPATH=. python benchmarks/bench_nnx_vs_linen.py /tmp/linen/jaxdiff [--batch 2]
 """
 
@@ -22,10 +27,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import torch
+from _peer import diffusers_cifar10, machine, machine_line, to_nchw
+from bench_sampling import diffusers_ddim
 from flax import nnx
 
 from jaxdiff import samplers, schedules
 from jaxdiff.models import ddpm_cifar10
+
+LEARNING_RATE = 2e-4
 
 
 def _linen_unet(src):
@@ -36,7 +46,7 @@ def _linen_unet(src):
     return module
 
 
-def _step(apply, tx):
+def _jax_step(apply, tx):
     """A jitted Adam step of the eps MSE; ``apply(params, x, t, key)`` is the network."""
 
     @functools.partial(jax.jit, donate_argnums=(0, 1))
@@ -50,11 +60,53 @@ def _step(apply, tx):
     return step
 
 
+def _jax_runs(name, apply, params, model_fn, x, t, eps, key, num_steps):
+    """``{"<name> train step": run, "<name> DDIM-<n>": run}``, each blocking on its result."""
+    tx = optax.adam(LEARNING_RATE)
+    step = _jax_step(apply, tx)
+    box = {"p": jax.tree.map(jnp.copy, params), "o": tx.init(params)}
+
+    def train():
+        box["p"], box["o"], loss = step(box["p"], box["o"], x, t, eps, key)
+        loss.block_until_ready()
+
+    def ddim():
+        samplers.ddim_sample(model_fn, schedules.linear(), x, num_steps=num_steps).block_until_ready()
+
+    return {f"{name} train step": train, f"{name} DDIM-{num_steps}": ddim}
+
+
+def _torch_runs(x, t, eps, num_steps):
+    net = diffusers_cifar10()
+    adam = torch.optim.Adam(net.parameters(), lr=LEARNING_RATE)
+    tx, teps, tt = to_nchw(x), to_nchw(eps), torch.from_numpy(t.astype(np.int64))
+    sample = diffusers_ddim(net, num_steps)
+
+    def train():
+        net.train()
+        adam.zero_grad(set_to_none=True)
+        torch.mean((net(tx, tt).sample - teps) ** 2).backward()
+        adam.step()
+
+    def ddim():
+        net.eval()
+        sample(tx)
+
+    return {"diffusers train step": train, f"diffusers DDIM-{num_steps}": ddim}
+
+
+def _timed(run):
+    wall, cpu = time.perf_counter(), time.process_time()
+    run()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("linen_src")
     parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--ddim_steps", type=int, default=50)
     args = parser.parse_args()
     cpu = jax.default_backend() == "cpu"
     linen = _linen_unet(args.linen_src)
@@ -62,14 +114,16 @@ def main():
                            attn_resolutions=(16,), dropout=0.1, matmul_kernel_grad=cpu)
     model = ddpm_cifar10(matmul_kernel_grad=cpu, rngs=nnx.Rngs(0))
     graphdef, state = nnx.split(model)
-    lin_params = nnx.to_pure_dict(state)  # the same weights, linen's names
+    lin_params = nnx.to_pure_dict(state)  # the same weights under linen's names
 
     rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.uniform(-1, 1, (args.batch, 32, 32, 3)), jnp.float32)
-    eps = jnp.asarray(rng.standard_normal(x.shape), jnp.float32)
-    t = jnp.asarray(rng.integers(0, 1000, args.batch), jnp.int32)
+    x_np = rng.uniform(-1, 1, (args.batch, 32, 32, 3)).astype(np.float32)
+    eps_np = rng.standard_normal(x_np.shape).astype(np.float32)
+    t_np = rng.integers(0, 1000, args.batch).astype(np.int32)
+    x, eps, t = jnp.asarray(x_np), jnp.asarray(eps_np), jnp.asarray(t_np)
     key = jax.random.key(1)
-    tx = optax.adam(2e-4)
+    same = lin_model.apply({"params": lin_params}, x, t)
+    err = float(jnp.linalg.norm(model(x, t) - same) / jnp.linalg.norm(same))
 
     def nnx_apply(params, x, t, key):
         return nnx.merge(graphdef, params)(x, t, train=True, rngs=nnx.Rngs(dropout=key))
@@ -77,41 +131,37 @@ def main():
     def linen_apply(params, x, t, key):
         return lin_model.apply({"params": params}, x, t, train=True, rngs={"dropout": key})
 
-    runs, compile_s = {}, {}
-    schedule = schedules.linear()
-    for name, apply, params, fn in [
-        ("nnx", nnx_apply, state, model),
-        ("linen", linen_apply, lin_params, functools.partial(lin_model.apply, {"params": lin_params})),
-    ]:
-        step = _step(apply, tx)
-        box = {"p": jax.tree.map(jnp.copy, params), "o": tx.init(params)}
-
-        def train(step=step, box=box):
-            box["p"], box["o"], loss = step(box["p"], box["o"], x, t, eps, key)
-            loss.block_until_ready()
-
-        def ddim(fn=fn):
-            samplers.ddim_sample(fn, schedule, x, num_steps=50).block_until_ready()
-
-        for label, run in ((f"{name} train step", train), (f"{name} DDIM-50", ddim)):
-            tic = time.perf_counter()
-            run()
-            compile_s[label] = time.perf_counter() - tic
-            runs[label] = run
-
-    times = {label: [] for label in runs}
-    for _ in range(args.rounds):
+    n = args.ddim_steps
+    runs = {
+        **_jax_runs("nnx", nnx_apply, state, model, x, t, eps, key, n),
+        **_jax_runs("linen", linen_apply, lin_params,
+                    functools.partial(lin_model.apply, {"params": lin_params}), x, t, eps, key, n),
+        **_torch_runs(x_np, t_np, eps_np, n),
+    }
+    first = {label: _timed(run)[0] for label, run in runs.items()}
+    wall = {label: [] for label in runs}
+    proc = {label: [] for label in runs}
+    for i in range(args.rounds):
         for label, run in runs.items():
-            tic = time.perf_counter()
-            run()
-            times[label].append(time.perf_counter() - tic)
-    print(f"jax {jax.__version__}, {jax.devices()[0].platform}, batch {args.batch}, "
-          f"medians of {args.rounds} alternating rounds")
-    for what in ("train step", "DDIM-50"):
-        med = {n: statistics.median(times[f"{n} {what}"]) for n in ("nnx", "linen")}
-        print(f"{what}: NNX {med['nnx']:.3f} s, linen {med['linen']:.3f} s, "
-              f"ratio NNX/linen {med['nnx'] / med['linen']:.3f}; first call (compile) NNX "
-              f"{compile_s[f'nnx {what}']:.1f} s, linen {compile_s[f'linen {what}']:.1f} s")
+            w, c = _timed(run)
+            wall[label].append(w)
+            proc[label].append(c)
+        print(f"round {i + 1}/{args.rounds}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in wall.items()),
+              file=sys.stderr, flush=True)
+
+    print(f"{machine_line(machine())}")
+    print(f"DDPM CIFAR-10 U-Net, batch {args.batch} of 32x32x3; NNX vs linen output, same weights: "
+          f"relative error {err:.1e}; medians of {args.rounds} rounds (contenders in turn)")
+    for what in ("train step", f"DDIM-{n}"):
+        med = {who: statistics.median(wall[f"{who} {what}"]) for who in ("nnx", "linen", "diffusers")}
+        cpu_s = {who: statistics.median(proc[f"{who} {what}"]) for who in ("nnx", "linen", "diffusers")}
+        print(f"{what}: wall NNX {med['nnx']:.3f} s, linen {med['linen']:.3f} s, diffusers "
+              f"{med['diffusers']:.3f} s; NNX/linen {med['nnx'] / med['linen']:.3f}, NNX/diffusers "
+              f"{med['nnx'] / med['diffusers']:.3f}")
+        print(f"  process CPU NNX {cpu_s['nnx']:.3f} s, linen {cpu_s['linen']:.3f} s, diffusers "
+              f"{cpu_s['diffusers']:.3f} s; NNX/linen {cpu_s['nnx'] / cpu_s['linen']:.3f}")
+        print(f"  first call (JAX: with compilation) NNX {first[f'nnx {what}']:.1f} s, linen "
+              f"{first[f'linen {what}']:.1f} s, diffusers {first[f'diffusers {what}']:.1f} s")
 
 
 if __name__ == "__main__":

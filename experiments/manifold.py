@@ -28,7 +28,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from jaxdiff import data, train  # noqa: E402
-from jaxdiff.generative import vae  # noqa: E402
 from jaxdiff.families.generative import vae_model  # noqa: E402
 from jaxdiff.metrics import digits  # noqa: E402
 
@@ -69,8 +68,8 @@ def main() -> None:
 
     images, labels = digits.digits_split("test")
     run = train.load_run(args.vae)
-    model = vae_model(run.config, images.shape[1:])
-    encode = jax.jit(lambda p, x: model.apply({"params": p}, data.to_model_range(x), method=vae.VAE.encode)[0])
+    network = vae_model(run.config, images.shape[1:])
+    encode = jax.jit(lambda p, x: network.module(p).encode(data.to_model_range(x))[0])
     params = digits.load_classifier()
     spaces = {
         "pixel MSE": lambda x: np.asarray(x, np.float64).reshape(len(x), -1) / 255.0,

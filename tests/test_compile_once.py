@@ -79,16 +79,16 @@ def test_inception_features_compile_once_for_two_weight_sets():
 
 
 def test_digits_classifier_compiles_once_for_two_parameter_sets():
-    model = digits.DigitsClassifier()
     images = np.random.default_rng(0).integers(0, 256, (6, 8, 8, 1), dtype=np.uint8)
     counts, outs = [], []
     for seed in (0, 1):
-        params = model.init(jax.random.key(seed), jnp.zeros((1, 8, 8, 1)))["params"]
+        model = digits.DigitsClassifier(rngs=nnx.Rngs(seed))
+        params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
         with count_compilations() as c:
             outs.append(digits.classify(params, images, batch_size=6))
         counts.append(c.value)
     assert counts[0] >= 1 and counts[1] == 0
-    logits, _ = model.apply({"params": params}, jnp.asarray(images, jnp.float32) / 127.5 - 1.0)
+    logits, _ = model(jnp.asarray(images, jnp.float32) / 127.5 - 1.0)
     np.testing.assert_allclose(outs[1]["probs"], jax.nn.softmax(logits), rtol=1e-5, atol=1e-7)
 
 

@@ -8,12 +8,12 @@ Jensen-Shannon divergence (by quadrature) and the generator gradients are known.
 
 import functools
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax import nnx
 from scipy import integrate, stats
 
 from jaxdiff.generative import gan, vae
@@ -181,17 +181,16 @@ def test_vae_bpd_of_a_fixed_decoder_is_the_discretised_gaussian_in_bits():
 
 
 def test_vae_network_bound_and_prior_samples():
-    model = vae.VAE(latent_dim=4, ch=8)
+    model = vae.VAE(latent_dim=4, ch=8, rngs=nnx.Rngs(0))
     x = jnp.asarray(np.random.default_rng(0).integers(0, 256, (5, 8, 8, 1)) / 127.5 - 1, jnp.float32)
-    params = jax.jit(model.init)(jax.random.key(0), x, jnp.zeros((5, 4)))["params"]
 
-    @jax.jit
-    def run(params, x, key):
-        encode_fn, ll_fn = vae.bind(model, params)
+    @nnx.jit
+    def run(model, x, key):
+        encode_fn, ll_fn = vae.bind(model)
         out = vae.vae_bpd(encode_fn, ll_fn, x, key, iwae_samples=16)
-        return out, vae.sample_prior(model, params, key, 7, decoder_noise=True)
+        return out, vae.sample_prior(model, key, 7, decoder_noise=True)
 
-    out, samples = run(params, x, jax.random.key(1))
+    out, samples = run(model, x, jax.random.key(1))
     assert np.all(np.asarray(out["iwae"]) <= np.asarray(out["total"]) + 0.05)
     np.testing.assert_allclose(out["total"], out["prior"] + out["decoder"], rtol=1e-5)
     assert samples.shape == (7, 8, 8, 1) and float(jnp.abs(samples).max()) <= 1.0
@@ -205,8 +204,14 @@ def test_bad_arguments_name_themselves():
         vae.iwae_bound(_ppca_log_likelihood, jnp.zeros((1, 2)), jnp.zeros((1, 3)), jnp.zeros((1, 4)),
                        jax.random.key(0), num_samples=2)
     with pytest.raises(ValueError, match="d_steps"):
-        gan.train_step(None, jnp.zeros((2, 1)), jax.random.key(0), generator=None, discriminator=None,
-                       d_steps=0)
+        gan.train_step(None, jnp.zeros((2, 1)), jax.random.key(0), d_steps=0)
+    with pytest.raises(ValueError, match="discriminator must be an nnx.Module"):
+        gan.init_state(_Linear(rngs=nnx.Rngs(0)), lambda x: x, g_tx=optax.sgd(1.0), d_tx=optax.sgd(1.0))
+    with pytest.raises(ValueError, match=r"generator holds variables other than nnx.Param \(nnx.BatchStat\)"):
+        gan.init_state(nnx.BatchNorm(1, rngs=nnx.Rngs(0)), _Quadratic(rngs=nnx.Rngs(0)),
+                       g_tx=optax.sgd(1.0), d_tx=optax.sgd(1.0))
+    with pytest.raises(ValueError, match="VAE: image_shape must be"):
+        vae.VAE(image_shape=(6, 8, 1), rngs=nnx.Rngs(0))
 
 
 # --- GAN on two 1-D Gaussians --------------------------------------------------------------------
@@ -245,24 +250,26 @@ def test_value_at_the_optimal_discriminator_is_twice_the_jsd_minus_log4():
     )
 
 
-class _Quadratic(nn.Module):
+class _Quadratic(nnx.Module):
     """logit(x) = a x^2 + b x + c: contains log p_data / p_g for two Gaussians."""
 
-    @nn.compact
+    def __init__(self, *, rngs):
+        self.dense = nnx.Linear(2, 1, rngs=rngs)
+
     def __call__(self, x):
         x = x.reshape(x.shape[0])
-        return nn.Dense(1)(jnp.stack([x, x**2], axis=-1))[:, 0]
+        return self.dense(jnp.stack([x, x**2], axis=-1))[:, 0]
 
 
 def test_trained_discriminator_approaches_the_optimal_one():
     rng = np.random.default_rng(1)
     real = jnp.asarray(_DATA.rvs(20000, random_state=rng), jnp.float32)
     fake = jnp.asarray(_GEN.rvs(20000, random_state=rng), jnp.float32)
-    model, tx = _Quadratic(), optax.adam(0.05)
-    params = model.init(jax.random.key(0), real[:1])["params"]
+    graph, params = nnx.split(_Quadratic(rngs=nnx.Rngs(0)))
+    tx = optax.adam(0.05)
 
     def loss(p):
-        apply = functools.partial(model.apply, {"params": p})
+        apply = nnx.merge(graph, p)
         return gan.discriminator_loss(apply(real), apply(fake))
 
     def step(carry, _):
@@ -272,12 +279,12 @@ def test_trained_discriminator_approaches_the_optimal_one():
 
     params = jax.jit(lambda p: jax.lax.scan(step, (p, tx.init(p)), None, length=1500)[0][0])(params)
     grid = np.linspace(-2.0, 3.0, 51)
-    d = jax.nn.sigmoid(model.apply({"params": params}, jnp.asarray(grid, jnp.float32)))
+    apply = nnx.merge(graph, params)
+    d = jax.nn.sigmoid(apply(jnp.asarray(grid, jnp.float32)))
     d_star = gan.optimal_discriminator(_DATA.pdf(grid), _GEN.pdf(grid))
     np.testing.assert_allclose(d, d_star, atol=0.03)
     # on fresh samples its value approaches V(D*) = 2 JSD - log 4 from below
     n = 200000
-    apply = functools.partial(model.apply, {"params": params})
     v = float(gan.value(apply(jnp.asarray(_DATA.rvs(n, random_state=rng), jnp.float32)),
                         apply(jnp.asarray(_GEN.rvs(n, random_state=rng), jnp.float32))))
     assert abs(v - (2 * _jsd_by_quadrature(_DATA, _GEN) - np.log(4))) < 0.01
@@ -321,12 +328,14 @@ def test_instance_noise_distributions_and_annealing():
                                [0.2, 0.1, 0.0, 0.0], atol=1e-7)
 
 
-class _Linear(nn.Module):
-    latent_dim: int = 1
+class _Linear(nnx.Module):
+    latent_dim = 1
 
-    @nn.compact
+    def __init__(self, *, rngs):
+        self.dense = nnx.Linear(1, 1, rngs=rngs)
+
     def __call__(self, z):
-        return nn.Dense(1)(z)
+        return self.dense(z)
 
 
 @pytest.mark.parametrize(
@@ -340,17 +349,17 @@ class _Linear(nn.Module):
 def test_alternating_updates_fit_a_gaussian(options):
     """G(z) = a z + b against a quadratic D: the game's fixed point is p_g = p_data, here
     N(2, 0.5^2). Without R1 these updates circle around it (Mescheder et al. 2018, Sec. 3)."""
-    g, d = _Linear(), _Quadratic()
+    rngs = nnx.Rngs(0)
     tx = optax.adam(0.02, b1=0.5)
-    state = gan.init_state(g, d, jax.random.key(0), data_shape=(1,), g_tx=tx, d_tx=tx)
-    step = functools.partial(gan.train_step, generator=g, discriminator=d, ema=0.99, **options)
+    state = gan.init_state(_Linear(rngs=rngs), _Quadratic(rngs=rngs), g_tx=tx, d_tx=tx)
+    step = functools.partial(gan.train_step, ema=0.99, **options)
 
     def body(state, key):
         real = 2.0 + 0.5 * jax.random.normal(jax.random.fold_in(key, 1), (256, 1))
         return step(state, real, key)
 
     state, metrics = jax.jit(lambda s: jax.lax.scan(body, s, jax.random.split(jax.random.key(1), 3000)))(state)
-    samples = np.asarray(gan.sample(g, state.ema_params, jax.random.key(2), 20000))
+    samples = np.asarray(gan.sample(nnx.merge(state.g_graph, state.ema_params), jax.random.key(2), 20000))
     assert abs(samples.mean() - 2.0) < 0.1 and abs(samples.std() - 0.5) < 0.1
     assert abs(float(metrics["d_real"][-100:].mean()) - 0.5) < 0.1  # D cannot tell them apart
 

@@ -77,6 +77,28 @@ USER_MODULE = textwrap.dedent('''
 
         def __call__(self, x, t):
             return self.out(x)
+
+
+    def batch_norm(in_features, rngs):
+        return Normed(in_features, rngs=rngs)
+
+
+    class Normed(nnx.Module):
+        def __init__(self, in_features, *, rngs):
+            self.norm = nnx.BatchNorm(in_features, rngs=rngs)
+
+        def __call__(self, x, t):
+            return self.norm(x)
+
+
+    class LinenNormed(nn.Module):
+        @nn.compact
+        def __call__(self, x, t, *, train=False):
+            return nn.BatchNorm(use_running_average=not train)(x)
+
+
+    def linen_batch_norm():
+        return LinenNormed()
 ''')
 
 
@@ -118,6 +140,9 @@ def test_a_users_network_trains_and_samples_from_the_command_line(
         ("{pkg}:missing", "config.model.name: '{pkg}' has no callable 'missing'"),
         ("{pkg}:not_a_model", "returned a str, not an nnx.Module or a flax.linen.Module"),
         ("{pkg}:wrong_shape", "has shape (1, 3), expected (1, 2)"),
+        # the driver carries parameters only: batch statistics are refused, not silently frozen
+        ("{pkg}:batch_norm", "holds variables other than nnx.Param (nnx.BatchStat)"),
+        ("{pkg}:linen_batch_norm", "has variables other than params (batch_stats)"),
     ],
 )
 def test_a_bad_factory_is_one_line_and_exit_2(capsys, tmp_path, user_package, factory, message):

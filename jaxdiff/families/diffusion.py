@@ -387,6 +387,12 @@ def _check_output(model, data_shape, time_input, out_channels):
         out = jax.eval_shape(model.apply, variables, x, time_input(1))
     except (TypeError, ValueError) as e:
         raise ValueError(f"config.model: the network cannot be called as model(x, t) ({e})") from e
+    others = sorted(set(variables) - {"params"})
+    if others:
+        raise ValueError(
+            f"config.model: the network has variables other than params ({', '.join(others)}); "
+            f"the driver trains and carries only the parameters"
+        )
     want = (1, *data_shape[:-1], out_channels or data_shape[-1])
     if getattr(out, "shape", None) != want:
         raise ValueError(

@@ -22,12 +22,14 @@ import functools
 
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
 from jaxdiff import data as data_lib
 from jaxdiff.engine.checks import Checker
 from jaxdiff.engine.family import Estimate, Family, run_keys
 from jaxdiff.engine.step import create_train_state, learning_rate_schedule, make_optimizer, train_step
 from jaxdiff.generative import gan, vae
+from jaxdiff.models.network import NNXNetwork
 
 __all__ = [
     "GENERATOR_LOSSES",
@@ -88,17 +90,21 @@ def _check_gan(config) -> None:
     c.real("gan.noise_df", low=0.0, low_open=True)
 
 
-def vae_model(config, data_shape) -> vae.VAE:
-    """The :class:`~jaxdiff.generative.vae.VAE` of ``config.model`` for images of ``data_shape``."""
+def vae_model(config, data_shape) -> NNXNetwork:
+    """The :class:`~jaxdiff.generative.vae.VAE` of ``config.model`` for images of ``data_shape``,
+    as the driver holds a network (its parameters a plain dict)."""
     _check_images("vae", data_shape)
-    return vae.VAE(
-        latent_dim=config.model.latent_dim, ch=config.model.ch, image_shape=tuple(data_shape)
-    )
+
+    def make(rngs):
+        return vae.VAE(latent_dim=config.model.latent_dim, ch=config.model.ch,
+                       image_shape=tuple(data_shape), rngs=rngs)
+
+    return NNXNetwork(make)
 
 
-def _vae_loss(model, num_samples, params, batch, rng):
+def _vae_loss(network, num_samples, params, batch, rng):
     """-ELBO in bits/dim per example (:func:`jaxdiff.generative.vae.vae_bpd`)."""
-    encode_fn, log_likelihood_fn = vae.bind(model, params)
+    encode_fn, log_likelihood_fn = vae.bind(network.module(params))
     x = data_lib.to_model_range(batch["x"])
     return vae.vae_bpd(encode_fn, log_likelihood_fn, x, rng, num_samples=num_samples)["total"]
 
@@ -106,22 +112,20 @@ def _vae_loss(model, num_samples, params, batch, rng):
 def vae_family(config, data_shape) -> Family:
     """The VAE of ``config`` as a :class:`~jaxdiff.engine.family.Family`."""
     _check_vae(config)
-    model = vae_model(config, data_shape)
+    network = vae_model(config, data_shape)
     tx, schedule = _optimizer(config)
     _, run_key, _ = run_keys(config.seed)
 
     def init_state(key):
-        x = jnp.zeros((1, *data_shape), jnp.float32)
-        params = model.init(key, x, jnp.zeros((1, model.latent_dim)))["params"]
-        return create_train_state(params, tx, run_key)
+        return create_train_state(network.init(key)["params"], tx, run_key)
 
     def sample(state, rng, num):
         noise = config.sampling.get("decoder_noise", False)
-        return vae.sample_prior(model, state.ema_params, rng, num, decoder_noise=noise)
+        return vae.sample_prior(network.module(state.ema_params), rng, num, decoder_noise=noise)
 
     step = functools.partial(
         train_step,
-        loss_fn=functools.partial(_vae_loss, model, config.vae.num_samples),
+        loss_fn=functools.partial(_vae_loss, network, config.vae.num_samples),
         ema=config.training.ema_decay,
         ema_warmup=config.training.ema_warmup,
         lr_schedule=schedule,
@@ -132,32 +136,34 @@ def vae_family(config, data_shape) -> Family:
         bound of k = ``iwae_samples`` (``config.vae.iwae_samples`` when None; Burda et al.
         2016)."""
         k = iwae_samples or config.vae.iwae_samples
-        return Estimate(functools.partial(_vae_bound, model, k), "VAE -ELBO", {"iwae_samples": k})
+        return Estimate(functools.partial(_vae_bound, network, k), "VAE -ELBO", {"iwae_samples": k})
 
     return Family(init_state, step, sample, tuple(data_shape), bound=bound)
 
 
-def _vae_bound(model, iwae_samples, state, x0, rng) -> dict:
+def _vae_bound(network, iwae_samples, state, x0, rng) -> dict:
     """:func:`~jaxdiff.generative.vae.vae_bpd` of the EMA parameters, with the IWAE bound."""
-    encode_fn, log_likelihood_fn = vae.bind(model, state.ema_params)
+    encode_fn, log_likelihood_fn = vae.bind(network.module(state.ema_params))
     out = vae.vae_bpd(encode_fn, log_likelihood_fn, x0, rng, iwae_samples=iwae_samples)
     return dict(out, diffusion=jnp.zeros_like(out["total"]))
 
 
 def gan_models(config, data_shape):
-    """``(generator, discriminator)`` of ``config.model``: the DCGAN-style pair for images,
-    the MLP pair for points ``[D]``."""
+    """``(generator, discriminator)`` constructors (``rngs -> nnx.Module``) of
+    ``config.model``: the DCGAN-style pair for images, the MLP pair for points ``[D]``."""
     mcfg = config.model
     if len(data_shape) == 1:
         return (
-            gan.MLPGenerator(latent_dim=mcfg.latent_dim, features=mcfg.features,
-                             out_features=data_shape[0]),
-            gan.MLPDiscriminator(features=mcfg.features),
+            functools.partial(gan.MLPGenerator, latent_dim=mcfg.latent_dim,
+                              features=mcfg.features, out_features=data_shape[0]),
+            functools.partial(gan.MLPDiscriminator, in_features=data_shape[0],
+                              features=mcfg.features),
         )
     _check_images("gan", data_shape)
     return (
-        gan.Generator(latent_dim=mcfg.latent_dim, ch=mcfg.ch, image_shape=tuple(data_shape)),
-        gan.Discriminator(ch=mcfg.ch),
+        functools.partial(gan.Generator, latent_dim=mcfg.latent_dim, ch=mcfg.ch,
+                          image_shape=tuple(data_shape)),
+        functools.partial(gan.Discriminator, image_shape=tuple(data_shape), ch=mcfg.ch),
     )
 
 
@@ -172,7 +178,7 @@ def gan_family(config, data_shape) -> Family:
     """The GAN of ``config`` as a :class:`~jaxdiff.engine.family.Family`."""
     _check_gan(config)
     gcfg = config.gan
-    generator, discriminator = gan_models(config, data_shape)
+    make_generator, make_discriminator = gan_models(config, data_shape)
     tx, _ = _optimizer(config)
     noise_scale = None
     if gcfg.instance_noise:
@@ -181,8 +187,6 @@ def gan_family(config, data_shape) -> Family:
         )
     pure_step = functools.partial(
         gan.train_step,
-        generator=generator,
-        discriminator=discriminator,
         generator_loss=GENERATOR_LOSSES[gcfg.generator_loss],
         d_steps=gcfg.d_steps,
         r1_weight=gcfg.r1_weight,
@@ -191,11 +195,19 @@ def gan_family(config, data_shape) -> Family:
         ema=config.training.ema_decay,
         ema_warmup=config.training.ema_warmup,
     )
+
+    def init_state(key):
+        g_key, d_key = jax.random.split(key)
+        generator = make_generator(rngs=nnx.Rngs(params=g_key))
+        discriminator = make_discriminator(rngs=nnx.Rngs(params=d_key))
+        return gan.init_state(generator, discriminator, g_tx=tx, d_tx=tx)
+
+    def sample(state, rng, num):
+        return gan.sample(nnx.merge(state.g_graph, state.ema_params), rng, num)
+
     return Family(
-        init_state=functools.partial(
-            gan.init_state, generator, discriminator, data_shape=tuple(data_shape), g_tx=tx, d_tx=tx
-        ),
+        init_state=init_state,
         train_step=functools.partial(_gan_step, pure_step),
-        sample=lambda state, rng, num: gan.sample(generator, state.ema_params, rng, num),
+        sample=sample,
         data_shape=tuple(data_shape),
     )

@@ -1,7 +1,7 @@
 """The seeds' other generative models, on the same data as the diffusion models: a variational
 autoencoder (Kingma & Welling 2014; :mod:`jaxdiff.generative.vae`) and a generative adversarial
 network (Goodfellow et al. 2014; :mod:`jaxdiff.generative.gan`), as pure functions over
-parameters plus their Flax networks.
+parameters plus their NNX networks.
 
 ``jaxdiff.generative.vae`` and ``jaxdiff.generative.gan`` are the namespaces (their names
 overlap: both have a ``sample``-like entry point and network classes); the most used names are

@@ -8,29 +8,33 @@ penalty (Mescheder et al. 2018) and instance noise (Sønderby et al. 2017; Arjov
     V(D, G) = E_data log D(x) + E_z log(1 - D(G(z)))                (value)
     D*(x)   = p_data(x) / (p_data(x) + p_g(x)),  V(D*, G) = 2 JSD(p_data || p_g) - log 4
 
+The networks are ``nnx.Module``s; :class:`GANState` holds their parameters as plain dicts and
+their graphs (static), so the state is an ordinary pytree for optax, the EMA and checkpoints.
+
 Example::
 
-    g, d = Generator(), Discriminator()
-    state = init_state(g, d, key, image_shape=(8, 8, 1), g_tx=optax.adam(2e-4, b1=0.5),
-                       d_tx=optax.adam(2e-4, b1=0.5))
-    step = jax.jit(functools.partial(train_step, generator=g, discriminator=d))
-    state, metrics = step(state, real_images, rng)
+    rngs = nnx.Rngs(0)
+    g, d = Generator(rngs=rngs), Discriminator(rngs=rngs)
+    state = init_state(g, d, g_tx=optax.adam(2e-4, b1=0.5), d_tx=optax.adam(2e-4, b1=0.5))
+    state, metrics = jax.jit(train_step)(state, real_images, rng)
+    images = sample(nnx.merge(state.g_graph, state.ema_params), rng, 16)
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable
 from typing import Any
 
-import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
+from flax import nnx
 
 from jaxdiff import _checks
 from jaxdiff.engine.step import ema_decay
+from jaxdiff.models.network import other_variables
 
 __all__ = [
     "value",
@@ -152,71 +156,118 @@ def upsample(x) -> jnp.ndarray:
     return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
 
 
-class Generator(nn.Module):
+def _downsampled(size: int) -> int:
+    """A side after two stride-2 'SAME' convolutions."""
+    return -(-(-(-size // 2)) // 2)
+
+
+def _check_image_shape(name: str, image_shape) -> tuple[int, int, int]:
+    image_shape = tuple(image_shape)
+    if len(image_shape) != 3 or image_shape[0] % 4 or image_shape[1] % 4:
+        raise ValueError(
+            f"{name}: image_shape must be (H, W, C) with H and W divisible by 4, got {image_shape}"
+        )
+    return image_shape
+
+
+class Generator(nnx.Module):
     """DCGAN-style generator (Radford et al. 2016): a dense projection to H/4 x W/4, two 2x
     upsamplings each followed by a 3x3 convolution, normalisation and ReLU, and tanh; layer
-    norm where DCGAN has batch norm, so a sample is a pure function of (params, z).
-    ``z [B, latent_dim] -> [B, H, W, C]`` in [-1, 1]."""
+    norm where DCGAN has batch norm, so a sample is a pure function of (weights, z).
+    ``z [B, latent_dim] -> [B, H, W, C]`` in [-1, 1].
 
-    latent_dim: int = 32
-    ch: int = 32
-    image_shape: Sequence[int] = (8, 8, 1)
+    The layers are named as jaxdiff 0.2's linen generator named them, lower-cased.
 
-    @nn.compact
+    Args:
+      latent_dim: the dimension of z.
+      ch: channels at full resolution (twice that at H/2 and H/4).
+      image_shape: ``(H, W, C)``, H and W divisible by 4.
+      rngs: the initialisation keys.
+    """
+
+    def __init__(self, *, latent_dim: int = 32, ch: int = 32, image_shape=(8, 8, 1),
+                 rngs: nnx.Rngs):
+        height, width, channels = _check_image_shape("Generator", image_shape)
+        self.latent_dim, self.image_shape = latent_dim, (height, width, channels)
+        self.low = (height // 4, width // 4, 2 * ch)
+        self.dense_0 = nnx.Linear(latent_dim, math.prod(self.low), rngs=rngs)
+        self.layernorm_0 = nnx.LayerNorm(math.prod(self.low), rngs=rngs)
+        self.conv_0 = nnx.Conv(2 * ch, 2 * ch, (3, 3), rngs=rngs)
+        self.layernorm_1 = nnx.LayerNorm(2 * ch, rngs=rngs)
+        self.conv_1 = nnx.Conv(2 * ch, ch, (3, 3), rngs=rngs)
+        self.layernorm_2 = nnx.LayerNorm(ch, rngs=rngs)
+        self.conv_2 = nnx.Conv(ch, channels, (3, 3), rngs=rngs)
+
     def __call__(self, z):
-        height, width, channels = self.image_shape
-        if height % 4 or width % 4:
-            raise ValueError(f"Generator: height and width must be divisible by 4, got {self.image_shape}")
-        h = nn.Dense(height // 4 * width // 4 * 2 * self.ch)(z)
-        h = nn.relu(nn.LayerNorm()(h)).reshape(z.shape[0], height // 4, width // 4, 2 * self.ch)
-        h = nn.relu(nn.LayerNorm()(nn.Conv(2 * self.ch, (3, 3))(upsample(h))))
-        h = nn.relu(nn.LayerNorm()(nn.Conv(self.ch, (3, 3))(upsample(h))))
-        return jnp.tanh(nn.Conv(channels, (3, 3))(h))
+        h = nnx.relu(self.layernorm_0(self.dense_0(z))).reshape(z.shape[0], *self.low)
+        h = nnx.relu(self.layernorm_1(self.conv_0(upsample(h))))
+        h = nnx.relu(self.layernorm_2(self.conv_1(upsample(h))))
+        return jnp.tanh(self.conv_2(h))
 
 
-class Discriminator(nn.Module):
+class Discriminator(nnx.Module):
     """DCGAN-style discriminator: stride-2 convolutions with leaky ReLU (slope 0.2), no
     normalisation (so each logit depends on its own example, as R1 needs) and a dense logit.
-    ``x [B, H, W, C] -> [B]``."""
+    ``x [B, H, W, C] -> [B]``.
 
-    ch: int = 32
+    Args:
+      image_shape: ``(H, W, C)`` of the inputs.
+      ch: channels of the first convolution (2 ch and 4 ch after).
+      rngs: the initialisation keys.
+    """
 
-    @nn.compact
+    def __init__(self, *, image_shape=(8, 8, 1), ch: int = 32, rngs: nnx.Rngs):
+        height, width, channels = tuple(image_shape)
+        self.conv_0 = nnx.Conv(channels, ch, (3, 3), rngs=rngs)
+        self.conv_1 = nnx.Conv(ch, 2 * ch, (3, 3), strides=2, rngs=rngs)
+        self.conv_2 = nnx.Conv(2 * ch, 4 * ch, (3, 3), strides=2, rngs=rngs)
+        flat = _downsampled(height) * _downsampled(width) * 4 * ch
+        self.dense_0 = nnx.Linear(flat, 1, rngs=rngs)
+
     def __call__(self, x):
-        h = nn.leaky_relu(nn.Conv(self.ch, (3, 3))(x), 0.2)
-        h = nn.leaky_relu(nn.Conv(2 * self.ch, (3, 3), strides=2)(h), 0.2)
-        h = nn.leaky_relu(nn.Conv(4 * self.ch, (3, 3), strides=2)(h), 0.2)
-        return nn.Dense(1)(h.reshape(h.shape[0], -1))[:, 0]
+        h = nnx.leaky_relu(self.conv_0(x), 0.2)
+        h = nnx.leaky_relu(self.conv_1(h), 0.2)
+        h = nnx.leaky_relu(self.conv_2(h), 0.2)
+        return self.dense_0(h.reshape(h.shape[0], -1))[:, 0]
 
 
-class MLPGenerator(nn.Module):
-    """An MLP generator for low-dimensional data: ``z [B, latent_dim] -> [B, out_features]``."""
+class MLPGenerator(nnx.Module):
+    """An MLP generator for low-dimensional data: ``z [B, latent_dim] -> [B, out_features]``
+    (``num_layers`` ReLU layers of ``features``, then a linear output)."""
 
-    latent_dim: int = 8
-    features: int = 128
-    num_layers: int = 3
-    out_features: int = 2
+    def __init__(self, *, latent_dim: int = 8, features: int = 128, num_layers: int = 3,
+                 out_features: int = 2, rngs: nnx.Rngs):
+        self.latent_dim = latent_dim
+        widths = [latent_dim] + [features] * num_layers
+        self.hidden = nnx.List(
+            [nnx.Linear(a, b, rngs=rngs) for a, b in zip(widths[:-1], widths[1:])]
+        )
+        self.out = nnx.Linear(widths[-1], out_features, rngs=rngs)
 
-    @nn.compact
     def __call__(self, z):
         h = z
-        for _ in range(self.num_layers):
-            h = nn.relu(nn.Dense(self.features)(h))
-        return nn.Dense(self.out_features)(h)
+        for layer in self.hidden:
+            h = nnx.relu(layer(h))
+        return self.out(h)
 
 
-class MLPDiscriminator(nn.Module):
-    """An MLP discriminator for low-dimensional data: ``x [B, D] -> [B]`` logits."""
+class MLPDiscriminator(nnx.Module):
+    """An MLP discriminator for low-dimensional data: ``x [B, in_features] -> [B]`` logits
+    (``num_layers`` leaky-ReLU layers of ``features``, then a linear logit)."""
 
-    features: int = 128
-    num_layers: int = 3
+    def __init__(self, *, in_features: int = 2, features: int = 128, num_layers: int = 3,
+                 rngs: nnx.Rngs):
+        widths = [in_features] + [features] * num_layers
+        self.hidden = nnx.List(
+            [nnx.Linear(a, b, rngs=rngs) for a, b in zip(widths[:-1], widths[1:])]
+        )
+        self.out = nnx.Linear(widths[-1], 1, rngs=rngs)
 
-    @nn.compact
     def __call__(self, x):
         h = x
-        for _ in range(self.num_layers):
-            h = nn.leaky_relu(nn.Dense(self.features)(h), 0.2)
-        return nn.Dense(1)(h)[:, 0]
+        for layer in self.hidden:
+            h = nnx.leaky_relu(layer(h), 0.2)
+        return self.out(h)[:, 0]
 
 
 # --- alternating updates -------------------------------------------------------------------------
@@ -227,11 +278,14 @@ class GANState(flax.struct.PyTreeNode):
 
     Attributes:
       step: int32 scalar, generator updates done.
-      g_params, d_params: the generator's and the discriminator's parameters.
+      g_params, d_params: the generator's and the discriminator's parameters (plain dicts of
+        their ``nnx.Param`` values).
       g_opt_state, d_opt_state: their optax states.
       ema_params: exponential moving average of ``g_params`` (for sampling; named as in
         :class:`jaxdiff.train.TrainState`, whose ``ema_params`` the run loader reads).
       g_tx, d_tx: the optax transformations (static).
+      g_graph, d_graph: the two networks' graphs (static): ``nnx.merge(g_graph, g_params)`` is
+        the generator.
     """
 
     step: jnp.ndarray
@@ -242,21 +296,35 @@ class GANState(flax.struct.PyTreeNode):
     ema_params: Any
     g_tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
     d_tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
+    g_graph: nnx.GraphDef = flax.struct.field(pytree_node=False)
+    d_graph: nnx.GraphDef = flax.struct.field(pytree_node=False)
+
+
+def _split(name: str, module: nnx.Module):
+    """``(graph, parameters as a plain dict)`` of a network that holds only ``nnx.Param``s."""
+    if not isinstance(module, nnx.Module):
+        raise ValueError(f"{name} must be an nnx.Module, got {type(module).__name__}")
+    others = other_variables(module)
+    if others:
+        raise ValueError(
+            f"{name} holds variables other than nnx.Param ({', '.join(others)}), which a GAN's "
+            f"state does not carry; use networks without batch statistics or RNG streams"
+        )
+    graph, params = nnx.split(module)
+    return graph, nnx.to_pure_dict(params)
 
 
 def init_state(
-    generator: nn.Module,
-    discriminator: nn.Module,
-    key,
+    generator: nnx.Module,
+    discriminator: nnx.Module,
     *,
-    data_shape: Sequence[int],
     g_tx: optax.GradientTransformation,
     d_tx: optax.GradientTransformation,
 ) -> GANState:
-    """A fresh :class:`GANState` at step 0 for data of shape ``data_shape`` (one example)."""
-    g_key, d_key = jax.random.split(key)
-    g_params = generator.init(g_key, jnp.zeros((1, generator.latent_dim)))["params"]
-    d_params = discriminator.init(d_key, jnp.zeros((1, *data_shape)))["params"]
+    """A fresh :class:`GANState` at step 0 from the two networks as made (their weights are
+    the initial parameters)."""
+    g_graph, g_params = _split("generator", generator)
+    d_graph, d_params = _split("discriminator", discriminator)
     return GANState(
         step=jnp.zeros((), jnp.int32),
         g_params=g_params,
@@ -266,14 +334,16 @@ def init_state(
         ema_params=g_params,
         g_tx=g_tx,
         d_tx=d_tx,
+        g_graph=g_graph,
+        d_graph=d_graph,
     )
 
 
-def sample(generator: nn.Module, g_params, rng, num: int) -> jnp.ndarray:
-    """``num`` samples G(z), z ~ N(0, I)."""
+def sample(generator: nnx.Module, rng, num: int) -> jnp.ndarray:
+    """``num`` samples G(z), z ~ N(0, I), of a generator with a ``latent_dim``."""
     _checks.positive_int("num", num)
     z = jax.random.normal(rng, (num, generator.latent_dim))
-    return generator.apply({"params": g_params}, z)
+    return generator(z)
 
 
 def _apply_update(tx, params, opt_state, grads):
@@ -286,8 +356,6 @@ def train_step(
     real,
     rng,
     *,
-    generator: nn.Module,
-    discriminator: nn.Module,
     generator_loss: Callable = nonsaturating_generator_loss,
     d_steps: int = 1,
     r1_weight: float = 0.0,
@@ -308,7 +376,6 @@ def train_step(
       state: the current :class:`GANState`.
       real: ``[B, ...]`` a batch of data (in the generator's output range).
       rng: the key of this step.
-      generator, discriminator: the flax modules.
       generator_loss: :func:`nonsaturating_generator_loss` or :func:`minimax_generator_loss`.
       d_steps: discriminator updates per generator update.
       r1_weight: gamma of the R1 penalty (0: none).
@@ -326,14 +393,14 @@ def train_step(
     scale = None if noise_scale is None else noise_scale(state.step)
 
     def generate(g_params, key):
-        return sample(generator, g_params, key, batch)
+        return sample(nnx.merge(state.g_graph, g_params), key, batch)
 
     def perturb(x, key):
         return x if scale is None else instance_noise(x, key, scale=scale, noise_fn=noise_fn)
 
     def d_objective(d_params, g_params, key):
         fake_key, noise_real, noise_fake = jax.random.split(key, 3)
-        logit_fn = functools.partial(discriminator.apply, {"params": d_params})
+        logit_fn = nnx.merge(state.d_graph, d_params)
         fake = jax.lax.stop_gradient(generate(g_params, fake_key))
         real_in = perturb(real, noise_real)
         real_logits = logit_fn(real_in)
@@ -361,7 +428,7 @@ def train_step(
     def g_objective(g_params):
         fake_key, noise_key = jax.random.split(g_key)
         fake = perturb(generate(g_params, fake_key), noise_key)
-        return generator_loss(discriminator.apply({"params": d_params}, fake))
+        return generator_loss(nnx.merge(state.d_graph, d_params)(fake))
 
     g_loss, g_grads = jax.value_and_grad(g_objective)(state.g_params)
     g_params, g_opt_state = _apply_update(state.g_tx, state.g_params, state.g_opt_state, g_grads)

@@ -3,7 +3,7 @@
 
 The bound is a pure function of an encoder ``encode_fn(x) -> (mean, logvar)`` (a diagonal
 Gaussian posterior q(z | x), ``[B, D]`` each) and a likelihood ``log_likelihood_fn(x, z) -> [B]``
-(log p(x | z) in nats, summed over the dimensions of x). Any pair works: the Flax networks of
+(log p(x | z) in nats, summed over the dimensions of x). Any pair works: the NNX networks of
 :class:`VAE` with the decoder discretised over the 256 pixel values
 (:func:`discretized_decoder_log_likelihood`), or the exact linear-Gaussian model of
 probabilistic PCA that the tests use.
@@ -16,24 +16,23 @@ diffusion bound of :mod:`jaxdiff.elbo`, so :func:`vae_bpd` is in the same bits/d
 
 Example::
 
-    model = VAE(latent_dim=16)
-    params = model.init(key, jnp.zeros((1, 8, 8, 1)), jnp.zeros((1, 16)))["params"]
-    encode_fn, log_likelihood_fn = bind(model, params)
+    model = VAE(latent_dim=16, rngs=nnx.Rngs(0))
+    encode_fn, log_likelihood_fn = bind(model)
     terms = vae_bpd(encode_fn, log_likelihood_fn, x, rng)      # total, prior, decoder: [B]
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
 from jaxdiff import _checks
 from jaxdiff.elbo import discretized_gaussian_log_likelihood, normal_kl
-from jaxdiff.generative.gan import upsample
+from jaxdiff.generative.gan import _check_image_shape, upsample
 
 __all__ = [
     "reparameterize",
@@ -206,29 +205,30 @@ def vae_bpd(
 # --- the networks --------------------------------------------------------------------------------
 
 
-class VAE(nn.Module):
+class VAE(nnx.Module):
     """A convolutional encoder and decoder for small images (DCGAN-like: strided convolutions
     down, resize-convolutions up (:func:`jaxdiff.generative.gan.upsample`); H and W divisible
     by 4).
 
     ``encode(x [B, H, W, C]) -> (mean, logvar)`` each ``[B, latent_dim]``: the diagonal
     Gaussian posterior q(z | x). ``decode(z [B, latent_dim]) -> (mean, log_scale)`` each
-    ``[B, H, W, C]``: the per-pixel discretised Gaussian p(x | z). ``__call__(x, z)`` runs both
-    (for ``init``); the parameters are ``{"encoder": ..., "decoder": ...}``.
+    ``[B, H, W, C]``: the per-pixel discretised Gaussian p(x | z). ``__call__(x, z)`` runs both.
+    The parameters are ``{"encoder": ..., "decoder": ...}``, their layers named as jaxdiff
+    0.2's linen VAE named them, lower-cased.
 
-    Attributes:
+    Args:
       latent_dim: D.
       ch: channels after the first convolution (twice that at the lower resolutions).
-      image_shape: ``(H, W, C)`` of the decoded images.
+      image_shape: ``(H, W, C)`` of the images.
+      rngs: the initialisation keys.
     """
 
-    latent_dim: int = 16
-    ch: int = 32
-    image_shape: Sequence[int] = (8, 8, 1)
-
-    def setup(self):
-        self.encoder = _Encoder(self.latent_dim, self.ch)
-        self.decoder = _Decoder(self.ch, tuple(self.image_shape))
+    def __init__(self, *, latent_dim: int = 16, ch: int = 32, image_shape=(8, 8, 1),
+                 rngs: nnx.Rngs):
+        image_shape = _check_image_shape("VAE", image_shape)
+        self.latent_dim = latent_dim
+        self.encoder = _Encoder(latent_dim, ch, image_shape, rngs)
+        self.decoder = _Decoder(latent_dim, ch, image_shape, rngs)
 
     def encode(self, x):
         return self.encoder(x)
@@ -240,53 +240,50 @@ class VAE(nn.Module):
         return self.encode(x), self.decode(z)
 
 
-class _Encoder(nn.Module):
-    latent_dim: int
-    ch: int
+class _Encoder(nnx.Module):
+    def __init__(self, latent_dim, ch, image_shape, rngs):
+        height, width, channels = image_shape
+        self.conv_0 = nnx.Conv(channels, ch, (3, 3), rngs=rngs)
+        self.conv_1 = nnx.Conv(ch, 2 * ch, (3, 3), strides=2, rngs=rngs)
+        self.conv_2 = nnx.Conv(2 * ch, 2 * ch, (3, 3), strides=2, rngs=rngs)
+        self.dense_0 = nnx.Linear(height // 4 * width // 4 * 2 * ch, 2 * latent_dim, rngs=rngs)
 
-    @nn.compact
     def __call__(self, x):
-        h = nn.swish(nn.Conv(self.ch, (3, 3))(x))
-        h = nn.swish(nn.Conv(2 * self.ch, (3, 3), strides=2)(h))
-        h = nn.swish(nn.Conv(2 * self.ch, (3, 3), strides=2)(h))
-        h = nn.Dense(2 * self.latent_dim)(h.reshape(h.shape[0], -1))
-        mean, logvar = jnp.split(h, 2, axis=-1)
+        h = nnx.swish(self.conv_0(x))
+        h = nnx.swish(self.conv_1(h))
+        h = nnx.swish(self.conv_2(h))
+        mean, logvar = jnp.split(self.dense_0(h.reshape(h.shape[0], -1)), 2, axis=-1)
         return mean, logvar
 
 
-class _Decoder(nn.Module):
-    ch: int
-    image_shape: tuple[int, int, int]
+class _Decoder(nnx.Module):
+    def __init__(self, latent_dim, ch, image_shape, rngs):
+        height, width, channels = image_shape
+        self.low = (height // 4, width // 4, 2 * ch)
+        self.dense_0 = nnx.Linear(latent_dim, math.prod(self.low), rngs=rngs)
+        self.conv_0 = nnx.Conv(2 * ch, 2 * ch, (3, 3), rngs=rngs)
+        self.conv_1 = nnx.Conv(2 * ch, ch, (3, 3), rngs=rngs)
+        self.conv_2 = nnx.Conv(ch, 2 * channels, (3, 3), rngs=rngs)
 
-    @nn.compact
     def __call__(self, z):
-        height, width, channels = self.image_shape
-        if height % 4 or width % 4:
-            raise ValueError(f"VAE: image height and width must be divisible by 4, got {self.image_shape}")
-        h = nn.swish(nn.Dense(height // 4 * width // 4 * 2 * self.ch)(z))
-        h = h.reshape(z.shape[0], height // 4, width // 4, 2 * self.ch)
-        h = nn.swish(nn.Conv(2 * self.ch, (3, 3))(upsample(h)))
-        h = nn.swish(nn.Conv(self.ch, (3, 3))(upsample(h)))
-        h = nn.Conv(2 * channels, (3, 3))(h)
-        mean, log_scale = jnp.split(h, 2, axis=-1)
+        h = nnx.swish(self.dense_0(z)).reshape(z.shape[0], *self.low)
+        h = nnx.swish(self.conv_0(upsample(h)))
+        h = nnx.swish(self.conv_1(upsample(h)))
+        mean, log_scale = jnp.split(self.conv_2(h), 2, axis=-1)
         return mean, log_scale
 
 
-def bind(model: VAE, params) -> tuple[EncodeFn, LogLikelihoodFn]:
-    """``(encode_fn, log_likelihood_fn)`` of a :class:`VAE` with its parameters bound: the
-    arguments of :func:`vae_bpd` for the discretised decoder."""
-    variables = {"params": params}
-
-    def encode_fn(x):
-        return model.apply(variables, x, method=VAE.encode)
+def bind(model: VAE) -> tuple[EncodeFn, LogLikelihoodFn]:
+    """``(encode_fn, log_likelihood_fn)`` of a :class:`VAE`: the arguments of :func:`vae_bpd`
+    for the discretised decoder."""
 
     def log_likelihood_fn(x, z):
-        return discretized_decoder_log_likelihood(x, *model.apply(variables, z, method=VAE.decode))
+        return discretized_decoder_log_likelihood(x, *model.decode(z))
 
-    return encode_fn, log_likelihood_fn
+    return model.encode, log_likelihood_fn
 
 
-def sample_prior(model: VAE, params, rng, num: int, *, decoder_noise: bool = False) -> jnp.ndarray:
+def sample_prior(model: VAE, rng, num: int, *, decoder_noise: bool = False) -> jnp.ndarray:
     """Ancestral samples: z ~ N(0, I), then the decoder's mean (the usual picture of a VAE's
     samples) or, with ``decoder_noise``, x ~ p(x | z) itself (Gaussian noise of the decoder's
     scale, clipped to [-1, 1]).
@@ -297,7 +294,7 @@ def sample_prior(model: VAE, params, rng, num: int, *, decoder_noise: bool = Fal
     _checks.positive_int("num", num)
     z_key, x_key = jax.random.split(rng)
     z = jax.random.normal(z_key, (num, model.latent_dim))
-    mean, log_scale = model.apply({"params": params}, z, method=VAE.decode)
+    mean, log_scale = model.decode(z)
     if decoder_noise:
         mean = mean + jnp.exp(log_scale) * jax.random.normal(x_key, mean.shape)
     return jnp.clip(mean, -1.0, 1.0)

@@ -23,15 +23,17 @@ Example::
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 from pathlib import Path
 
-import flax.linen as nn
 import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import nnx
 
 from jaxdiff import data
 from jaxdiff.metrics.batching import as_array, map_batches
@@ -44,6 +46,7 @@ __all__ = [
     "split_indices",
     "digits_split",
     "DigitsClassifier",
+    "from_linen",
     "train_classifier",
     "load_classifier",
     "classify",
@@ -72,18 +75,60 @@ def digits_split(split: str) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
-class DigitsClassifier(nn.Module):
+class DigitsClassifier(nnx.Module):
     """A small CNN for 8x8 digits: ``[B, 8, 8, 1]`` in [-1, 1] -> (logits [B, 10],
-    features [B, feature_dim])."""
+    features [B, feature_dim]).
 
-    feature_dim: int = 64
+    Its layers are named as jaxdiff 0.2's linen classifier named them, lower-cased
+    (:func:`from_linen` converts parameters saved by that one)."""
 
-    @nn.compact
+    def __init__(self, *, feature_dim: int = 64, rngs: nnx.Rngs):
+        self.conv_0 = nnx.Conv(1, 16, (3, 3), rngs=rngs)
+        self.conv_1 = nnx.Conv(16, 32, (3, 3), strides=2, rngs=rngs)
+        self.dense_0 = nnx.Linear(4 * 4 * 32, feature_dim, rngs=rngs)
+        self.dense_1 = nnx.Linear(feature_dim, 10, rngs=rngs)
+
     def __call__(self, x):
-        x = nn.relu(nn.Conv(16, (3, 3))(x))
-        x = nn.relu(nn.Conv(32, (3, 3), strides=2)(x))
-        features = nn.relu(nn.Dense(self.feature_dim)(x.reshape(x.shape[0], -1)))
-        return nn.Dense(10)(features), features
+        x = nnx.relu(self.conv_0(x))
+        x = nnx.relu(self.conv_1(x))
+        features = nnx.relu(self.dense_0(x.reshape(x.shape[0], -1)))
+        return self.dense_1(features), features
+
+
+def from_linen(params) -> dict:
+    """Parameters of jaxdiff 0.2's linen classifier (``Conv_0``, ..., ``Dense_1``) with this
+    classifier's names; parameters with this classifier's names are returned as they are."""
+    return {name.lower(): layer for name, layer in params.items()}
+
+
+def _linen_layer_key(key, name: str):
+    """The key linen drew layer ``name``'s first parameter with when ``key`` initialised the
+    whole network: ``key`` folded with the first 4 bytes (big-endian) of the SHA-1 of the
+    layer's name followed by the count of draws (1)."""
+    digest = hashlib.sha1(name.encode() + b"\x01").digest()
+    return jax.random.fold_in(key, jnp.uint32(int.from_bytes(digest[:4], "big")))
+
+
+def _initial_params(key) -> dict:
+    """The classifier's initial parameters as jaxdiff 0.2 drew them (part of the training
+    recipe, so a retrained classifier equals a cached one): biases zero, each kernel from
+    LeCun's normal with the key :func:`_linen_layer_key` of its linen name."""
+    params = nnx.to_pure_dict(nnx.state(DigitsClassifier(rngs=nnx.Rngs(params=key)), nnx.Param))
+    kernel_init = nnx.initializers.lecun_normal()
+    for name, layer in params.items():
+        linen_name = name.replace("conv", "Conv").replace("dense", "Dense")
+        layer["kernel"] = kernel_init(_linen_layer_key(key, linen_name), layer["kernel"].shape)
+    return params
+
+
+@functools.cache
+def _graph() -> nnx.GraphDef:
+    return nnx.graphdef(nnx.eval_shape(lambda: DigitsClassifier(rngs=nnx.Rngs(0))))
+
+
+def _apply(params, x):
+    """``(logits, features)`` of the classifier holding ``params``."""
+    return nnx.merge(_graph(), params)(x)
 
 
 def train_classifier(
@@ -93,18 +138,16 @@ def train_classifier(
     (one compiled ``lax.scan`` over the steps; minibatches drawn with replacement).
 
     Returns:
-      The parameters.
+      The parameters (a plain dict).
     """
     images, labels = digits_split("train")
     x = data.to_model_range(images)
     y = jnp.asarray(labels)
-    model = DigitsClassifier()
     init_key, data_key = jax.random.split(jax.random.PRNGKey(seed))
-    params = model.init(init_key, x[:1])["params"]
     tx = optax.adamw(learning_rate, weight_decay=weight_decay)
 
     def loss_fn(p, idx):
-        logits, _ = model.apply({"params": p}, x[idx])
+        logits, _ = _apply(p, x[idx])
         return optax.softmax_cross_entropy_with_integer_labels(logits, y[idx]).mean()
 
     def step(carry, key):
@@ -119,7 +162,7 @@ def train_classifier(
         keys = jax.random.split(data_key, steps)
         return jax.lax.scan(step, (p, tx.init(p)), keys)[0][0]
 
-    return fit(params)
+    return fit(_initial_params(init_key))
 
 
 def _cache_file(cache_dir) -> Path:
@@ -131,7 +174,8 @@ def _cache_file(cache_dir) -> Path:
 
 
 def load_classifier(cache_dir=None, *, retrain: bool = False):
-    """The classifier's parameters: read from the cache, or trained (seconds) and cached.
+    """The classifier's parameters: read from the cache (files written by jaxdiff 0.2's linen
+    classifier too), or trained (seconds) and cached.
 
     Args:
       cache_dir: where the cache file lives (``$JAXDIFF_CACHE`` or ``~/.cache/jaxdiff`` when
@@ -139,11 +183,10 @@ def load_classifier(cache_dir=None, *, retrain: bool = False):
       retrain: train anew even if a cached file exists.
     """
     path = _cache_file(cache_dir)
-    template = jax.eval_shape(
-        lambda: DigitsClassifier().init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 1)))["params"]
-    )
+    template = nnx.to_pure_dict(nnx.state(nnx.eval_shape(lambda: DigitsClassifier(rngs=nnx.Rngs(0)))))
     if path.is_file() and not retrain:
-        return flax.serialization.from_bytes(template, path.read_bytes())
+        stored = from_linen(flax.serialization.msgpack_restore(path.read_bytes()))
+        return flax.serialization.from_state_dict(template, stored)
     params = train_classifier(**_RECIPE)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -163,7 +206,7 @@ def classify(params, images, *, batch_size: int = 512, mesh=None) -> dict[str, n
 
 def _classify(params, images, index):
     """One batch; the parameters are arguments, so one compilation serves all of them."""
-    logits, features = DigitsClassifier().apply({"params": params}, data.to_model_range(images))
+    logits, features = _apply(params, data.to_model_range(images))
     return {"probs": jax.nn.softmax(logits), "features": features}
 
 

@@ -26,36 +26,54 @@ import flax.linen as nn
 import jax
 from flax import nnx
 
-__all__ = ["NNXNetwork", "import_factory", "keywords", "make_network"]
+__all__ = ["NNXNetwork", "import_factory", "keywords", "make_network", "other_variables"]
+
+
+def other_variables(module: nnx.Module) -> list[str]:
+    """The kinds of ``module``'s variables other than ``nnx.Param`` (``"nnx.BatchStat"``,
+    ``"nnx.RngKey"``, ...), sorted; empty for a module of parameters only."""
+    rest = nnx.state(module, nnx.Not(nnx.Param))
+    leaves = jax.tree.leaves(rest, is_leaf=lambda x: isinstance(x, nnx.Variable))
+    return sorted({f"nnx.{type(v).__name__}" for v in leaves})
 
 
 @dataclasses.dataclass(frozen=True)
 class NNXNetwork:
     """An ``nnx.Module`` as an ``(init, apply)`` pair over a plain dict of its parameters.
 
-    The parameters (``nnx.Param``) are the dict; other variables of the module (the RNG
-    streams a layer keeps, batch statistics) stay as the module was made with ``nnx.Rngs(0)``:
-    the driver passes the dropout keys with each call.
+    The parameters (``nnx.Param``) are the module's whole state: a module holding other
+    variables (the batch statistics of ``nnx.BatchNorm``, an ``nnx.Rngs`` kept by a layer) is
+    rejected, because the driver trains and checkpoints the parameters only and the updates of
+    such variables would be lost without a word. Dropout keys come with each call
+    (``rngs=`` of ``__call__``), as in the shipped networks.
 
     Attributes:
       make: ``make(rngs) -> nnx.Module``, the constructor (called by :meth:`init`).
       graphdef: the module's graph; two networks of one graph are equal (and hash alike), so
         ``functools.partial(network.apply, variables)`` of either runs one compiled program.
+
+    Raises:
+      ValueError: the module holds variables other than ``nnx.Param``.
     """
 
     make: Callable = dataclasses.field(compare=False)
     graphdef: Any = dataclasses.field(init=False)
     abstract: Any = dataclasses.field(init=False, compare=False, repr=False)
-    rest: Any = dataclasses.field(init=False, compare=False, repr=False)
 
     def __post_init__(self):
         made = nnx.eval_shape(lambda: self.make(nnx.Rngs(0)))
-        graphdef, abstract, rest = nnx.split(made, nnx.Param, ...)
-        if jax.tree.leaves(rest):  # the other variables' values, once
-            rest = nnx.state(self.make(nnx.Rngs(0)), nnx.Not(nnx.Param))
+        others = other_variables(made)
+        if others:
+            raise ValueError(
+                f"the network holds variables other than nnx.Param ({', '.join(others)}); the "
+                f"driver trains and carries only the parameters: use a normalisation without "
+                f"batch statistics "
+                f"(GroupNorm, LayerNorm) and take dropout keys at the call (rngs=) instead of "
+                f"keeping an nnx.Rngs in the module"
+            )
+        graphdef, abstract = nnx.split(made)
         object.__setattr__(self, "graphdef", graphdef)
         object.__setattr__(self, "abstract", abstract)
-        object.__setattr__(self, "rest", rest)
 
     def init(self, rngs, *args, **kwargs) -> dict:
         """``{"params": parameters}``, the module made with the key ``rngs["params"]``
@@ -74,7 +92,7 @@ class NNXNetwork:
                 f"{jax.tree.structure(params)}"
             )
         state = jax.tree.unflatten(jax.tree.structure(self.abstract), jax.tree.leaves(params))
-        return nnx.merge(self.graphdef, state, self.rest)
+        return nnx.merge(self.graphdef, state)
 
     def apply(self, variables, *args, train=False, rngs=None, method=None, **kwargs):
         """``module(*args, train=train, rngs=nnx.Rngs(**rngs), **kwargs)`` (or its ``method``)
@@ -170,7 +188,10 @@ def make_network(
     except ValueError as e:  # the module's own check of its options
         raise ValueError(f"config.model: {e}") from e
     if issubclass(kinds[0], nnx.Module):
-        return NNXNetwork(make)
+        try:
+            return NNXNetwork(make)
+        except ValueError as e:
+            raise ValueError(f"config.model: {name}: {e}") from e
     if issubclass(kinds[0], nn.Module):
         return make(nnx.Rngs(0))
     raise ValueError(

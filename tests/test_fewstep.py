@@ -291,20 +291,25 @@ def test_consistency_training_from_scratch_covers_the_ring_in_one_step():
     _check_one_step_samples(sample, initial, trained, points)
 
 
-@pytest.mark.xfail(strict=False, reason="covers 7 of 8 modes since the NNX MLP and core changes "
-                   "landed (5 of 8 at 800 steps): under investigation, see issue 21's note")
 def test_meanflow_covers_the_ring_in_one_step():
+    """MeanFlow's target is one drawn velocity e - x, through the jvp's tangent too, so its
+    gradient is noisy: with the paper's ImageNet batch mix (256 pairs, 25% with r != t) only
+    ~20% of the one-step samples land within 3 std of a mode after 400 steps, and whether all
+    eight get their share depends on the initial weights (8 of 8 for one init in four). With
+    1024 pairs, half of them r != t, all eight are covered for each of eight inits. The
+    network sees t itself (t scaled by 10 or 1000, as for a sinusoidal embedding made for
+    integer steps, makes d/dt u large and the target noisier still: 0-2 modes)."""
     net = NNXNetwork(lambda rngs: MLP(3, features=64, num_blocks=2, out_features=2, rngs=rngs))
 
     def u(params):  # the gap t - r enters as an input feature, t through the embedding
         return lambda z, r, t: net.apply({"params": params}, jnp.concatenate([z, (t - r)[:, None]], -1), t)
 
     def loss(params, x, key, k):
-        return fewstep.meanflow_loss(u(params), x, key)
+        return fewstep.meanflow_loss(u(params), x, key, ratio=0.5)
 
     def sample(params, key):
         return fewstep.meanflow_sample(u(params), jax.random.normal(key, (2000, 2)), num_steps=1)
 
     initial = net.init(jax.random.PRNGKey(0), jnp.zeros((1, 3)), jnp.zeros((1,)))["params"]
-    trained, points = _train(loss, initial)
+    trained, points = _train(loss, initial, batch=1024)
     _check_one_step_samples(sample, initial, trained, points)

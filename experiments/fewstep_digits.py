@@ -142,6 +142,12 @@ def main():
     _write(out, result)
 
 
+def _meeting(rows, nfe, bound) -> str:
+    """The students whose row at ``nfe`` evaluations has FD <= ``bound``, or "none"."""
+    names = [r["method"] for r in rows[2:] if r["nfe"] == nfe and r["fd"] <= bound]
+    return ", ".join(names) or "none"
+
+
 def _write(out: Path, result: dict) -> None:
     rows = result["rows"]
     with open(out / "fewstep_digits.csv", "w", newline="") as f:
@@ -153,6 +159,10 @@ def _write(out: Path, result: dict) -> None:
              "|---|---|---|---|---|---|"]
     lines += [f"| {r['method']} | {r['nfe']} | {r['fd']} | {r['max_share']} | {r['min_share']} | "
               f"{r['seconds']} |" for r in rows]
+    teacher_fd = rows[0]["fd"]
+    lines.append(f"\nAims: 1 NFE within 1.5x the teacher's {teacher_fd} (<= {1.5 * teacher_fd:.2f}), "
+                 f"2 NFE level with it (<= {teacher_fd}). Met at 1 NFE by: "
+                 f"{_meeting(rows, 1, 1.5 * teacher_fd)}; at 2 NFE by: {_meeting(rows, 2, teacher_fd)}.")
     if "straightness" in result:
         s = result["straightness"]
         lines.append(f"\nStraightness S (Liu et al. 2023, linear path, per dimension): teacher "

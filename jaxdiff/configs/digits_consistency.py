@@ -5,7 +5,7 @@ log-normal levels and the doubling curriculum N(k) from 10 to 160 intervals over
 target network stopgrad(theta). One network evaluation per sample (``--steps 2`` or ``4`` for
 multistep sampling).
 
-    jaxdiff train --config digits_consistency          # ~10 min on a 2-core CPU
+    jaxdiff train --config digits_consistency          # ~0.08 CPU-s a step: <= 3 min on 2 cores
     jaxdiff sample --workdir runs/digits_consistency --steps 1
     jaxdiff eval --workdir runs/digits_consistency --num_samples 500
 
@@ -13,7 +13,7 @@ Consistency distillation instead, from any trained ddpm, edm or flow run (one He
 probability-flow ODE on a Karras grid of 18 levels):
 
     jaxdiff train --config digits_consistency --config.distillation.teacher=runs/digits_edm \\
-        --workdir runs/digits_cd
+        --workdir runs/digits_cd                       # ~0.2 CPU-s a step: <= 7 min on 2 cores
 """
 
 from ml_collections.config_dict import placeholder

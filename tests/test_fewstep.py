@@ -156,6 +156,13 @@ def test_guided_meanflow_target_is_the_exact_guided_average_velocity(scale, mix)
     np.testing.assert_allclose(target, u_guided(z, r, t), rtol=2e-4, atol=2e-4)
     _, unguided = fewstep.meanflow_target(u_guided, z, r, t, v_c)
     assert float(jnp.max(jnp.abs(unguided - u_guided(z, r, t)))) > 0.1
+    # per example: where the label was dropped (scale 1, mix 0) the velocity is left as drawn
+    dropped = jnp.arange(256) % 2 == 0
+    mixed = fewstep.guided_velocity(
+        v_c, v_g, v_0, scale=jnp.where(dropped, 1.0, scale), mix=jnp.where(dropped, 0.0, mix)
+    )
+    np.testing.assert_array_equal(mixed[dropped], v_c[dropped])
+    np.testing.assert_allclose(mixed[~dropped], v[~dropped], rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("num_steps", [1, 3])

@@ -11,7 +11,11 @@ that of the second call (compiled), on this machine. The straightness (Liu et al
 the teacher's flow and of the 2-rectified flow, both on the linear path, is reported beside.
 
 Writes ``fewstep_digits.md``, ``fewstep_digits.csv``, ``fewstep_digits.json`` and
-``fewstep_digits.png`` (FD against evaluations) into ``--out``.
+``fewstep_digits.png`` (FD against evaluations) into ``--out``. ``figures/fewstep_digits.*``
+holds the runs at the budgets they were started with (consistency training 4,000 steps,
+distillation 2,000, MeanFlow 2,000, reflow 1,500 with distillation from 1,000);
+``figures/fewstep_digits_3000/`` MeanFlow and reflow continued to their configs' 3,000 steps
+(``jaxdiff train --workdir W --config.training.num_steps=3000``).
 
 Usage::
 

@@ -6,9 +6,11 @@ diffusers' ``UNet2DModel`` (config of google/ddpm-cifar10-32) holds PyTorch's ra
 step is the forward pass in train mode (dropout 0.1), the backward pass and an Adam update on a
 batch of ``--batch`` 32x32x3 images (eps-prediction MSE; ``torch.optim.Adam`` for diffusers);
 DDIM-50 is :func:`jaxdiff.samplers.ddim_sample` for the two JAX networks and diffusers' own
-``DDIMScheduler`` loop. The first call of each (for JAX, the compilation) is timed apart; then
-the rounds call the six in turn, so that the load of a shared machine falls on each alike, and
-the medians of wall-clock and process CPU time are printed with the ratios.
+``DDIMScheduler`` loop. The first call of each (for JAX, the compilation) is timed apart, with
+JAX's tracing and XLA compile seconds; then the rounds call the six in turn (``--order``), so
+that the load of a shared machine falls on each alike, and the medians of wall-clock and process
+CPU time are printed with the ratios. (That the two JAX networks give the same outputs for the
+same weights is tests/test_nnx_equivalence.py's check.)
 
 Needs torch and diffusers beside jaxdiff (not dependencies of jaxdiff)::
 
@@ -36,6 +38,12 @@ from jaxdiff import samplers, schedules
 from jaxdiff.models import ddpm_cifar10
 
 LEARNING_RATE = 2e-4
+_TRACE_EVENT = "/jax/core/compile/jaxpr_trace_duration"
+_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+_events = []
+jax.monitoring.register_event_duration_secs_listener(
+    lambda event, secs, **_: _events.append((event, secs))
+)
 
 
 def _linen_unet(src):
@@ -101,12 +109,23 @@ def _timed(run):
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
+def _first_call(run) -> str:
+    """The first call's wall time, with JAX's tracing and XLA compile seconds in it."""
+    del _events[:]
+    wall, _ = _timed(run)
+    trace = sum(s for e, s in _events if e == _TRACE_EVENT)
+    xla = sum(s for e, s in _events if e == _COMPILE_EVENT)
+    return f"{wall:.1f} s" + (f" (trace {trace:.1f} s, XLA compile {xla:.1f} s)" if _events else "")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("linen_src")
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--ddim_steps", type=int, default=50)
+    parser.add_argument("--order", default="nnx,linen,diffusers",
+                        help="the contenders' order in the first calls and in each round")
     args = parser.parse_args()
     cpu = jax.default_backend() == "cpu"
     linen = _linen_unet(args.linen_src)
@@ -122,8 +141,6 @@ def main():
     t_np = rng.integers(0, 1000, args.batch).astype(np.int32)
     x, eps, t = jnp.asarray(x_np), jnp.asarray(eps_np), jnp.asarray(t_np)
     key = jax.random.key(1)
-    same = lin_model.apply({"params": lin_params}, x, t)
-    err = float(jnp.linalg.norm(model(x, t) - same) / jnp.linalg.norm(same))
 
     def nnx_apply(params, x, t, key):
         return nnx.merge(graphdef, params)(x, t, train=True, rngs=nnx.Rngs(dropout=key))
@@ -132,13 +149,17 @@ def main():
         return lin_model.apply({"params": params}, x, t, train=True, rngs={"dropout": key})
 
     n = args.ddim_steps
-    runs = {
-        **_jax_runs("nnx", nnx_apply, state, model, x, t, eps, key, n),
-        **_jax_runs("linen", linen_apply, lin_params,
-                    functools.partial(lin_model.apply, {"params": lin_params}), x, t, eps, key, n),
-        **_torch_runs(x_np, t_np, eps_np, n),
+    contenders = {
+        "nnx": lambda: _jax_runs("nnx", nnx_apply, state, model, x, t, eps, key, n),
+        "linen": lambda: _jax_runs(
+            "linen", linen_apply, lin_params,
+            functools.partial(lin_model.apply, {"params": lin_params}), x, t, eps, key, n),
+        "diffusers": lambda: _torch_runs(x_np, t_np, eps_np, n),
     }
-    first = {label: _timed(run)[0] for label, run in runs.items()}
+    runs = {}
+    for who in args.order.split(","):
+        runs.update(contenders[who]())
+    first = {label: _first_call(run) for label, run in runs.items()}
     wall = {label: [] for label in runs}
     proc = {label: [] for label in runs}
     for i in range(args.rounds):
@@ -150,8 +171,8 @@ def main():
               file=sys.stderr, flush=True)
 
     print(f"{machine_line(machine())}")
-    print(f"DDPM CIFAR-10 U-Net, batch {args.batch} of 32x32x3; NNX vs linen output, same weights: "
-          f"relative error {err:.1e}; medians of {args.rounds} rounds (contenders in turn)")
+    print(f"DDPM CIFAR-10 U-Net, batch {args.batch} of 32x32x3; medians of {args.rounds} rounds "
+          f"(contenders in turn: {args.order})")
     for what in ("train step", f"DDIM-{n}"):
         med = {who: statistics.median(wall[f"{who} {what}"]) for who in ("nnx", "linen", "diffusers")}
         cpu_s = {who: statistics.median(proc[f"{who} {what}"]) for who in ("nnx", "linen", "diffusers")}
@@ -160,8 +181,8 @@ def main():
               f"{med['nnx'] / med['diffusers']:.3f}")
         print(f"  process CPU NNX {cpu_s['nnx']:.3f} s, linen {cpu_s['linen']:.3f} s, diffusers "
               f"{cpu_s['diffusers']:.3f} s; NNX/linen {cpu_s['nnx'] / cpu_s['linen']:.3f}")
-        print(f"  first call (JAX: with compilation) NNX {first[f'nnx {what}']:.1f} s, linen "
-              f"{first[f'linen {what}']:.1f} s, diffusers {first[f'diffusers {what}']:.1f} s")
+        print(f"  first call NNX {first[f'nnx {what}']}, linen {first[f'linen {what}']}, "
+              f"diffusers {first[f'diffusers {what}']}")
 
 
 if __name__ == "__main__":

@@ -70,9 +70,10 @@ class Levels(NamedTuple):
 def vdm_levels(run, num: int) -> Levels:
     """K equally spaced t in [0, 1] of a VDM run's (learned) schedule."""
     t = np.linspace(0.0, 1.0, num)[::-1]  # increasing lambda = -gamma(t)
-    gamma = np.asarray(run.schedule.gamma(run.model_fn)(jnp.asarray(t, jnp.float32)))
-    fn = jax.jit(lambda z, t_k: run.model_fn(z, jnp.full((z.shape[0],), t_k, jnp.float32)))
-    return Levels(-gamma, lambda z, k: fn(z, t[k]))
+    process = run.schedule  # the VPGamma of the run's schedule
+    lambdas = np.asarray(process.log_snr_at(jnp.asarray(t, jnp.float32)))
+    fn = jax.jit(lambda z, t_k: run.model_fn(z, jnp.full((z.shape[0],), process.model_time(t_k))))
+    return Levels(lambdas, lambda z, k: fn(z, t[k]))
 
 
 def ddpm_levels(run, num: int) -> Levels:

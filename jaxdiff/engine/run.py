@@ -60,8 +60,9 @@ class Run:
 
     @property
     def schedule(self):
-        """The noise process of a diffusion run (the schedule, or NCSN's noise levels)."""
-        return self.experiment.process
+        """The noise process of a diffusion run (a GaussianProcess: the schedule, NCSN's
+        levels, EDM's, the flow's, a VDM's learned schedule at these parameters)."""
+        return self.experiment.process_of(self.model_fn)
 
 
 def load_run(workdir, *, build_family, devices=None, checkpoint: str = "best") -> Run:

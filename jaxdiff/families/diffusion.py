@@ -1,17 +1,23 @@
 """The diffusion family: a config's names resolved into callables, once.
 
 :func:`build_experiment` is the only place a name of the config is looked up: the model
-preset, the noise process (:data:`PROCESSES`, keyed by ``config.diffusion.kind``), the
-objective (:data:`OBJECTIVES`, keyed by kind and ``config.loss.name``), the optimizer and the
+preset, the kind of run (:data:`KINDS`, keyed by ``config.diffusion.kind``: its
+:class:`~jaxdiff.processes.GaussianProcess` and what else it needs, a :class:`Kind`), the
+objective (keyed by ``config.loss.name`` in the kind's ``objectives``), the optimizer and the
 sampler (:data:`SAMPLERS`). :func:`family` wraps the result as the
 :class:`~jaxdiff.engine.family.Family` the engine trains, samples and evaluates.
 
-A new objective is one function ``(config, process) -> objective(model_fn, x0, rng) -> [B]``
-added under its kind in :data:`OBJECTIVES`; a new noise process is one :class:`Process` entry.
+A new noise process is its GaussianProcess subclass: ``config.diffusion.kind =
+"package.module:Class"`` trains it (:func:`gaussian`: L_simple, the solvers of any process, the
+probability-flow likelihood), and one line ``"name": gaussian(Class)`` in :data:`KINDS` gives
+it a name. A new objective is one function ``(config, process) -> objective(model_fn, x0, rng)
+-> [B]`` in its kind's ``objectives``; a new sampler one entry of :data:`SAMPLERS` (and its
+name in the ``samplers`` of the kinds it fits).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import math
@@ -43,12 +49,10 @@ from jaxdiff.engine.step import (
 
 __all__ = [
     "Experiment",
-    "Process",
-    "EDMLevels",
-    "LinearPath",
-    "VDMBound",
-    "PROCESSES",
-    "OBJECTIVES",
+    "Kind",
+    "KINDS",
+    "gaussian",
+    "resolve_kind",
     "SAMPLERS",
     "build_experiment",
     "build_sampler",
@@ -67,9 +71,12 @@ class Experiment(NamedTuple):
     Attributes:
       model: the network (:mod:`jaxdiff.models.network`: an NNX module's graph and state, or
         a linen module); called as ``model.apply(variables, x, c, train=...)``.
-      process: what the loss and the sampler take as their second argument: a
-        :class:`~jaxdiff.schedules.Schedule` (``diffusion.kind = "ddpm"``) or the NCSN noise
-        levels ``[L]`` (``"ncsn"``).
+      process: the run's :class:`~jaxdiff.processes.GaussianProcess`: a
+        :class:`~jaxdiff.schedules.Schedule` (``diffusion.kind = "ddpm"``), NCSN's
+        :class:`~jaxdiff.processes.VELevels`, :class:`~jaxdiff.processes.EDM`,
+        :class:`~jaxdiff.processes.LinearFlow` (``"flow"``), a :class:`~jaxdiff.processes.
+        VPGamma`; for a process learned with the network (VDM's schedule) the one it starts
+        from: :meth:`process_of` gives the trained one.
       objective: ``objective(model_fn, x0, rng) -> [B]`` per-example losses.
       prior: ``prior(rng, shape) -> x_T``, the sampler's starting point.
       data_shape: the shape of one example (e.g. ``(8, 8, 1)``).
@@ -77,46 +84,98 @@ class Experiment(NamedTuple):
       lr_schedule: the learning-rate schedule object ``tx`` was built with (logged as ``lr``).
       time_input: ``time_input(batch) -> [batch]``, a dummy conditioning input of the right
         dtype (int32 timesteps or float noise levels), for initialising the model.
+      kind: the :class:`Kind` of ``config.diffusion.kind``.
     """
 
     model: Any
-    process: Any
+    process: processes.GaussianProcess
     objective: Callable
     prior: Callable
     data_shape: tuple[int, ...]
     tx: optax.GradientTransformation
     lr_schedule: optax.Schedule | None = None
     time_input: Callable = lambda n: jnp.zeros((n,), jnp.int32)  # noqa: E731
+    kind: Kind | None = None
+
+    def process_of(self, model_fn) -> processes.GaussianProcess:
+        """The process of the model ``model_fn`` (``partial(model.apply, variables)``): the
+        run's, or one learned with the network (a VDM's schedule) at these parameters."""
+        if self.kind is None or self.kind.learned is None:
+            return self.process
+        return self.kind.learned(model_fn)
 
 
-def _normal_prior(rng, shape):
-    """x_T ~ N(0, I), where the reverse chain starts (Ho et al. 2020, Alg. 2)."""
-    return jax.random.normal(rng, shape)
+def _normal_prior(process):
+    """x_T ~ N(0, I), where the reverse chain starts (Ho et al. 2020, Alg. 2); EDM's sampler
+    scales it to its first level itself."""
+    return lambda rng, shape: jax.random.normal(rng, shape)
 
 
-def _uniform_prior(rng, shape):
+def _uniform_prior(process):
     """Uniform noise over the data range, where Song & Ermon (2019) start annealed Langevin."""
-    return jax.random.uniform(rng, shape, minval=-1.0, maxval=1.0)
+    return lambda rng, shape: jax.random.uniform(rng, shape, minval=-1.0, maxval=1.0)
 
 
-class Process(NamedTuple):
-    """A noise process of ``config.diffusion``: ``build(config.diffusion)`` gives the process
-    object the losses and samplers take, ``prior`` draws where sampling starts, ``time_input``
-    a dummy conditioning input of the model's time dtype. ``wrap(config.diffusion, network)``,
-    when given, makes the model from the network of ``config.model`` (built with the data's
-    output channels), for a process with learned parts of its own. ``check(checker)`` checks
-    the process's own fields of the config (:class:`~jaxdiff.engine.checks.Checker`).
-    ``samplers`` names the entries of :data:`SAMPLERS` that fit it."""
+def _own_prior(process):
+    """The process's prior N(0, prior_std^2 I) at ``t_noise``."""
+    return process.sample_prior
 
-    build: Callable
-    prior: Callable
-    time_input: Callable
+
+def _float_time(n):
+    return jnp.ones((n,), jnp.float32)  # a noise level or a time in [0, 1]
+
+
+def _int_time(n):
+    return jnp.zeros((n,), jnp.int32)  # a timestep
+
+
+class Kind(NamedTuple):
+    """What a value of ``config.diffusion.kind`` names: the
+    :class:`~jaxdiff.processes.GaussianProcess` its fields build, and what else a run of it
+    needs that is not the process. Every callable takes the run's config first.
+
+    Attributes:
+      process: ``process(config.diffusion) -> GaussianProcess``.
+      objectives: ``config.loss.name`` -> ``(config, process) -> objective(model_fn, x0, rng)
+        -> [B]``.
+      samplers: the entries of :data:`SAMPLERS` that fit it.
+      prior: ``prior(process) -> prior(rng, shape)``, where sampling starts (default: the
+        process's own N(0, prior_std^2 I)).
+      time_input: ``time_input(n)``, a dummy time input of the network's dtype for its
+        initialisation (float unless the network indexes timesteps).
+      learned: for a process learned with the network (VDM's schedule): ``learned(model_fn) ->
+        GaussianProcess`` of the parameters bound in ``model_fn``; ``process`` is then the
+        one the network starts from.
+      bound: ``bound(config, model_fn, process, x0, rng, **options) -> dict`` of ``[B]``
+        bits/dim, the kind's variational bound (``total``, ``prior``, ``diffusion``,
+        ``decoder``); None without one.
+      likelihood: ``likelihood(config, model_fn, process, x0, rng, **options) -> dict``, a
+        change of variables' result (:func:`~jaxdiff.samplers.change_of_variables`); None
+        without one.
+      validation: ``validation(config, model_fn, process, x0, rng, num) -> [B]``, the held-out
+        bound of early stopping from ``num`` model calls per example; None without one.
+      wrap: ``wrap(config.diffusion, make_network, data_shape)`` makes the model from the
+        network of ``config.model`` (built with the data's output channels), for a kind with
+        learned parts of its own.
+      check: ``check(checker)`` checks the kind's own fields of the config
+        (:class:`~jaxdiff.engine.checks.Checker`).
+    """
+
+    process: Callable
+    objectives: dict[str, Callable]
     samplers: tuple[str, ...]
+    prior: Callable = _own_prior
+    time_input: Callable = _float_time
+    learned: Callable | None = None
+    bound: Callable | None = None
+    likelihood: Callable | None = None
+    validation: Callable | None = None
     wrap: Callable | None = None
     check: Callable[[Checker], None] = lambda c: None
 
 
 _VARIANCES = ("fixed_small", "fixed_large", "learned", "learned_range")
+_LEARNED = ("learned", "learned_range")
 
 
 def _check_ddpm(c: Checker) -> None:
@@ -157,74 +216,113 @@ def _check_vdm(c: Checker) -> None:
         c.fail("diffusion.fourier_exponents", "a tuple of integers (() for none)", exponents)
 
 
-class EDMLevels(NamedTuple):
-    """The process of ``diffusion.kind = "edm"`` (Karras et al. 2022): x = x_0 + sigma n with
-    the network preconditioned (:func:`~jaxdiff.models.edm_precondition`, ``sigma_data``),
-    sampled on the Karras grid between ``sigma_min`` and ``sigma_max`` (exponent ``rho``)."""
+_GAUSSIAN_PREDICTIONS = ("eps", "x0", "v", "velocity", "score")
 
-    sigma_min: float = 0.002
-    sigma_max: float = 80.0
-    rho: float = 7.0
-    sigma_data: float = 0.5
 
-    def denoiser(self, model_fn):
-        """The network as the denoiser D(x; sigma)."""
-        return models.edm_precondition(model_fn, sigma_data=self.sigma_data)
+def _check_gaussian(c: Checker) -> None:
+    c.one_of("diffusion.prediction", _GAUSSIAN_PREDICTIONS)
+    c.one_of("diffusion.variance", ("fixed_small", "fixed_large"))  # no learned variance
 
-    def sigmas(self, num_steps: int):
-        return schedules.karras_sigmas(num_steps, self.sigma_min, self.sigma_max, self.rho)
 
-    def likelihood(self, model_fn, x0, rng) -> dict:
-        """:func:`~jaxdiff.samplers.edm_likelihood` between the grid's ends."""
-        return samplers.edm_likelihood(
-            self.denoiser(model_fn), x0, rng, sigma_min=self.sigma_min, sigma_max=self.sigma_max
+def _edm_denoiser(config, model_fn):
+    """An EDM run's network as the denoiser D(x; sigma) (:func:`~jaxdiff.models.
+    edm_precondition`, ``config.diffusion.sigma_data``)."""
+    return models.edm_precondition(model_fn, sigma_data=config.diffusion.sigma_data)
+
+
+def _flow_velocity(process, model_fn):
+    """A flow run's network as the velocity v(x, t), called with ``process.model_time(t)``
+    (``time_scale * t``)."""
+    return lambda x, t: model_fn(x, process.model_time(t))
+
+
+def _vdm_gamma(model_fn):
+    """The schedule gamma(t) of a VDM: the ``gamma`` method of a :class:`~jaxdiff.vdm.VDMModel`,
+    or of the driver's ``partial(network.apply, variables)``."""
+    if isinstance(model_fn, nnx.Module):
+        return model_fn.gamma
+    return functools.partial(model_fn, method="gamma")
+
+
+def _vdm_process(model_fn) -> processes.VPGamma:
+    """The continuous process of a VDM's schedule, learned or fixed (Kingma et al. 2021)."""
+    return processes.VPGamma(_vdm_gamma(model_fn))
+
+
+def _vdm_bound(config, model_fn, process, x0, rng) -> dict:
+    """:func:`~jaxdiff.losses.vdm_loss` (continuous time, or ``config.diffusion.num_timesteps``
+    steps): ``dict(total, diffusion, prior, decoder)``, each ``[B]`` bits/dim."""
+    return losses.vdm_loss(
+        model_fn, process.gamma, x0, rng, num_timesteps=config.diffusion.get("num_timesteps")
+    )
+
+
+def _ddpm_variance(config, variance) -> str:
+    """The reverse variance a DDPM run's bound uses: ``variance``, or the trained one when None;
+    it may be changed between the fixed ones, or the learned ones, never across.
+
+    Raises:
+      ValueError: across.
+    """
+    trained = config.diffusion.variance
+    variance = variance or trained
+    if (variance in _LEARNED) != (trained in _LEARNED):
+        raise ValueError(
+            f"variance {variance} does not fit this run, trained with "
+            f"config.diffusion.variance={trained!r} (learned and fixed variances are "
+            f"not interchangeable)"
         )
+    return variance
 
 
-class LinearPath(NamedTuple):
-    """The process of ``diffusion.kind = "flow"``: x_t = (1 - t) x_0 + t eps, t in [0, 1]
-    (flow matching, Lipman et al. 2023; rectified flow, Liu et al. 2023). The network is called
-    with ``time_scale * t`` (a sinusoidal embedding made for integer timesteps needs ~1000)."""
-
-    time_scale: float = 1.0
-
-    def velocity(self, model_fn):
-        """The network as the velocity v(x, t)."""
-        scale = self.time_scale
-        return lambda x, t: model_fn(x, scale * t)
-
-    def likelihood(self, model_fn, x0, rng) -> dict:
-        """:func:`~jaxdiff.samplers.flow_likelihood`."""
-        return samplers.flow_likelihood(self.velocity(model_fn), x0, rng)
+def _ddpm_bound(config, model_fn, schedule, x0, rng, *, variance=None) -> dict:
+    """:func:`jaxdiff.elbo.nll_bpd` (Ho et al. 2020, eq. 5) with the reverse ``variance``
+    (:func:`_ddpm_variance`), its per-timestep terms ``[B, T]`` under ``terms``."""
+    out = elbo.nll_bpd(
+        model_fn, schedule, x0, rng, variance=_ddpm_variance(config, variance),
+        prediction=config.diffusion.prediction,
+    )
+    return dict(total=out["total"], prior=out["prior"], diffusion=out["diffusion"],
+                decoder=out["decoder"], terms=out["vb"])
 
 
-class VDMBound(NamedTuple):
-    """The process of ``diffusion.kind = "vdm"`` (Kingma et al. 2021): the variance-preserving
-    path of gamma(t) = -log SNR(t), t in [0, 1], in continuous time (``num_timesteps`` None) or
-    as the T-step model. The model is a :class:`~jaxdiff.vdm.VDMModel`: its ``gamma`` method
-    is the schedule, fixed linear or learned (:func:`_vdm_model`)."""
+def _ddpm_validation(config, model_fn, schedule, x0, rng, num) -> jnp.ndarray:
+    """:func:`jaxdiff.elbo.stratified_nll_bpd`: ``num`` stratified timesteps besides L_0."""
+    return elbo.stratified_nll_bpd(
+        model_fn, schedule, x0, rng, num_timesteps=min(num, schedule.num_timesteps - 1),
+        variance=config.diffusion.variance, prediction=config.diffusion.prediction,
+    )["total"]
 
-    num_timesteps: int | None = None
 
-    @staticmethod
-    def gamma(model_fn):
-        """The schedule gamma(t) of the model: the ``gamma`` method of a
-        :class:`~jaxdiff.vdm.VDMModel`, or of the driver's ``partial(network.apply,
-        variables)``."""
-        if isinstance(model_fn, nnx.Module):
-            return model_fn.gamma
-        return functools.partial(model_fn, method="gamma")
+def _mean_of_bounds(config, model_fn, process, x0, rng, num) -> jnp.ndarray:
+    """The mean of ``num`` independent estimates of a Monte Carlo bound (VDM's)."""
+    keys = jax.random.split(rng, num)
+    return jnp.mean(
+        jax.lax.map(lambda k: _vdm_bound(config, model_fn, process, x0, k)["total"], keys), 0
+    )
 
-    def ode_process(self, model_fn) -> processes.VPGamma:
-        """The continuous process of the model's schedule, for the probability-flow ODE."""
-        return processes.VPGamma(self.gamma(model_fn))
 
-    def bound(self, model_fn, x0, rng) -> dict:
-        """:func:`~jaxdiff.losses.vdm_loss`: ``dict(total, diffusion, prior, decoder)``, each
-        ``[B]`` bits/dim."""
-        return losses.vdm_loss(
-            model_fn, self.gamma(model_fn), x0, rng, num_timesteps=self.num_timesteps
-        )
+def _ode_likelihood(config, model_fn, process, x0, rng, **ode_kwargs) -> dict:
+    """:func:`~jaxdiff.samplers.ode_likelihood` of the probability-flow ODE of the process
+    (Song et al. 2021, Sec. 4.3), the network read as ``config.diffusion.prediction``."""
+    diff = config.diffusion
+    model_fn = _mean_part(model_fn, diff.get("variance", "fixed_small"))
+    return samplers.ode_likelihood(
+        model_fn, process, x0, rng, prediction=diff.get("prediction", "eps"), **ode_kwargs
+    )
+
+
+def _edm_likelihood(config, model_fn, process, x0, rng) -> dict:
+    """:func:`~jaxdiff.samplers.edm_likelihood` between the ends of the process."""
+    return samplers.edm_likelihood(
+        _edm_denoiser(config, model_fn), x0, rng, sigma_min=process.sigma_min,
+        sigma_max=process.sigma_max,
+    )
+
+
+def _flow_likelihood(config, model_fn, process, x0, rng) -> dict:
+    """:func:`~jaxdiff.samplers.flow_likelihood` from t = 0 to 1."""
+    return samplers.flow_likelihood(_flow_velocity(process, model_fn), x0, rng)
 
 
 def _vdm_model(d, make_network, data_shape):
@@ -255,48 +353,6 @@ def _vdm_model(d, make_network, data_shape):
     return network_lib.NNXNetwork(make)
 
 
-def _float_time(n):
-    return jnp.ones((n,), jnp.float32)  # a noise level or a time in [0, 1]
-
-
-PROCESSES: dict[str, Process] = {
-    "ddpm": Process(
-        build=lambda d: schedules.get(d.schedule, d.num_timesteps),
-        prior=_normal_prior,
-        time_input=lambda n: jnp.zeros((n,), jnp.int32),  # a timestep
-        samplers=("ddpm", "ddim", "dpm_solver", "ode", "edm"),
-        check=_check_ddpm,
-    ),
-    "ncsn": Process(
-        build=lambda d: schedules.geometric_sigmas(d.sigma_max, d.sigma_min, d.num_sigmas),
-        prior=_uniform_prior,
-        time_input=_float_time,
-        samplers=("langevin",),
-        check=_check_ncsn,
-    ),
-    "edm": Process(
-        build=lambda d: EDMLevels(d.sigma_min, d.sigma_max, d.rho, d.sigma_data),
-        prior=_normal_prior,
-        time_input=_float_time,
-        samplers=("edm",),
-    ),
-    "flow": Process(
-        build=lambda d: LinearPath(d.time_scale),
-        prior=_normal_prior,
-        time_input=_float_time,
-        samplers=("flow",),
-    ),
-    "vdm": Process(
-        build=lambda d: VDMBound(d.get("num_timesteps")),
-        prior=_normal_prior,
-        time_input=_float_time,
-        samplers=("vdm",),
-        wrap=_vdm_model,
-        check=_check_vdm,
-    ),
-}
-
-
 def _ddpm_objective(loss, cfg, schedule):
     """``config.loss``: its fields other than ``name`` are the loss's keyword arguments
     (``vlb_weight``; ``weighting`` names a weight function of :mod:`jaxdiff.losses`, e.g.
@@ -317,35 +373,139 @@ def _ddpm_objective(loss, cfg, schedule):
     return lambda model_fn, x0, rng: loss(model_fn, schedule, x0, rng, **options)
 
 
-def _dsm_objective(cfg, sigmas):
-    return lambda score_fn, x0, rng: losses.dsm_loss(score_fn, sigmas, x0, rng)
+def _dsm_objective(cfg, levels):
+    return lambda score_fn, x0, rng: losses.dsm_loss(score_fn, levels.sigmas, x0, rng)
 
 
-# kind -> loss name -> (config, process) -> objective(model_fn, x0, rng) -> [B]
-OBJECTIVES: dict[str, dict[str, Callable]] = {
-    "ddpm": {
-        "simple": functools.partial(_ddpm_objective, losses.simple_loss),
-        "vlb": functools.partial(_ddpm_objective, losses.vlb_loss),
-        "hybrid": functools.partial(_ddpm_objective, losses.hybrid_loss),
-    },
-    "ncsn": {"dsm": _dsm_objective},
-    "edm": {
-        "edm": lambda cfg, levels: lambda model_fn, x0, rng: losses.edm_loss(
-            levels.denoiser(model_fn), x0, rng, p_mean=cfg.loss.p_mean, p_std=cfg.loss.p_std,
-            sigma_data=levels.sigma_data,
-        )
-    },
-    "flow": {
-        "flow_matching": lambda cfg, path: lambda model_fn, x0, rng: losses.flow_matching_loss(
-            path.velocity(model_fn), x0, rng, time_sampling=cfg.loss.time_sampling
-        )
-    },
-    "vdm": {
-        "vdm": lambda cfg, process: lambda model_fn, x0, rng: process.bound(model_fn, x0, rng)[
-            "total"
-        ]
-    },
+def _edm_objective(cfg, process):
+    return lambda model_fn, x0, rng: losses.edm_loss(
+        _edm_denoiser(cfg, model_fn), x0, rng, p_mean=cfg.loss.p_mean, p_std=cfg.loss.p_std,
+        sigma_data=cfg.diffusion.sigma_data,
+    )
+
+
+def _flow_objective(cfg, process):
+    return lambda model_fn, x0, rng: losses.flow_matching_loss(
+        _flow_velocity(process, model_fn), x0, rng, time_sampling=cfg.loss.time_sampling
+    )
+
+
+def _vdm_objective(cfg, process):
+    return lambda model_fn, x0, rng: _vdm_bound(cfg, model_fn, _vdm_process(model_fn), x0, rng)[
+        "total"
+    ]
+
+
+def _denoising_objective(cfg, process):
+    """:func:`~jaxdiff.losses.denoising_loss` of ``config.diffusion.prediction`` (L_simple of
+    Ho et al. 2020 on any process: t ~ U(t_data, t_noise), unweighted squared error)."""
+    prediction = cfg.diffusion.get("prediction", "eps")
+    return lambda model_fn, x0, rng: losses.denoising_loss(
+        model_fn, process, x0, rng, prediction=prediction
+    )
+
+
+def _fields_of(cls, d) -> dict:
+    """The fields of the dataclass ``cls`` that ``config.diffusion`` sets."""
+    return {f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d}
+
+
+# The samplers of any GaussianProcess (they read the network through the process alone).
+_ANY_PROCESS = ("ode", "dpm_solver", "ancestral", "edm")
+
+
+def gaussian(cls: type[processes.GaussianProcess]) -> Kind:
+    """The kind of any :class:`~jaxdiff.processes.GaussianProcess` subclass ``cls``: built
+    from the fields of ``config.diffusion`` named as its own (defaults for the others), the
+    network trained by :func:`~jaxdiff.losses.denoising_loss` to predict
+    ``config.diffusion.prediction`` (``config.loss.name = "simple"``), sampled by the solvers of
+    any process, started from the process's prior, and evaluated by the probability-flow ODE's
+    likelihood. ``config.diffusion.kind = "package.module:Class"`` names a user's class."""
+    return Kind(
+        process=lambda d: cls(**_fields_of(cls, d)),
+        objectives={"simple": _denoising_objective},
+        samplers=_ANY_PROCESS,
+        likelihood=_ode_likelihood,
+        check=_check_gaussian,
+    )
+
+
+KINDS: dict[str, Kind] = {
+    "ddpm": Kind(
+        process=lambda d: schedules.get(d.schedule, d.num_timesteps),
+        objectives={
+            "simple": functools.partial(_ddpm_objective, losses.simple_loss),
+            "vlb": functools.partial(_ddpm_objective, losses.vlb_loss),
+            "hybrid": functools.partial(_ddpm_objective, losses.hybrid_loss),
+        },
+        samplers=("ddpm", "ddim", "dpm_solver", "ode", "edm"),
+        prior=_normal_prior,
+        time_input=_int_time,
+        bound=_ddpm_bound,
+        likelihood=_ode_likelihood,
+        validation=_ddpm_validation,
+        check=_check_ddpm,
+    ),
+    "ncsn": Kind(
+        process=lambda d: processes.VELevels(
+            schedules.geometric_sigmas(d.sigma_max, d.sigma_min, d.num_sigmas)
+        ),
+        objectives={"dsm": _dsm_objective},
+        samplers=("langevin",),
+        prior=_uniform_prior,
+        check=_check_ncsn,
+    ),
+    "edm": Kind(
+        process=lambda d: processes.EDM(d.sigma_min, d.sigma_max),
+        objectives={"edm": _edm_objective},
+        samplers=("edm",),
+        prior=_normal_prior,
+        likelihood=_edm_likelihood,
+    ),
+    "flow": Kind(
+        process=lambda d: processes.LinearFlow(time_scale=d.time_scale),
+        objectives={"flow_matching": _flow_objective},
+        samplers=("flow",),
+        prior=_normal_prior,
+        likelihood=_flow_likelihood,
+    ),
+    "vdm": Kind(
+        process=lambda d: processes.VPGamma(processes.linear_gamma(d.gamma_min, d.gamma_max)),
+        objectives={"vdm": _vdm_objective},
+        samplers=("vdm",),
+        prior=_normal_prior,
+        learned=_vdm_process,
+        bound=_vdm_bound,
+        likelihood=_ode_likelihood,
+        validation=_mean_of_bounds,
+        wrap=_vdm_model,
+        check=_check_vdm,
+    ),
+    "trig": gaussian(processes.Trig),
 }
+
+
+def resolve_kind(name: str) -> Kind:
+    """The :class:`Kind` of ``config.diffusion.kind``: an entry of :data:`KINDS`, or a user's
+    GaussianProcess subclass named ``"package.module:Class"`` (:func:`gaussian`).
+
+    Raises:
+      ValueError: an unknown name, or one that does not import to a GaussianProcess subclass.
+    """
+    if isinstance(name, str) and ":" in name:
+        cls = network_lib.import_factory(name, field="config.diffusion.kind")
+        if not (isinstance(cls, type) and issubclass(cls, processes.GaussianProcess)):
+            raise ValueError(
+                f"config.diffusion.kind: {name!r} is not a subclass of "
+                "jaxdiff.processes.GaussianProcess"
+            )
+        return gaussian(cls)
+    if name not in KINDS:
+        raise ValueError(
+            f"config.diffusion.kind must be one of {', '.join(sorted(KINDS))} or "
+            f"'package.module:Class' (a GaussianProcess subclass), got {name!r}"
+        )
+    return KINDS[name]
 
 
 def _resolve_model(cfg: ml_collections.ConfigDict, data_shape, out_channels: int | None):
@@ -426,15 +586,12 @@ def build_experiment(config: ml_collections.ConfigDict, *, data_shape=None) -> E
     if data_shape is None:
         data_shape = np.shape(train_source(config)[0]["x"])
     diff = config.diffusion
-    if diff.kind not in PROCESSES:
-        raise ValueError(f"config.diffusion.kind must be one of {sorted(PROCESSES)}, got {diff.kind!r}")
-    objectives = OBJECTIVES[diff.kind]
-    if config.loss.name not in objectives:
+    kind = resolve_kind(diff.kind)
+    if config.loss.name not in kind.objectives:
         raise ValueError(
-            f"config.loss.name must be one of {sorted(objectives)} for config.diffusion.kind="
+            f"config.loss.name must be one of {sorted(kind.objectives)} for config.diffusion.kind="
             f"{diff.kind!r}, got {config.loss.name!r}"
         )
-    kind = PROCESSES[diff.kind]
     out_channels = _output_channels(diff, data_shape[-1])
 
     def make_network(input_shape):
@@ -445,15 +602,17 @@ def build_experiment(config: ml_collections.ConfigDict, *, data_shape=None) -> E
         _check_output(model, tuple(data_shape), kind.time_input, out_channels)
     else:
         model = kind.wrap(diff, make_network, tuple(data_shape))
-    process = kind.build(diff)
-    objective = objectives[config.loss.name](config, process)
+    process = kind.process(diff)
+    objective = kind.objectives[config.loss.name](config, process)
     opt = config.optim
     lr = learning_rate_schedule(opt.learning_rate, opt.warmup_steps)
     tx = make_optimizer(
         learning_rate=lr, grad_clip=opt.grad_clip, b1=opt.b1, b2=opt.b2, eps=opt.eps
     )
     return Experiment(
-        model, process, objective, kind.prior, tuple(data_shape), tx, lr, kind.time_input
+        model=model, process=process, objective=objective, prior=kind.prior(process),
+        data_shape=tuple(data_shape), tx=tx, lr_schedule=lr, time_input=kind.time_input,
+        kind=kind,
     )
 
 
@@ -483,37 +642,47 @@ SAMPLERS: dict[str, Callable] = {
         prediction=c.prediction,
     ),
     "ode": lambda c, p: lambda f, x, rng: samplers.ode_sample(
-        _mean_part(f, c.variance), p, x, method=c.method, num_steps=c.num_steps
+        _mean_part(f, c.variance), p, x, method=c.method, num_steps=c.num_steps,
+        prediction=c.prediction,
+    ),
+    "ancestral": lambda c, p: lambda f, x, rng: samplers.sample(
+        samplers.ancestral_step, f, p, x, rng, num_steps=c.num_steps, prediction=c.prediction
     ),
     "langevin": lambda c, p: lambda f, x, rng: samplers.annealed_langevin(
-        f, p, x, rng, steps_per_sigma=c.steps_per_sigma, step_lr=c.step_lr
+        f, p.sigmas, x, rng, steps_per_sigma=c.steps_per_sigma, step_lr=c.step_lr
     ),
     "edm": lambda c, p: _edm_sampler(c, p),
     "flow": lambda c, p: lambda f, x, rng: samplers.flow_sample(
-        p.velocity(f), x, rng, num_steps=c.num_steps, method=c.method
+        _flow_velocity(p, f), x, rng, num_steps=c.num_steps, method=c.method
     ),
     "vdm": lambda c, p: lambda f, x, rng: samplers.vdm_sample(
-        f, p.gamma(f), x, rng, num_steps=c.num_steps
+        f, _vdm_gamma(f), x, rng, num_steps=c.num_steps
     ),
 }
 
 
 def _edm_sampler(c, process):
     """Karras et al. (2022), Alg. 1/2 (``c.churn``, ``s_tmin``, ``s_tmax``, ``s_noise``) on the
-    Karras grid of an EDM run, or of a DDPM run through Table 1's VP column (the state scaled
-    by 1 / alpha, so x_T ~ N(0, I) starts at sqrt(1 + sigma_max^2) x_T)."""
-    if isinstance(process, EDMLevels):
-        denoiser, sigmas, start = process.denoiser, process.sigmas(c.num_steps), process.sigma_max
-    elif isinstance(process, schedules.Schedule):
-        sigma_min, sigma_max = samplers.sigma_range(process)
-        sigmas = schedules.karras_sigmas(c.num_steps, sigma_min, sigma_max)
-        start = math.sqrt(1.0 + sigma_max**2)
+    Karras grid (exponent ``c.rho``): of an EDM run, its network preconditioned
+    (``c.sigma_data``), started at sigma_max x_T; of any other process through Table 1's
+    columns (:func:`~jaxdiff.samplers.process_denoiser`: the state scaled by 1 / alpha, so the
+    prior's x_T starts at x_T / alpha(t_noise), sqrt(1 + sigma_max^2) x_T for a
+    variance-preserving one)."""
+    if isinstance(process, processes.EDM):
+        sigma_min, sigma_max, start = process.sigma_min, process.sigma_max, process.sigma_max
+
+        def denoiser(f):
+            return models.edm_precondition(f, sigma_data=c.sigma_data)
+    else:
+        with jax.ensure_compile_time_eval():  # the grid is a constant of the (jitted) chain
+            sigma_min, sigma_max = samplers.sigma_range(process)
+            alpha, sigma = process.alpha_sigma(jnp.asarray(process.t_noise, jnp.float32))
+            start = math.sqrt(1.0 + sigma_max**2) / float(jnp.sqrt(alpha**2 + sigma**2))  # 1 / alpha
 
         def denoiser(f):
             f = _mean_part(f, c.variance)
             return samplers.process_denoiser(f, process, prediction=c.prediction)
-    else:
-        raise ValueError("the edm sampler needs an EDM run or a DDPM run (a discrete schedule)")
+    sigmas = schedules.karras_sigmas(c.num_steps, sigma_min, sigma_max, c.rho)
     options = {k: c.get(k, v) for k, v in dict(churn=0.0, s_tmin=0.0, s_tmax=math.inf, s_noise=1.0).items()}
     method = c.get("method", "heun")
     return lambda f, x, rng: samplers.edm_sample(
@@ -548,11 +717,13 @@ def build_sampler(config: ml_collections.ConfigDict, experiment: Experiment, **o
     merged.update(overrides)
     merged.prediction = config.diffusion.get("prediction", "eps")
     merged.variance = config.diffusion.get("variance", "fixed_small")
+    merged.sigma_data = config.diffusion.get("sigma_data", 0.5)
+    merged.rho = config.diffusion.get("rho", 7.0)
     if merged.sampler not in SAMPLERS:
         raise ValueError(
             f"sampler must be one of {', '.join(sorted(SAMPLERS))}, got {merged.sampler!r}"
         )
-    _check_fits(config.diffusion.kind, merged.sampler, name="sampler")
+    _check_fits(experiment.kind, config.diffusion.kind, merged.sampler, name="sampler")
     sample_chain = SAMPLERS[merged.sampler](merged, experiment.process)
 
     def sample(variables, rng, num: int):
@@ -646,54 +817,29 @@ def family(config: ml_collections.ConfigDict, data_shape) -> Family:
 diffusion_family = family  # the name of 0.2
 
 
-def _ema_model(experiment: Experiment, state) -> Callable:
-    """``model_fn(x, t)`` of the EMA parameters of ``state`` (no dropout)."""
-    return functools.partial(experiment.model.apply, {"params": state.ema_params})
-
-
-def _ddpm_bound(experiment, variance, prediction, state, x0, rng) -> dict:
-    """:func:`jaxdiff.elbo.nll_bpd`, its per-timestep terms ``[B, T]`` under ``terms``."""
-    out = elbo.nll_bpd(
-        _ema_model(experiment, state), experiment.process, x0, rng, variance=variance,
-        prediction=prediction,
-    )
-    return dict(total=out["total"], prior=out["prior"], diffusion=out["diffusion"],
-                decoder=out["decoder"], terms=out["vb"])
-
-
-def _process_bound(experiment, state, x0, rng) -> dict:
-    return experiment.process.bound(_ema_model(experiment, state), x0, rng)
-
-
-_LEARNED = ("learned", "learned_range")
+def _on_ema(fn, config, experiment: Experiment, options: tuple, state, x0, rng) -> dict:
+    """``fn(config, model_fn, process, x0, rng, **options)`` on the EMA model of ``state``
+    (no dropout) and its process."""
+    model_fn = functools.partial(experiment.model.apply, {"params": state.ema_params})
+    return fn(config, model_fn, experiment.process_of(model_fn), x0, rng, **dict(options))
 
 
 def _bound(config, experiment: Experiment):
-    """``bound(variance=None) -> Estimate``: a DDPM run's bound (its reverse variance may be
-    changed between the fixed ones, or the learned ones, never across), or a process's own
-    (VDM's, 256 draws averaged per example); None for a process without one."""
-    diff = config.diffusion
-    if isinstance(experiment.process, schedules.Schedule):
-        trained = diff.get("variance", "fixed_small")
+    """``bound(**options) -> Estimate``: the kind's bound (a DDPM run's takes ``variance``; a
+    Monte Carlo one, VDM's, is averaged over 256 draws per example); None without one."""
+    kind = experiment.kind
+    if kind.bound is None:
+        return None
+    if kind.bound is _ddpm_bound:
 
         def bound(*, variance=None) -> Estimate:
-            variance = variance or trained
-            if (variance in _LEARNED) != (trained in _LEARNED):
-                raise ValueError(
-                    f"variance {variance} does not fit this run, trained with "
-                    f"config.diffusion.variance={trained!r} (learned and fixed variances are "
-                    f"not interchangeable)"
-                )
-            fn = functools.partial(
-                _ddpm_bound, experiment, variance, diff.get("prediction", "eps")
-            )
+            variance = _ddpm_variance(config, variance)
+            fn = functools.partial(_on_ema, _ddpm_bound, config, experiment, (("variance", variance),))
             return Estimate(fn, "diffusion", {"variance": variance})
 
         return bound
-    if hasattr(experiment.process, "bound"):
-        fn = functools.partial(_process_bound, experiment)
-        return lambda: Estimate(fn, f"{diff.kind} bound", draws=256)
-    return None
+    fn = functools.partial(_on_ema, kind.bound, config, experiment, ())
+    return lambda: Estimate(fn, f"{config.diffusion.kind} bound", draws=256)
 
 
 def likelihood_parts(out: dict, x0) -> dict:
@@ -707,79 +853,57 @@ def likelihood_parts(out: dict, x0) -> dict:
                 decoder=out["bpd"] - prior - diffusion)
 
 
-def _flow_likelihood(experiment, state, x0, rng) -> dict:
-    out = experiment.process.likelihood(_ema_model(experiment, state), x0, rng)
-    return likelihood_parts(out, x0)
-
-
-def _ode_likelihood(experiment, ode_kwargs, state, x0, rng) -> dict:
-    """:func:`~jaxdiff.samplers.ode_likelihood` of the probability-flow ODE of the run's
-    process (a VDM's: the continuous process of its schedule)."""
-    model_fn = _ema_model(experiment, state)
-    process = experiment.process
-    if hasattr(process, "ode_process"):
-        process = process.ode_process(model_fn)
-    out = samplers.ode_likelihood(model_fn, process, x0, rng, **dict(ode_kwargs))
-    return likelihood_parts(out, x0)
+def _likelihood_bpd(fn, config, model_fn, process, x0, rng, **options) -> dict:
+    return likelihood_parts(fn(config, model_fn, process, x0, rng, **options), x0)
 
 
 def _likelihood(config, experiment: Experiment):
-    """``likelihood(**ode_kwargs) -> Estimate``: a process's own exact likelihood (EDM, flow),
-    else the probability-flow ODE's of a DDPM or VDM run; None for NCSN's noise levels."""
-    process = experiment.process
-    if hasattr(process, "likelihood"):
-        fn = functools.partial(_flow_likelihood, experiment)
-        return lambda: Estimate(fn, f"{config.diffusion.kind} ODE likelihood")
-    if isinstance(process, schedules.Schedule) or hasattr(process, "ode_process"):
-        return lambda **ode_kwargs: Estimate(
-            functools.partial(_ode_likelihood, experiment, tuple(sorted(ode_kwargs.items()))),
-            "PF-ODE likelihood",
-        )
-    return None
+    """``likelihood(**ode_kwargs) -> Estimate``: the kind's exact likelihood (EDM's and the flow's
+    own, the probability-flow ODE's of a DDPM, VDM or any other process, which takes the
+    options of :func:`~jaxdiff.samplers.ode_likelihood`); None without one (NCSN)."""
+    fn = experiment.kind.likelihood
+    if fn is None:
+        return None
+    if fn is not _ode_likelihood:
+        estimate = functools.partial(_on_ema, functools.partial(_likelihood_bpd, fn), config, experiment, ())
+        return lambda: Estimate(estimate, f"{config.diffusion.kind} ODE likelihood")
+    return lambda **ode_kwargs: Estimate(
+        functools.partial(
+            _on_ema, functools.partial(_likelihood_bpd, fn), config, experiment,
+            tuple(sorted(ode_kwargs.items())),
+        ),
+        "PF-ODE likelihood",
+    )
 
 
 def _validation_bound(config, experiment: Experiment):
     """``validate(state, batch, rng) -> [B]``: the EMA model's bound on a held-out batch from
-    ``K = config.training.validation.num_timesteps`` model calls per example. A DDPM run:
-    :func:`jaxdiff.elbo.stratified_nll_bpd` (K stratified timesteps besides L_0); a process
-    with its own bound estimate (VDM's): the mean of K of them. None for any other process."""
-    vcfg = config.training.get("validation") or {}
-    num = vcfg.get("num_timesteps", 100)
-    process = experiment.process
-    if config.diffusion.kind == "ddpm":
-
-        def bound(model_fn, x0, rng):
-            return elbo.stratified_nll_bpd(
-                model_fn, process, x0, rng, num_timesteps=min(num, process.num_timesteps - 1),
-                variance=config.diffusion.variance, prediction=config.diffusion.prediction,
-            )["total"]
-
-    elif hasattr(process, "bound"):
-
-        def bound(model_fn, x0, rng):
-            keys = jax.random.split(rng, num)
-            return jnp.mean(jax.lax.map(lambda k: process.bound(model_fn, x0, k)["total"], keys), 0)
-
-    else:
+    ``K = config.training.validation.num_timesteps`` model calls per example (the kind's
+    ``validation``); None for a kind without one."""
+    if experiment.kind.validation is None:
         return None
+    vcfg = config.training.get("validation") or {}
+    options = (("num", vcfg.get("num_timesteps", 100)),)
 
     def validate(state, batch, rng):
-        model_fn = functools.partial(experiment.model.apply, {"params": state.ema_params})
-        return bound(model_fn, data_lib.to_model_range(batch["x"]), rng)
+        x0 = data_lib.to_model_range(batch["x"])
+        return _on_ema(experiment.kind.validation, config, experiment, options, state, x0, rng)
 
     return validate
 
 
 def _check_diffusion(c: Checker) -> None:
     """The fields of ``config.diffusion``, ``config.loss`` and ``config.sampling``."""
-    c.one_of("diffusion.kind", sorted(PROCESSES))
-    kind = c.get("diffusion.kind")
-    PROCESSES[kind].check(c)
-    c.one_of("loss.name", sorted(OBJECTIVES[kind]))
+    try:
+        kind = resolve_kind(c.get("diffusion.kind"))
+    except ValueError as e:
+        raise ValueError(str(e)) from None
+    kind.check(c)
+    c.one_of("loss.name", sorted(kind.objectives))
     c.real("loss.vlb_weight", low=0.0, optional=True)
     c.real("loss.gamma", low=0.0, low_open=True, optional=True)
     c.one_of("sampling.sampler", sorted(SAMPLERS))
-    _check_fits(kind, c.get("sampling.sampler"), name="config.sampling.sampler")
+    _check_fits(kind, c.get("diffusion.kind"), c.get("sampling.sampler"), name="config.sampling.sampler")
     c.int("sampling.num_steps", minimum=1)
     c.real("sampling.eta", low=0.0)
     c.boolean("sampling.clip_denoised")
@@ -788,15 +912,14 @@ def _check_diffusion(c: Checker) -> None:
     c.real("sampling.step_lr", low=0.0, low_open=True)
 
 
-def _check_fits(kind: str, sampler: str, *, name: str) -> None:
-    """Checks that ``sampler`` fits a run of process ``kind`` (``config.diffusion.kind``).
+def _check_fits(kind: Kind, name_of_kind: str, sampler: str, *, name: str) -> None:
+    """Checks that ``sampler`` fits a run of ``kind`` (``config.diffusion.kind``).
 
     Raises:
       ValueError: naming ``name`` (the field or the option) and the samplers that fit.
     """
-    fits = PROCESSES[kind].samplers
-    if sampler not in fits:
+    if sampler not in kind.samplers:
         raise ValueError(
-            f"{name}={sampler} does not fit this run's process (config.diffusion.kind={kind}); "
-            f"it takes {', '.join(fits)}"
+            f"{name}={sampler} does not fit this run's process (config.diffusion.kind="
+            f"{name_of_kind}); it takes {', '.join(kind.samplers)}"
         )

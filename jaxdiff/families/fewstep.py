@@ -37,14 +37,14 @@ import jax.numpy as jnp
 import ml_collections
 
 from jaxdiff import data as data_lib
-from jaxdiff import losses, samplers, schedules
+from jaxdiff import losses, processes, samplers, schedules
 from jaxdiff.fewstep import consistency, meanflow, reflow
 from jaxdiff.engine.checks import Checker
 from jaxdiff.engine.family import Family, run_keys
 from jaxdiff.engine.run import Run, load_run
 from jaxdiff.engine.step import TrainState, learning_rate_schedule, make_optimizer, train_step
 from jaxdiff.families import diffusion
-from jaxdiff.families.diffusion import EDMLevels, LinearPath, _mean_part, _resolve_model
+from jaxdiff.families.diffusion import _edm_denoiser, _flow_velocity, _mean_part, _resolve_model
 
 __all__ = ["METHODS", "FewStepState", "teacher_denoiser", "fewstep_family"]
 
@@ -103,18 +103,18 @@ def teacher_denoiser(run: Run) -> tuple[Callable, tuple[float, float]]:
     _check_teacher(cfg)
     model, process = run.experiment.model, run.experiment.process
 
-    if isinstance(process, EDMLevels):
+    if isinstance(process, processes.EDM):
         def denoise(x, sigma, variables):
-            return process.denoiser(functools.partial(model.apply, variables))(x, sigma)
+            return _edm_denoiser(cfg, functools.partial(model.apply, variables))(x, sigma)
 
         return denoise, (process.sigma_min, process.sigma_max)
-    if isinstance(process, LinearPath):
+    if isinstance(process, processes.LinearFlow):
         # x_t = (1 - t) x_0 + t eps: t = sigma / (1 + sigma), x = y / (1 + sigma), x_0 = x - t v
         def denoise(x, sigma, variables):
             t = sigma / (1.0 + sigma)
             t_b = t.reshape((-1,) + (1,) * (x.ndim - 1))
             state = (1.0 - t_b) * x
-            velocity = process.velocity(functools.partial(model.apply, variables))(state, t)
+            velocity = _flow_velocity(process, functools.partial(model.apply, variables))(state, t)
             return state - t_b * velocity
 
         return denoise, (0.002, 80.0)

@@ -108,16 +108,17 @@ class NNXNetwork:
         return fn(*args, **kwargs)
 
 
-def import_factory(name: str) -> Callable:
-    """``"package.module:factory"`` imported; a ValueError naming what is missing."""
+def import_factory(name: str, *, field: str = "config.model.name") -> Callable:
+    """``"package.module:factory"`` imported; a ValueError naming ``field`` and what is
+    missing."""
     module_name, _, attr = name.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
-        raise ValueError(f"config.model.name: cannot import {module_name!r} ({e})") from e
+        raise ValueError(f"{field}: cannot import {module_name!r} ({e})") from e
     factory = getattr(module, attr, None)
     if not callable(factory):
-        raise ValueError(f"config.model.name: {module_name!r} has no callable {attr!r}")
+        raise ValueError(f"{field}: {module_name!r} has no callable {attr!r}")
     return factory
 
 

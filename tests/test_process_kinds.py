@@ -4,29 +4,17 @@ with L_simple, samples with every solver of any process and evaluates by its pro
 likelihood, each checked against the exact model of Gaussian data."""
 
 import flax.linen as nn
-import flax.struct
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jaxdiff import cli, processes, train
 from jaxdiff.families import diffusion
+from test_sampler_any_process import Cosine
 from test_train import run, tiny_config
 
 
-@flax.struct.dataclass
-class Cosine(processes.GaussianProcess):
-    """A user's process: three members (the path of processes.Trig, on other ends)."""
-
-    t_noise = 0.998
-    t_data = 0.002
-
-    def alpha_sigma(self, t):
-        return jnp.cos(0.5 * jnp.pi * t), jnp.sin(0.5 * jnp.pi * t)
-
-
-USER_KIND = f"{__name__}:Cosine"
+USER_KIND = "test_sampler_any_process:Cosine"  # a user's process: three members
 VAR = 0.25  # the data: N(0, VAR I)
 
 

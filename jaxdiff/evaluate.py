@@ -128,8 +128,9 @@ def evaluate_bound(
         :func:`jaxdiff.losses.vdm_loss`); hashable, it keys the compiled program.
       model_fn, data, rng, batch_size, mesh: as in :func:`nll_per_example`.
       draws: independent estimates averaged per example (a Monte Carlo bound such as VDM's
-        draws one time and one noise each; on the digits, means from 1 or 32 draws per example
-        differed from those of 512 by more than their standard errors across examples).
+        draws one time and one noise each). ``stderr_bpd`` is across examples only; the draws'
+        own error is shared by the examples of a draw (on the digits VDM it adds about a fifth:
+        ``experiments/vdm_bound_uncertainty.py``).
 
     Returns:
       ``total_bpd``, ``prior_bpd``, ``diffusion_bpd``, ``decoder_bpd`` (dataset means),

@@ -66,7 +66,7 @@ def test_the_likelihood_of_the_exact_model_is_the_datas_density():
     config = _config(USER_KIND)
     family = train.resolve(config, (2,))
     exp = family.parts._replace(model=_ExactEps(family.parts.process))
-    family = family._replace(likelihood=diffusion._likelihood(config, exp))
+    family = family._replace(likelihood=diffusion._likelihood(exp))
     estimate = family.likelihood(dequantize=False, trace="exact")
     x0 = jax.random.normal(jax.random.PRNGKey(2), (8, 2)) * np.sqrt(VAR)
     state = type("State", (), {"ema_params": {}})()

@@ -56,6 +56,9 @@ __all__ = [
     "SAMPLERS",
     "build_experiment",
     "build_sampler",
+    "sampler",
+    "Settings",
+    "SamplingOptions",
     "initial_state",
     "make_loss_fn",
     "make_train_step",
@@ -63,6 +66,101 @@ __all__ = [
     "diffusion_family",
     "likelihood_parts",
 ]
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The fields of a run's config that it reads after it is built (its bound, likelihood,
+    validation and samplers), resolved once by :meth:`of`.
+
+    Attributes:
+      kind: ``config.diffusion.kind`` (for labels and messages).
+      prediction: what the network predicts (``config.diffusion.prediction``).
+      variance: its reverse variance (``config.diffusion.variance``; DDPM).
+      sigma_data: EDM's preconditioning (``config.diffusion.sigma_data``).
+      rho: the exponent of the Karras grid (``config.diffusion.rho``).
+      num_timesteps: ``config.diffusion.num_timesteps`` (a VDM's T-step model; None:
+        continuous time).
+      validation_calls: model calls per example of the held-out bound
+        (``config.training.validation.num_timesteps``).
+    """
+
+    kind: str
+    prediction: str = "eps"
+    variance: str = "fixed_small"
+    sigma_data: float = 0.5
+    rho: float = 7.0
+    num_timesteps: int | None = None
+    validation_calls: int = 100
+
+    @classmethod
+    def of(cls, config: ml_collections.ConfigDict) -> Settings:
+        d = config.diffusion
+        validation = config.training.get("validation") or {}
+        return cls(
+            kind=str(d.kind), prediction=d.get("prediction", "eps"),
+            variance=d.get("variance", "fixed_small"), sigma_data=d.get("sigma_data", 0.5),
+            rho=d.get("rho", 7.0), num_timesteps=d.get("num_timesteps"),
+            validation_calls=validation.get("num_timesteps", 100),
+        )
+
+
+# The config field that holds each sampler's number of steps (``num_steps`` for the others):
+# ``num_steps=N`` sets it, so ``--steps N`` means the same for every sampler.
+STEP_FIELDS = {"ddpm": "ddpm_num_steps", "langevin": "steps_per_sigma"}
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingOptions:
+    """``config.sampling`` resolved (:meth:`of`), with the run's :class:`Settings` the
+    samplers read: what an entry of :data:`SAMPLERS` takes. Each field is the config's of the
+    same name (see ``jaxdiff/configs/default.py``); ``churn``, ``s_tmin``, ``s_tmax`` and
+    ``s_noise`` are EDM's Alg. 2."""
+
+    sampler: str = "ddpm"
+    num_steps: int = 50
+    ddpm_num_steps: int | None = None
+    eta: float = 0.0
+    clip_denoised: bool = True
+    order: int = 2
+    method: str = "heun"
+    steps_per_sigma: int = 100
+    step_lr: float = 2e-5
+    churn: float = 0.0
+    s_tmin: float = 0.0
+    s_tmax: float = math.inf
+    s_noise: float = 1.0
+    settings: Settings = Settings("ddpm")
+
+    @classmethod
+    def of(cls, sampling: ml_collections.ConfigDict, settings: Settings, **overrides):
+        """``config.sampling`` with ``overrides`` (None: the config's); ``num_steps`` sets the
+        chosen sampler's step count, whatever its field (:data:`STEP_FIELDS`: the respaced
+        steps of ddpm, the steps per noise level of langevin).
+
+        Raises:
+          ValueError: an override that is no sampling option, or an unknown sampler.
+        """
+        names = {f.name for f in dataclasses.fields(cls)} - {"settings"}
+        fields = {k: v for k, v in dict(sampling).items() if k in names}
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise ValueError(f"{unknown[0]} is no sampling option (they are {', '.join(sorted(names))})")
+        sampler = overrides.get("sampler", fields.get("sampler", cls.sampler))
+        if sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {', '.join(sorted(SAMPLERS))}, got {sampler!r}")
+        if "num_steps" in overrides:
+            overrides[STEP_FIELDS.get(sampler, "num_steps")] = overrides.pop("num_steps")
+        return cls(**{**fields, **overrides}, settings=settings)
+
+    @property
+    def prediction(self) -> str:
+        return self.settings.prediction
+
+    @property
+    def variance(self) -> str:
+        return self.settings.variance
 
 
 class Experiment(NamedTuple):
@@ -85,6 +183,7 @@ class Experiment(NamedTuple):
       time_input: ``time_input(batch) -> [batch]``, a dummy conditioning input of the right
         dtype (int32 timesteps or float noise levels), for initialising the model.
       kind: the :class:`Kind` of ``config.diffusion.kind``.
+      settings: the config's fields read after the build (:class:`Settings`).
     """
 
     model: Any
@@ -96,6 +195,7 @@ class Experiment(NamedTuple):
     lr_schedule: optax.Schedule | None = None
     time_input: Callable = lambda n: jnp.zeros((n,), jnp.int32)  # noqa: E731
     kind: Kind | None = None
+    settings: Settings | None = None
 
     def process_of(self, model_fn) -> processes.GaussianProcess:
         """The process of the model ``model_fn`` (``partial(model.apply, variables)``): the
@@ -132,7 +232,8 @@ def _int_time(n):
 class Kind(NamedTuple):
     """What a value of ``config.diffusion.kind`` names: the
     :class:`~jaxdiff.processes.GaussianProcess` its fields build, and what else a run of it
-    needs that is not the process. Every callable takes the run's config first.
+    needs that is not the process. ``process`` and ``objectives`` read the config when the run
+    is built; the others take its :class:`Settings` first.
 
     Attributes:
       process: ``process(config.diffusion) -> GaussianProcess``.
@@ -146,14 +247,15 @@ class Kind(NamedTuple):
       learned: for a process learned with the network (VDM's schedule): ``learned(model_fn) ->
         GaussianProcess`` of the parameters bound in ``model_fn``; ``process`` is then the
         one the network starts from.
-      bound: ``bound(config, model_fn, process, x0, rng, **options) -> dict`` of ``[B]``
+      bound: ``bound(settings, model_fn, process, x0, rng, **options) -> dict`` of ``[B]``
         bits/dim, the kind's variational bound (``total``, ``prior``, ``diffusion``,
         ``decoder``); None without one.
-      likelihood: ``likelihood(config, model_fn, process, x0, rng, **options) -> dict``, a
+      likelihood: ``likelihood(settings, model_fn, process, x0, rng, **options) -> dict``, a
         change of variables' result (:func:`~jaxdiff.samplers.change_of_variables`); None
         without one.
-      validation: ``validation(config, model_fn, process, x0, rng, num) -> [B]``, the held-out
-        bound of early stopping from ``num`` model calls per example; None without one.
+      validation: ``validation(settings, model_fn, process, x0, rng) -> [B]``, the held-out
+        bound of early stopping from ``settings.validation_calls`` model calls per example;
+        None without one.
       wrap: ``wrap(config.diffusion, make_network, data_shape)`` makes the model from the
         network of ``config.model`` (built with the data's output channels), for a kind with
         learned parts of its own.
@@ -224,10 +326,10 @@ def _check_gaussian(c: Checker) -> None:
     c.one_of("diffusion.variance", ("fixed_small", "fixed_large"))  # no learned variance
 
 
-def _edm_denoiser(config, model_fn):
+def _edm_denoiser(sigma_data: float, model_fn):
     """An EDM run's network as the denoiser D(x; sigma) (:func:`~jaxdiff.models.
-    edm_precondition`, ``config.diffusion.sigma_data``)."""
-    return models.edm_precondition(model_fn, sigma_data=config.diffusion.sigma_data)
+    edm_precondition`)."""
+    return models.edm_precondition(model_fn, sigma_data=sigma_data)
 
 
 def _flow_velocity(process, model_fn):
@@ -249,22 +351,20 @@ def _vdm_process(model_fn) -> processes.VPGamma:
     return processes.VPGamma(_vdm_gamma(model_fn))
 
 
-def _vdm_bound(config, model_fn, process, x0, rng) -> dict:
-    """:func:`~jaxdiff.losses.vdm_loss` (continuous time, or ``config.diffusion.num_timesteps``
-    steps): ``dict(total, diffusion, prior, decoder)``, each ``[B]`` bits/dim."""
-    return losses.vdm_loss(
-        model_fn, process.gamma, x0, rng, num_timesteps=config.diffusion.get("num_timesteps")
-    )
+def _vdm_bound(settings: Settings, model_fn, process, x0, rng) -> dict:
+    """:func:`~jaxdiff.losses.vdm_loss` (continuous time, or ``settings.num_timesteps`` steps):
+    ``dict(total, diffusion, prior, decoder)``, each ``[B]`` bits/dim."""
+    return losses.vdm_loss(model_fn, process.gamma, x0, rng, num_timesteps=settings.num_timesteps)
 
 
-def _ddpm_variance(config, variance) -> str:
+def _ddpm_variance(settings: Settings, variance) -> str:
     """The reverse variance a DDPM run's bound uses: ``variance``, or the trained one when None;
     it may be changed between the fixed ones, or the learned ones, never across.
 
     Raises:
       ValueError: across.
     """
-    trained = config.diffusion.variance
+    trained = settings.variance
     variance = variance or trained
     if (variance in _LEARNED) != (trained in _LEARNED):
         raise ValueError(
@@ -275,52 +375,53 @@ def _ddpm_variance(config, variance) -> str:
     return variance
 
 
-def _ddpm_bound(config, model_fn, schedule, x0, rng, *, variance=None) -> dict:
+def _ddpm_bound(settings: Settings, model_fn, schedule, x0, rng, *, variance=None) -> dict:
     """:func:`jaxdiff.elbo.nll_bpd` (Ho et al. 2020, eq. 5) with the reverse ``variance``
     (:func:`_ddpm_variance`), its per-timestep terms ``[B, T]`` under ``terms``."""
     out = elbo.nll_bpd(
-        model_fn, schedule, x0, rng, variance=_ddpm_variance(config, variance),
-        prediction=config.diffusion.prediction,
+        model_fn, schedule, x0, rng, variance=_ddpm_variance(settings, variance),
+        prediction=settings.prediction,
     )
     return dict(total=out["total"], prior=out["prior"], diffusion=out["diffusion"],
                 decoder=out["decoder"], terms=out["vb"])
 
 
-def _ddpm_validation(config, model_fn, schedule, x0, rng, num) -> jnp.ndarray:
-    """:func:`jaxdiff.elbo.stratified_nll_bpd`: ``num`` stratified timesteps besides L_0."""
+def _ddpm_validation(settings: Settings, model_fn, schedule, x0, rng) -> jnp.ndarray:
+    """:func:`jaxdiff.elbo.stratified_nll_bpd`: ``validation_calls`` stratified timesteps
+    besides L_0."""
+    num = min(settings.validation_calls, schedule.num_timesteps - 1)
     return elbo.stratified_nll_bpd(
-        model_fn, schedule, x0, rng, num_timesteps=min(num, schedule.num_timesteps - 1),
-        variance=config.diffusion.variance, prediction=config.diffusion.prediction,
+        model_fn, schedule, x0, rng, num_timesteps=num, variance=settings.variance,
+        prediction=settings.prediction,
     )["total"]
 
 
-def _mean_of_bounds(config, model_fn, process, x0, rng, num) -> jnp.ndarray:
-    """The mean of ``num`` independent estimates of a Monte Carlo bound (VDM's)."""
-    keys = jax.random.split(rng, num)
+def _mean_of_bounds(settings: Settings, model_fn, process, x0, rng) -> jnp.ndarray:
+    """The mean of ``validation_calls`` independent estimates of a Monte Carlo bound (VDM's)."""
+    keys = jax.random.split(rng, settings.validation_calls)
     return jnp.mean(
-        jax.lax.map(lambda k: _vdm_bound(config, model_fn, process, x0, k)["total"], keys), 0
+        jax.lax.map(lambda k: _vdm_bound(settings, model_fn, process, x0, k)["total"], keys), 0
     )
 
 
-def _ode_likelihood(config, model_fn, process, x0, rng, **ode_kwargs) -> dict:
+def _ode_likelihood(settings: Settings, model_fn, process, x0, rng, **ode_kwargs) -> dict:
     """:func:`~jaxdiff.samplers.ode_likelihood` of the probability-flow ODE of the process
-    (Song et al. 2021, Sec. 4.3), the network read as ``config.diffusion.prediction``."""
-    diff = config.diffusion
-    model_fn = _mean_part(model_fn, diff.get("variance", "fixed_small"))
+    (Song et al. 2021, Sec. 4.3), the network read as ``settings.prediction``."""
     return samplers.ode_likelihood(
-        model_fn, process, x0, rng, prediction=diff.get("prediction", "eps"), **ode_kwargs
+        _mean_part(model_fn, settings.variance), process, x0, rng,
+        prediction=settings.prediction, **ode_kwargs,
     )
 
 
-def _edm_likelihood(config, model_fn, process, x0, rng) -> dict:
+def _edm_likelihood(settings: Settings, model_fn, process, x0, rng) -> dict:
     """:func:`~jaxdiff.samplers.edm_likelihood` between the ends of the process."""
     return samplers.edm_likelihood(
-        _edm_denoiser(config, model_fn), x0, rng, sigma_min=process.sigma_min,
+        _edm_denoiser(settings.sigma_data, model_fn), x0, rng, sigma_min=process.sigma_min,
         sigma_max=process.sigma_max,
     )
 
 
-def _flow_likelihood(config, model_fn, process, x0, rng) -> dict:
+def _flow_likelihood(settings: Settings, model_fn, process, x0, rng) -> dict:
     """:func:`~jaxdiff.samplers.flow_likelihood` from t = 0 to 1."""
     return samplers.flow_likelihood(_flow_velocity(process, model_fn), x0, rng)
 
@@ -379,7 +480,7 @@ def _dsm_objective(cfg, levels):
 
 def _edm_objective(cfg, process):
     return lambda model_fn, x0, rng: losses.edm_loss(
-        _edm_denoiser(cfg, model_fn), x0, rng, p_mean=cfg.loss.p_mean, p_std=cfg.loss.p_std,
+        _edm_denoiser(cfg.diffusion.sigma_data, model_fn), x0, rng, p_mean=cfg.loss.p_mean, p_std=cfg.loss.p_std,
         sigma_data=cfg.diffusion.sigma_data,
     )
 
@@ -391,9 +492,10 @@ def _flow_objective(cfg, process):
 
 
 def _vdm_objective(cfg, process):
-    return lambda model_fn, x0, rng: _vdm_bound(cfg, model_fn, _vdm_process(model_fn), x0, rng)[
-        "total"
-    ]
+    settings = Settings.of(cfg)
+    return lambda model_fn, x0, rng: _vdm_bound(
+        settings, model_fn, _vdm_process(model_fn), x0, rng
+    )["total"]
 
 
 def _denoising_objective(cfg, process):
@@ -612,7 +714,7 @@ def build_experiment(config: ml_collections.ConfigDict, *, data_shape=None) -> E
     return Experiment(
         model=model, process=process, objective=objective, prior=kind.prior(process),
         data_shape=tuple(data_shape), tx=tx, lr_schedule=lr, time_input=kind.time_input,
-        kind=kind,
+        kind=kind, settings=Settings.of(config),
     )
 
 
@@ -626,12 +728,12 @@ def _mean_part(model_fn, variance: str):
     return mean_fn
 
 
-# Each entry: (config, process) -> sample(model_fn, x_T, rng) -> x_0. ``config`` is
-# ``config.sampling`` merged with the diffusion options.
+# Each entry: (options, process) -> sample(model_fn, x_T, rng) -> x_0, ``options`` the run's
+# :class:`SamplingOptions`.
 SAMPLERS: dict[str, Callable] = {
     "ddpm": lambda c, p: lambda f, x, rng: samplers.ddpm_sample(
         f, p, x, rng, variance=c.variance, prediction=c.prediction, clip_denoised=c.clip_denoised,
-        num_steps=c.get("ddpm_num_steps"),
+        num_steps=c.ddpm_num_steps,
     ),
     "ddim": lambda c, p: lambda f, x, rng: samplers.ddim_sample(
         _mean_part(f, c.variance), p, x, rng, num_steps=c.num_steps, eta=c.eta,
@@ -672,7 +774,7 @@ def _edm_sampler(c, process):
         sigma_min, sigma_max, start = process.sigma_min, process.sigma_max, process.sigma_max
 
         def denoiser(f):
-            return models.edm_precondition(f, sigma_data=c.sigma_data)
+            return _edm_denoiser(c.settings.sigma_data, f)
     else:
         with jax.ensure_compile_time_eval():  # the grid is a constant of the (jitted) chain
             sigma_min, sigma_max = samplers.sigma_range(process)
@@ -682,49 +784,39 @@ def _edm_sampler(c, process):
         def denoiser(f):
             f = _mean_part(f, c.variance)
             return samplers.process_denoiser(f, process, prediction=c.prediction)
-    sigmas = schedules.karras_sigmas(c.num_steps, sigma_min, sigma_max, c.rho)
-    options = {k: c.get(k, v) for k, v in dict(churn=0.0, s_tmin=0.0, s_tmax=math.inf, s_noise=1.0).items()}
-    method = c.get("method", "heun")
+    sigmas = schedules.karras_sigmas(c.num_steps, sigma_min, sigma_max, c.settings.rho)
     return lambda f, x, rng: samplers.edm_sample(
-        denoiser(f), sigmas, start * x, rng, method=method, **options
+        denoiser(f), sigmas, start * x, rng, method=c.method, churn=c.churn, s_tmin=c.s_tmin,
+        s_tmax=c.s_tmax, s_noise=c.s_noise,
     )
 
 
-# The config field that holds each sampler's number of steps (``num_steps`` for the others):
-# ``build_sampler(..., num_steps=N)`` sets it, so ``--steps N`` means the same for every sampler.
-STEP_FIELDS = {"ddpm": "ddpm_num_steps", "langevin": "steps_per_sigma"}
-
-
 def build_sampler(config: ml_collections.ConfigDict, experiment: Experiment, **overrides):
-    """Resolves ``config.sampling.sampler`` into ``sample(variables, rng, num) -> x_0``.
+    """Resolves ``config.sampling`` (with ``overrides``, :meth:`SamplingOptions.of`) into
+    ``sample(variables, rng, num) -> x_0`` (:func:`sampler`).
 
     Args:
       config: the run's config.
       experiment: from :func:`build_experiment`.
       **overrides: replace fields of ``config.sampling`` (``sampler="ddim"``); ``num_steps``
-        sets the chosen sampler's step count, whatever its field (:data:`STEP_FIELDS`: the
-        respaced steps of ddpm, the steps per noise level of langevin).
+        sets the chosen sampler's step count, whatever its field (:data:`STEP_FIELDS`).
+    """
+    return sampler(experiment, SamplingOptions.of(config.sampling, experiment.settings, **overrides))
+
+
+def sampler(experiment: Experiment, options: SamplingOptions):
+    """``sample(variables, rng, num) -> x_0``: the sampler ``options.sampler`` of
+    :data:`SAMPLERS` from the experiment's prior.
 
     Returns:
       A function of the model variables, a key and the (static) number of samples, returning
       ``[num, *data_shape]`` float samples in the model range. Jit it as a whole.
+
+    Raises:
+      ValueError: the sampler does not fit the run's kind.
     """
-    merged = ml_collections.ConfigDict(dict(config.sampling))
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    sampler = overrides.get("sampler", merged.sampler)
-    if "num_steps" in overrides:
-        overrides[STEP_FIELDS.get(sampler, "num_steps")] = overrides.pop("num_steps")
-    merged.update(overrides)
-    merged.prediction = config.diffusion.get("prediction", "eps")
-    merged.variance = config.diffusion.get("variance", "fixed_small")
-    merged.sigma_data = config.diffusion.get("sigma_data", 0.5)
-    merged.rho = config.diffusion.get("rho", 7.0)
-    if merged.sampler not in SAMPLERS:
-        raise ValueError(
-            f"sampler must be one of {', '.join(sorted(SAMPLERS))}, got {merged.sampler!r}"
-        )
-    _check_fits(experiment.kind, config.diffusion.kind, merged.sampler, name="sampler")
-    sample_chain = SAMPLERS[merged.sampler](merged, experiment.process)
+    _check_fits(experiment.kind, experiment.settings.kind, options.sampler, name="sampler")
+    sample_chain = SAMPLERS[options.sampler](options, experiment.process)
 
     def sample(variables, rng, num: int):
         model_fn = functools.partial(experiment.model.apply, variables)
@@ -798,18 +890,20 @@ def family(config: ml_collections.ConfigDict, data_shape) -> Family:
     _, run_key, _ = run_keys(config.seed)
     tcfg = config.training
 
+    sampling = config.sampling
+
     def sample(state, rng, num, **overrides):
-        chain = build_sampler(config, experiment, **overrides)
-        return chain({"params": state.ema_params}, rng, num)
+        options = SamplingOptions.of(sampling, experiment.settings, **overrides)
+        return sampler(experiment, options)({"params": state.ema_params}, rng, num)
 
     return Family(
         init_state=functools.partial(initial_state, experiment, rng=run_key),
         train_step=_pure_step(experiment, ema=tcfg.ema_decay, ema_warmup=tcfg.ema_warmup),
         sample=sample,
         data_shape=experiment.data_shape,
-        validate=_validation_bound(config, experiment),
-        bound=_bound(config, experiment),
-        likelihood=_likelihood(config, experiment),
+        validate=_validation_bound(experiment),
+        bound=_bound(experiment),
+        likelihood=_likelihood(experiment),
         parts=experiment,
     )
 
@@ -817,29 +911,30 @@ def family(config: ml_collections.ConfigDict, data_shape) -> Family:
 diffusion_family = family  # the name of 0.2
 
 
-def _on_ema(fn, config, experiment: Experiment, options: tuple, state, x0, rng) -> dict:
-    """``fn(config, model_fn, process, x0, rng, **options)`` on the EMA model of ``state``
+def _on_ema(fn, experiment: Experiment, options: tuple, state, x0, rng) -> dict:
+    """``fn(settings, model_fn, process, x0, rng, **options)`` on the EMA model of ``state``
     (no dropout) and its process."""
     model_fn = functools.partial(experiment.model.apply, {"params": state.ema_params})
-    return fn(config, model_fn, experiment.process_of(model_fn), x0, rng, **dict(options))
+    process = experiment.process_of(model_fn)
+    return fn(experiment.settings, model_fn, process, x0, rng, **dict(options))
 
 
-def _bound(config, experiment: Experiment):
+def _bound(experiment: Experiment):
     """``bound(**options) -> Estimate``: the kind's bound (a DDPM run's takes ``variance``; a
     Monte Carlo one, VDM's, is averaged over 256 draws per example); None without one."""
-    kind = experiment.kind
+    kind, settings = experiment.kind, experiment.settings
     if kind.bound is None:
         return None
     if kind.bound is _ddpm_bound:
 
         def bound(*, variance=None) -> Estimate:
-            variance = _ddpm_variance(config, variance)
-            fn = functools.partial(_on_ema, _ddpm_bound, config, experiment, (("variance", variance),))
+            variance = _ddpm_variance(settings, variance)
+            fn = functools.partial(_on_ema, _ddpm_bound, experiment, (("variance", variance),))
             return Estimate(fn, "diffusion", {"variance": variance})
 
         return bound
-    fn = functools.partial(_on_ema, kind.bound, config, experiment, ())
-    return lambda: Estimate(fn, f"{config.diffusion.kind} bound", draws=256)
+    fn = functools.partial(_on_ema, kind.bound, experiment, ())
+    return lambda: Estimate(fn, f"{settings.kind} bound", draws=256)
 
 
 def likelihood_parts(out: dict, x0) -> dict:
@@ -853,41 +948,36 @@ def likelihood_parts(out: dict, x0) -> dict:
                 decoder=out["bpd"] - prior - diffusion)
 
 
-def _likelihood_bpd(fn, config, model_fn, process, x0, rng, **options) -> dict:
-    return likelihood_parts(fn(config, model_fn, process, x0, rng, **options), x0)
+def _likelihood_bpd(fn, settings, model_fn, process, x0, rng, **options) -> dict:
+    return likelihood_parts(fn(settings, model_fn, process, x0, rng, **options), x0)
 
 
-def _likelihood(config, experiment: Experiment):
+def _likelihood(experiment: Experiment):
     """``likelihood(**ode_kwargs) -> Estimate``: the kind's exact likelihood (EDM's and the flow's
     own, the probability-flow ODE's of a DDPM, VDM or any other process, which takes the
     options of :func:`~jaxdiff.samplers.ode_likelihood`); None without one (NCSN)."""
     fn = experiment.kind.likelihood
     if fn is None:
         return None
+    in_bits = functools.partial(_likelihood_bpd, fn)
     if fn is not _ode_likelihood:
-        estimate = functools.partial(_on_ema, functools.partial(_likelihood_bpd, fn), config, experiment, ())
-        return lambda: Estimate(estimate, f"{config.diffusion.kind} ODE likelihood")
+        estimate = functools.partial(_on_ema, in_bits, experiment, ())
+        return lambda: Estimate(estimate, f"{experiment.settings.kind} ODE likelihood")
     return lambda **ode_kwargs: Estimate(
-        functools.partial(
-            _on_ema, functools.partial(_likelihood_bpd, fn), config, experiment,
-            tuple(sorted(ode_kwargs.items())),
-        ),
+        functools.partial(_on_ema, in_bits, experiment, tuple(sorted(ode_kwargs.items()))),
         "PF-ODE likelihood",
     )
 
 
-def _validation_bound(config, experiment: Experiment):
-    """``validate(state, batch, rng) -> [B]``: the EMA model's bound on a held-out batch from
-    ``K = config.training.validation.num_timesteps`` model calls per example (the kind's
-    ``validation``); None for a kind without one."""
+def _validation_bound(experiment: Experiment):
+    """``validate(state, batch, rng) -> [B]``: the EMA model's bound on a held-out batch (the
+    kind's ``validation``); None for a kind without one."""
     if experiment.kind.validation is None:
         return None
-    vcfg = config.training.get("validation") or {}
-    options = (("num", vcfg.get("num_timesteps", 100)),)
 
     def validate(state, batch, rng):
         x0 = data_lib.to_model_range(batch["x"])
-        return _on_ema(experiment.kind.validation, config, experiment, options, state, x0, rng)
+        return _on_ema(experiment.kind.validation, experiment, (), state, x0, rng)
 
     return validate
 

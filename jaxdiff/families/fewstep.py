@@ -101,11 +101,11 @@ def teacher_denoiser(run: Run) -> tuple[Callable, tuple[float, float]]:
     """
     cfg = run.config
     _check_teacher(cfg)
-    model, process = run.experiment.model, run.experiment.process
+    model, process, settings = run.experiment.model, run.experiment.process, run.experiment.settings
 
     if isinstance(process, processes.EDM):
         def denoise(x, sigma, variables):
-            return _edm_denoiser(cfg, functools.partial(model.apply, variables))(x, sigma)
+            return _edm_denoiser(settings.sigma_data, functools.partial(model.apply, variables))(x, sigma)
 
         return denoise, (process.sigma_min, process.sigma_max)
     if isinstance(process, processes.LinearFlow):
@@ -120,8 +120,8 @@ def teacher_denoiser(run: Run) -> tuple[Callable, tuple[float, float]]:
         return denoise, (0.002, 80.0)
 
     def denoise(x, sigma, variables):
-        model_fn = _mean_part(functools.partial(model.apply, variables), cfg.diffusion.variance)
-        return samplers.process_denoiser(model_fn, process, prediction=cfg.diffusion.prediction)(x, sigma)
+        model_fn = _mean_part(functools.partial(model.apply, variables), settings.variance)
+        return samplers.process_denoiser(model_fn, process, prediction=settings.prediction)(x, sigma)
 
     return denoise, samplers.sigma_range(process)
 

@@ -133,26 +133,31 @@ class SamplingOptions:
     settings: Settings = Settings("ddpm")
 
     @classmethod
-    def of(cls, sampling: ml_collections.ConfigDict, settings: Settings, **overrides):
-        """``config.sampling`` with ``overrides`` (None: the config's); ``num_steps`` sets the
-        chosen sampler's step count, whatever its field (:data:`STEP_FIELDS`: the respaced
-        steps of ddpm, the steps per noise level of langevin).
+    def of(cls, sampling: ml_collections.ConfigDict, settings: Settings) -> SamplingOptions:
+        """``config.sampling``'s fields of this class (the others, e.g. ``num_samples``, are
+        the driver's)."""
+        names = {f.name for f in dataclasses.fields(cls)} - {"settings"}
+        return cls(**{k: v for k, v in dict(sampling).items() if k in names}, settings=settings)
+
+    def replace(self, **overrides) -> SamplingOptions:
+        """These options with ``overrides`` (None: unchanged); ``num_steps`` sets the chosen
+        sampler's step count, whatever its field (:data:`STEP_FIELDS`: the respaced steps of
+        ddpm, the steps per noise level of langevin).
 
         Raises:
           ValueError: an override that is no sampling option, or an unknown sampler.
         """
-        names = {f.name for f in dataclasses.fields(cls)} - {"settings"}
-        fields = {k: v for k, v in dict(sampling).items() if k in names}
         overrides = {k: v for k, v in overrides.items() if v is not None}
+        names = {f.name for f in dataclasses.fields(self)} - {"settings"}
         unknown = sorted(set(overrides) - names)
         if unknown:
             raise ValueError(f"{unknown[0]} is no sampling option (they are {', '.join(sorted(names))})")
-        sampler = overrides.get("sampler", fields.get("sampler", cls.sampler))
+        sampler = overrides.get("sampler", self.sampler)
         if sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {', '.join(sorted(SAMPLERS))}, got {sampler!r}")
         if "num_steps" in overrides:
             overrides[STEP_FIELDS.get(sampler, "num_steps")] = overrides.pop("num_steps")
-        return cls(**{**fields, **overrides}, settings=settings)
+        return dataclasses.replace(self, **overrides)
 
     @property
     def prediction(self) -> str:
@@ -257,8 +262,8 @@ class Kind(NamedTuple):
         bound of early stopping from ``settings.validation_calls`` model calls per example;
         None without one.
       wrap: ``wrap(config.diffusion, make_network, data_shape)`` makes the model from the
-        network of ``config.model`` (built with the data's output channels), for a kind with
-        learned parts of its own.
+        network of ``config.model`` (``make_network(input_shape, out_channels)``), for a kind
+        with learned parts of its own.
       check: ``check(checker)`` checks the kind's own fields of the config
         (:class:`~jaxdiff.engine.checks.Checker`).
     """
@@ -431,11 +436,14 @@ def _vdm_model(d, make_network, data_shape):
     LearnedGamma` with ``gamma_features`` hidden units, initialised linear; "linear": fixed),
     both between ``gamma_min`` and ``gamma_max``; ``fourier_exponents`` (() for none);
     ``time_scale``; ``head`` ("eps", or "categorical": :func:`~jaxdiff.vdm.categorical_eps`).
-    ``make_network(input_shape)`` makes the network for inputs of ``input_shape`` (the data's
-    channels and their Fourier features); it must be an NNX module."""
+    ``make_network(input_shape, out_channels)`` makes the network for inputs of ``input_shape``
+    (the data's channels and their Fourier features) and the data's output channels (eps) or
+    256 per data channel (categorical); it must be an NNX module."""
     exponents = tuple(d.fourier_exponents)
-    input_shape = (*data_shape[:-1], data_shape[-1] * (1 + 2 * len(exponents)))
-    network = make_network(input_shape)
+    channels = data_shape[-1]
+    input_shape = (*data_shape[:-1], channels * (1 + 2 * len(exponents)))
+    categorical = d.get("head", "eps") == "categorical"
+    network = make_network(input_shape, channels * (vdm.NUM_VALUES if categorical else 1))
     if not isinstance(network, network_lib.NNXNetwork):
         raise ValueError("config.model: a VDM run needs an NNX network (nnx.Module)")
 
@@ -479,15 +487,17 @@ def _dsm_objective(cfg, levels):
 
 
 def _edm_objective(cfg, process):
+    sigma_data, p_mean, p_std = cfg.diffusion.sigma_data, cfg.loss.p_mean, cfg.loss.p_std
     return lambda model_fn, x0, rng: losses.edm_loss(
-        _edm_denoiser(cfg.diffusion.sigma_data, model_fn), x0, rng, p_mean=cfg.loss.p_mean, p_std=cfg.loss.p_std,
-        sigma_data=cfg.diffusion.sigma_data,
+        _edm_denoiser(sigma_data, model_fn), x0, rng, p_mean=p_mean, p_std=p_std,
+        sigma_data=sigma_data,
     )
 
 
 def _flow_objective(cfg, process):
+    time_sampling = cfg.loss.time_sampling
     return lambda model_fn, x0, rng: losses.flow_matching_loss(
-        _flow_velocity(process, model_fn), x0, rng, time_sampling=cfg.loss.time_sampling
+        _flow_velocity(process, model_fn), x0, rng, time_sampling=time_sampling
     )
 
 
@@ -664,13 +674,10 @@ def _check_output(model, data_shape, time_input, out_channels):
 
 
 def _output_channels(diff, channels: int) -> int | None:
-    """The network's output channels: twice the data's for a learned variance; a VDM's, whose
-    input has Fourier channels too, the data's (eps) or 256 per data channel (categorical);
-    else the input's (None)."""
-    if diff.get("variance", "fixed_small") in ("learned", "learned_range"):
+    """The network's output channels: twice the data's for a learned variance, else the
+    input's (None; a kind's ``wrap`` may ask for others)."""
+    if diff.get("variance", "fixed_small") in _LEARNED:
         return 2 * channels
-    if diff.kind == "vdm":
-        return channels * (vdm.NUM_VALUES if diff.get("head", "eps") == "categorical" else 1)
     return None
 
 
@@ -696,8 +703,8 @@ def build_experiment(config: ml_collections.ConfigDict, *, data_shape=None) -> E
         )
     out_channels = _output_channels(diff, data_shape[-1])
 
-    def make_network(input_shape):
-        return _resolve_model(config.model, input_shape, out_channels)
+    def make_network(input_shape, channels=out_channels):
+        return _resolve_model(config.model, input_shape, channels)
 
     if kind.wrap is None:
         model = make_network(tuple(data_shape))
@@ -792,8 +799,9 @@ def _edm_sampler(c, process):
 
 
 def build_sampler(config: ml_collections.ConfigDict, experiment: Experiment, **overrides):
-    """Resolves ``config.sampling`` (with ``overrides``, :meth:`SamplingOptions.of`) into
-    ``sample(variables, rng, num) -> x_0`` (:func:`sampler`).
+    """Resolves ``config.sampling`` (:meth:`SamplingOptions.of`, with ``overrides``:
+    :meth:`SamplingOptions.replace`) into ``sample(variables, rng, num) -> x_0``
+    (:func:`sampler`).
 
     Args:
       config: the run's config.
@@ -801,7 +809,8 @@ def build_sampler(config: ml_collections.ConfigDict, experiment: Experiment, **o
       **overrides: replace fields of ``config.sampling`` (``sampler="ddim"``); ``num_steps``
         sets the chosen sampler's step count, whatever its field (:data:`STEP_FIELDS`).
     """
-    return sampler(experiment, SamplingOptions.of(config.sampling, experiment.settings, **overrides))
+    options = SamplingOptions.of(config.sampling, experiment.settings).replace(**overrides)
+    return sampler(experiment, options)
 
 
 def sampler(experiment: Experiment, options: SamplingOptions):
@@ -890,11 +899,11 @@ def family(config: ml_collections.ConfigDict, data_shape) -> Family:
     _, run_key, _ = run_keys(config.seed)
     tcfg = config.training
 
-    sampling = config.sampling
+    sampling = SamplingOptions.of(config.sampling, experiment.settings)
 
     def sample(state, rng, num, **overrides):
-        options = SamplingOptions.of(sampling, experiment.settings, **overrides)
-        return sampler(experiment, options)({"params": state.ema_params}, rng, num)
+        chain = sampler(experiment, sampling.replace(**overrides))
+        return chain({"params": state.ema_params}, rng, num)
 
     return Family(
         init_state=functools.partial(initial_state, experiment, rng=run_key),

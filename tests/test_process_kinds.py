@@ -107,3 +107,18 @@ def test_a_process_kind_takes_the_solvers_of_any_process_only():
     cli.apply_overrides(config, {"diffusion.prediction": "mean"})
     with pytest.raises(ValueError, match="config.diffusion.prediction must be one of eps, x0"):
         train.resolve(config, (2,))
+
+
+def test_sampling_options_are_the_configs_resolved_once():
+    """config.sampling becomes a frozen SamplingOptions; --steps sets the chosen sampler's own
+    step field; an unknown option or sampler is named."""
+    config = _config("trig")
+    exp = train.build_experiment(config, data_shape=(2,))
+    options = diffusion.SamplingOptions.of(config.sampling, exp.settings)
+    assert (options.sampler, options.num_steps, options.prediction) == ("dpm_solver", 50, "eps")
+    assert options.replace(sampler="ddpm", num_steps=7).ddpm_num_steps == 7
+    assert options.replace(sampler="langevin", num_steps=7).steps_per_sigma == 7
+    with pytest.raises(ValueError, match="warp is no sampling option"):
+        options.replace(warp=2)
+    with pytest.raises(ValueError, match="sampler must be one of .*got 'heun'"):
+        options.replace(sampler="heun")

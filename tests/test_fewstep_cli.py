@@ -39,14 +39,15 @@ _RUNS = {}
 
 
 @pytest.fixture(scope="module")
-def student(teacher, tmp_path_factory):
-    """``student(name) -> workdir``: each student trained once (2 steps) for the module."""
+def student(request, tmp_path_factory):
+    """``student(name) -> workdir``: each student trained once (2 steps) for the module; the
+    teacher only when a distilled student first needs it."""
 
     def get(name):
         if name not in _RUNS:
             config, overrides = STUDENTS[name]
             if "distillation" in name or name == "reflow":
-                overrides = {**overrides, "distillation.teacher": str(teacher)}
+                overrides = {**overrides, "distillation.teacher": str(request.getfixturevalue("teacher"))}
             workdir = tmp_path_factory.mktemp("fewstep") / name
             assert _train(config, workdir, **overrides) == 0
             _RUNS[name] = workdir

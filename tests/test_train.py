@@ -97,7 +97,7 @@ def test_resume_and_sigterm_are_bit_identical_and_nan_stops_cleanly(tmp_path):
     args = [f"--config.{k}={v}" for k, v in {**TINY, "training.num_steps": n}.items()]
     cmd = [sys.executable, "-m", "jaxdiff", "train", "--config", str(REPO / "configs" / "toy2d_ddpm.py"),
            "--workdir", str(tmp_path / "c"), *args]
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=1"}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     metrics = tmp_path / "c" / "metrics.jsonl"
     deadline = time.time() + 120
@@ -181,7 +181,8 @@ print("OK", out[1][0], out[8][0])
 
 
 def test_one_and_eight_devices_take_the_same_step():
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
+    env = {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8",
+           "JAX_PLATFORMS": "cpu"}
     res = subprocess.run([sys.executable, "-c", _DEVICES_SCRIPT], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and "OK" in res.stdout, res.stdout + res.stderr

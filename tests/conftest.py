@@ -52,3 +52,11 @@ jax.config.update(
     "jax_persistent_cache_min_compile_time_secs",
     float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]),
 )
+
+
+def pytest_collection_modifyitems(items):
+    """Modules holding ``slow`` tests run first, each module's tests still together (for its
+    fixtures): with ``-n``, the longest tests start early instead of leaving one worker alone at
+    the end."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)  # stable: the order is kept otherwise

@@ -60,6 +60,7 @@ def test_sample_needs_a_run(capsys, tmp_path):
     assert "is not a jaxdiff run directory" in err
 
 
+@pytest.mark.slow
 def test_one_step_end_to_end_on_tfds_mock_data(capsys, tmp_path):
     tiny = {
         "model.ch": 8, "model.ch_mult": "(1,)", "model.num_res_blocks": 1, "model.num_groups": 8,

@@ -56,6 +56,7 @@ def student(request, tmp_path_factory):
     return get
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(STUDENTS))
 def test_train_and_sample(name, student, tmp_path):
     """Every method trains (finite losses), keeps its teacher's parameters or pairs, and samples

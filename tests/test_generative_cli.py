@@ -29,6 +29,7 @@ def _leaves_equal(a, b):
     return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["vae", "gan"])
 def test_train_resume_sample_eval(family, tmp_path, capsys):
     _train(family, tmp_path / "a", 4)

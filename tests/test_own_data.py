@@ -90,6 +90,7 @@ def test_a_folder_and_an_npz_read_the_same_examples(own_data):
     assert data.ImageFolder(folder).classes == tuple(f"class_{k}" for k in range(10))
 
 
+@pytest.mark.slow
 def test_train_on_a_folder_and_resume_an_npz_run_bit_for_bit(runs):
     straight, resumed = (train.load_run(w, checkpoint="latest") for w in runs)
     assert straight.step == resumed.step == 4

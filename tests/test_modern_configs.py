@@ -55,9 +55,10 @@ def test_dit_is_the_network_of_every_process(name):
     _trace(config)
 
 
-def _train_sample_eval(tmp_path, name, settings, num_examples):
-    """`jaxdiff train` (one step), `sample` (3 samples, 2 steps) and `eval` of a config; the
-    eval's JSON, after checking the samples and that the parts add up to the total."""
+def _train_sample_eval(tmp_path, name, settings, num_examples, *eval_args):
+    """`jaxdiff train` (one step), `sample` (3 samples, 2 steps) and `eval` (with ``eval_args``)
+    of a config; the eval's JSON, after checking the samples and that the parts add up to the
+    total."""
     workdir = tmp_path / "run"
     settings = {"training.batch_size": 4, "training.num_steps": 1, "sampling.num_samples": 0,
                 **settings}
@@ -70,7 +71,7 @@ def _train_sample_eval(tmp_path, name, settings, num_examples):
     assert samples.shape == (3, 8, 8, 1) and samples.dtype == np.uint8
     report = tmp_path / "eval.json"
     assert cli.main(["eval", "--workdir", str(workdir), "--max_examples", str(num_examples),
-                     "--output", str(report)]) == 0
+                     "--output", str(report), *eval_args]) == 0
     r = json.loads(report.read_text())
     assert r["num_examples"] == num_examples and np.isfinite(r["total_bpd"])
     np.testing.assert_allclose(r["prior_bpd"] + r["diffusion_bpd"] + r["decoder_bpd"], r["total_bpd"], rtol=1e-5)
@@ -90,10 +91,12 @@ def test_vdm_train_sample_eval_end_to_end(tmp_path):
     """digits_vdm through the command line (one step of a tiny U-Net, at learning rate 0: the
     warmup's first step). The eval's prior term is KL(N(alpha_1 x, sigma_1^2) || N(0, 1)) at the
     initial gamma(1) = 5, computed here in closed form from the test digits; the decoder term at
-    gamma(0) = -13.3 (sigma_0 / alpha_0 = 0.0013, a sixth of the bin width) is near zero."""
+    gamma(0) = -13.3 (sigma_0 / alpha_0 = 0.0013, a sixth of the bin width) is near zero. Both
+    are the same for any number of draws of the bound: 4 per example, not the eval's 256."""
     validation = {"training.validation.every": 1, "training.validation.num_timesteps": 2}
     r = _train_sample_eval(
-        tmp_path, "digits_vdm", {"model.ch": 8, "model.ch_mult": "(1,)", **validation}, 8
+        tmp_path, "digits_vdm", {"model.ch": 8, "model.ch_mult": "(1,)", **validation}, 8,
+        "--bound_draws", "4",
     )
     alpha2, sigma2 = 1.0 / (1.0 + math.exp(5.0)), 1.0 / (1.0 + math.exp(-5.0))
 

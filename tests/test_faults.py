@@ -469,7 +469,7 @@ from jaxdiff import cli
 from jaxdiff.families import diffusion
 
 phase, signum = sys.argv[1], getattr(signal, sys.argv[2])
-build = diffusion.build_sampler
+build = diffusion.sampler
 
 def hold(x):
     print("signalled at", time.time(), flush=True)
@@ -490,7 +490,7 @@ def build_slow(*args, **kwargs):
 
     return slow
 
-diffusion.build_sampler = build_slow  # what the diffusion family's sample calls
+diffusion.sampler = build_slow  # what the diffusion family's sample calls
 sys.argv = ["jaxdiff", *sys.argv[3:]]
 sys.exit(cli.main())
 """
